@@ -1,0 +1,150 @@
+"""MaskGIT decoding of future frames, one frame at a time (causal in time, parallel within a frame).
+
+Per frame: start fully masked; at each of `maskgit_steps` steps sample every still-masked token,
+then keep the `n` least preferred of them masked for the next step, with n following the cosine
+schedule `ceil(cos(pi/2 * (step+1)/steps) * S)` and reaching 0 at the last step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+from genie.factorization import unfactorize_token_ids
+from genie.model import STMaskGIT
+from genie.schedules import maskgit_num_masked
+
+UNMASK_MODES = ("confidence", "gumbel", "random")
+
+
+@dataclass
+class SamplingConfig:
+    maskgit_steps: int = 2
+    temperature: float = 0.0  # 0 = greedy (argmax); otherwise logits are divided by it before softmax
+    top_k: int | None = None
+    top_p: float | None = None
+    unmask_mode: str = "random"  # which sampled tokens to keep each step: confidence | gumbel | random
+    choice_temperature: float = 4.5  # scale of the Gumbel noise in "gumbel" mode (MaskGIT), annealed to 0
+
+    def __post_init__(self) -> None:
+        if self.maskgit_steps < 1:
+            raise ValueError(f"maskgit_steps = {self.maskgit_steps} must be >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature = {self.temperature} must be >= 0 (0 = greedy)")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k = {self.top_k} must be >= 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p = {self.top_p} must be in (0, 1]")
+        if self.unmask_mode not in UNMASK_MODES:
+            raise ValueError(f"unmask_mode = {self.unmask_mode!r} must be one of {UNMASK_MODES}")
+
+
+def sampling_distribution(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """Probabilities to sample from: temperature on the logits, then top-k / top-p filtering.
+
+    logits: (..., V). Unlike the reference (which divides already-normalised probabilities by the
+    temperature, a no-op after renormalisation), the temperature here really sharpens or flattens.
+    """
+    shape = logits.shape
+    scores = logits.reshape(-1, shape[-1]).float() / max(cfg.temperature, 1e-8)
+    if cfg.top_k is not None:
+        scores = TopKLogitsWarper(top_k=min(cfg.top_k, shape[-1]))(None, scores)
+    if cfg.top_p is not None and cfg.top_p < 1.0:
+        scores = TopPLogitsWarper(top_p=cfg.top_p)(None, scores)
+    return torch.softmax(scores, dim=-1).reshape(shape)
+
+
+def sample_tokens(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (B, S, K, V) -> (token ids (B, S), confidence (B, S)).
+
+    Each factor is sampled independently; the confidence is the product over factors of the model's
+    (untempered) probability of the chosen factor.
+    """
+    model_probs = torch.softmax(logits.float(), dim=-1)
+    if cfg.temperature == 0:
+        factor_ids = logits.argmax(dim=-1)
+    else:
+        probs = sampling_distribution(logits, cfg)
+        flat = rearrange(probs, "b s k v -> (b s k) v")
+        factor_ids = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    confidence = model_probs.gather(-1, factor_ids.unsqueeze(-1)).squeeze(-1).prod(dim=-1)
+    k, v = logits.shape[-2], logits.shape[-1]
+    return unfactorize_token_ids(factor_ids, k, v), confidence
+
+
+def _remask_scores(confidence: torch.Tensor, step: int, cfg: SamplingConfig, generator: torch.Generator | None
+                   ) -> torch.Tensor:
+    """Scores where LOW means "mask again"; decoded tokens are set to +inf by the caller."""
+    if cfg.unmask_mode == "confidence":
+        return confidence
+    if cfg.unmask_mode == "random":
+        return torch.rand(confidence.shape, generator=generator, device=confidence.device)
+    # MaskGIT: log-confidence plus Gumbel noise whose scale anneals linearly to 0 over the steps.
+    uniform = torch.rand(confidence.shape, generator=generator, device=confidence.device).clamp(1e-20, 1.0)
+    gumbel = -torch.log(-torch.log(uniform).clamp(min=1e-20))
+    scale = cfg.choice_temperature * (1.0 - (step + 1) / cfg.maskgit_steps)
+    return torch.log(confidence.clamp(min=1e-30)) + scale * gumbel
+
+
+@torch.no_grad()
+def decode_frame(model: STMaskGIT, context: torch.Tensor, cfg: SamplingConfig, actions: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode the last frame of `context` (B, t+1, S), which must be fully masked.
+
+    Returns (tokens (B, S), logits of the first step (B, S, K, V)). For a bidirectional model pass
+    the full window with all future frames masked; the decoded frame is then `t = index of the first
+    fully masked frame`.
+    """
+    mask_id = model.mask_token_id
+    masked_frames = (context == mask_id).all(dim=-1).all(dim=0)  # (T,)
+    t = int(masked_frames.float().argmax()) if masked_frames.any() else context.shape[1] - 1
+    if not masked_frames[t]:
+        raise ValueError("decode_frame expects the frame to decode to be fully masked")
+    context = context.clone()
+    b, _, s = context.shape
+    first_logits = None
+    for step in range(cfg.maskgit_steps):
+        logits = model.compute_logits(context, actions=actions)[:, t]
+        if first_logits is None:
+            first_logits = logits
+        current = context[:, t]
+        is_masked = current == mask_id  # True = still masked
+        sampled, confidence = sample_tokens(logits, cfg, generator)
+        frame = torch.where(is_masked, sampled, current)
+        num_masked = maskgit_num_masked(step, cfg.maskgit_steps, s)
+        if num_masked > 0:
+            scores = _remask_scores(confidence, step, cfg, generator).masked_fill(~is_masked, float("inf"))
+            lowest = scores.argsort(dim=1)[:, :num_masked]
+            remask = torch.zeros_like(is_masked).scatter_(1, lowest, True)
+            frame = frame.masked_fill(remask, mask_id)
+        context[:, t] = frame
+    return context[:, t], first_logits
+
+
+@torch.no_grad()
+def generate(model: STMaskGIT, prompt: torch.Tensor, num_new_frames: int, cfg: SamplingConfig,
+             actions: torch.Tensor | None = None, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generate `num_new_frames` after `prompt` (B, Tp, S).
+
+    `actions` (B, Tp + num_new_frames, A) when the model is action-conditioned. Returns
+    (tokens (B, Tp + N, S) with the prompt, first-step logits of the new frames (B, N, S, K, V)).
+    """
+    b, num_prompt, s = prompt.shape
+    total = num_prompt + num_new_frames
+    if total > model.config.T:
+        raise ValueError(f"prompt ({num_prompt}) + new frames ({num_new_frames}) exceed the model's T = {model.config.T}")
+    tokens = torch.cat([prompt, torch.full((b, num_new_frames, s), model.mask_token_id,
+                                           dtype=prompt.dtype, device=prompt.device)], dim=1)
+    all_logits = []
+    for t in range(num_prompt, total):
+        # A causal model cannot see later frames, so only frames 0..t are run.
+        end = t + 1 if model.config.causal else total
+        frame_actions = None if actions is None else actions[:, :end]
+        frame, logits = decode_frame(model, tokens[:, :end], cfg, frame_actions, generator)
+        tokens[:, t] = frame
+        all_logits.append(logits)
+    return tokens, torch.stack(all_logits, dim=1)

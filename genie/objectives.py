@@ -1,0 +1,85 @@
+"""Training objectives: what differs between the two stages of the one training loop.
+
+An objective turns a batch of clean windows into model inputs (masked input, labels, loss_mask with
+True = masked = scored), picks the temporal attention mode, and evaluates. The mask randomness of a
+batch is a pure function of (seed, process, optimizer step, micro-batch), so masks do not depend on
+DataLoader workers, survive resume exactly, and follow the optimizer step under accumulation.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from data import get_maskgit_collator
+from genie.config import GenieConfig
+from genie.evaluation import teacher_forced_sums
+from genie.model import STMaskGIT, token_cross_entropy
+
+
+def batch_generator(seed: int, process_index: int, step: int, micro_step: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator seeded from the batch's coordinates (no shared state to save or to race on)."""
+    state = np.random.SeedSequence([seed, process_index, step, micro_step, stream]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+class Objective:
+    name: str = "objective"
+    temporal_attention: str = "causal"
+    final_model_dirname: str = "final_model"
+
+    def __init__(self, config: GenieConfig):
+        self.config = config
+
+    def make_batch(self, batch: dict[str, torch.Tensor], step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def step_metrics(self, step: int) -> dict[str, float]:
+        """Scalars to log with every optimizer step (e.g. the current mask ratio)."""
+        return {}
+
+    def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, seed: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class AutoregressiveObjective(Objective):
+    """Stage 2: the reference's MaskGIT corruption and masking, causal in time, scored on masked tokens."""
+    name = "autoregressive"
+    temporal_attention = "causal"
+    final_model_dirname = "final_model"
+
+    def __init__(self, config: GenieConfig):
+        super().__init__(config)
+        self.collator = get_maskgit_collator(config)
+
+    def make_batch(self, batch, step, generator):
+        return self.collator(batch, generator=generator)
+
+    def evaluate(self, model, batches, gather, seed):
+        """Val loss under the training corruption (fixed draws) and the teacher-forced challenge metric.
+
+        `gather` collects per-window rows from all processes, each val window exactly once.
+        """
+        sums = torch.zeros(5, dtype=torch.float64)
+        for index, batch in enumerate(batches):
+            inputs = self.make_batch(batch, step=index, generator=batch_generator(seed, 0, 0, index, stream=1))
+            rows = torch.cat([masked_loss_sums(model, inputs), teacher_forced_rows(model, batch)], dim=1)
+            sums += gather(rows).double().cpu().sum(0)
+        loss_sum, scored, tf_ce, tf_correct, tf_tokens = sums.tolist()
+        return {"loss": loss_sum / max(scored, 1), "tf_cross_entropy": tf_ce / max(tf_tokens, 1),
+                "tf_accuracy": tf_correct / max(tf_tokens, 1), "num_windows_tokens": int(tf_tokens)}
+
+
+def masked_loss_sums(model: STMaskGIT, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, 2): per window, summed cross-entropy over its scored tokens and their number."""
+    logits = model.compute_logits(inputs["input_ids"], actions=inputs.get("actions"))
+    token_ce, _ = token_cross_entropy(logits, inputs["labels"], model.config)
+    weights = inputs["loss_mask"].to(token_ce.dtype)
+    return torch.stack([(token_ce * weights).sum(dim=(1, 2)), weights.sum(dim=(1, 2))], dim=1)
+
+
+def teacher_forced_rows(model: STMaskGIT, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, 3): per window, teacher-forced cross-entropy sum, correct tokens, scored tokens."""
+    tf = teacher_forced_sums(model, batch["input_ids"], batch.get("actions"))
+    return torch.stack([tf.ce_sum, tf.correct_sum, tf.num_tokens], dim=1)

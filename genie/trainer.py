@@ -1,0 +1,250 @@
+"""The one training loop behind train.py (stage 2) and masked_pretrain.py (stage 1), on Accelerate.
+
+Run folder (DESIGN.md §6): config.json (the run), step_N/ (resumable: model, optimizer, LR scheduler,
+RNG, trainer_state.json with the data position), <final model>/ in Hugging Face format, metrics.jsonl.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from data import RawTokenDataset, stack_features
+from genie.checkpoint import CheckpointError
+from genie.config import ConfigError, GenieConfig
+from genie.model import STMaskGIT
+from genie.objectives import Objective, batch_generator
+from genie.run_logging import MetricsLogger
+from genie.training_args import TrainingArguments
+
+TRAINER_STATE = "trainer_state.json"
+
+
+def resolve_data_dirs(args: TrainingArguments, config: GenieConfig) -> tuple[Path, Path]:
+    """The train/val folders: the given ones, or the built-in dataset matching the config (made if missing)."""
+    if args.train_data_dir and args.val_data_dir:
+        return Path(args.train_data_dir), Path(args.val_data_dir)
+    from scripts.builtin_dataset import builtin_dataset_dirs
+
+    train, val = builtin_dataset_dirs(grid=config.h, vocab_size=config.image_vocab_size)
+    return Path(args.train_data_dir or train), Path(args.val_data_dir or val)
+
+
+def load_datasets(args: TrainingArguments, config: GenieConfig, accelerator: Accelerator
+                  ) -> tuple[RawTokenDataset, RawTokenDataset]:
+    window = args.window_size or config.T
+    with accelerator.main_process_first():  # the built-in dataset is written once, by the main process
+        train_dir, val_dir = resolve_data_dirs(args, config)
+    train = RawTokenDataset(train_dir, window, args.stride, filter_overlaps=args.filter_overlaps,
+                            action_dims=config.action_dims)
+    # Validation windows never share frames, as in the reference evaluation.
+    val = RawTokenDataset(val_dir, window, args.stride, filter_overlaps=True, action_dims=config.action_dims)
+    train.check_compatible(config)
+    val.check_compatible(config)
+    return train, val
+
+
+def prepare_output_dir(args: TrainingArguments, run_config: dict[str, Any]) -> Path:
+    """Refuse to mix two runs in one folder unless asked to overwrite or resume."""
+    out = Path(args.output_dir)
+    existing = out / "config.json"
+    if existing.is_file() and not (args.overwrite_output_dir or args.resume_from_checkpoint):
+        raise ConfigError(f"--output_dir {out} already holds a run; pass --resume_from_checkpoint latest to continue "
+                          "it, --overwrite_output_dir to replace it, or choose another folder")
+    if args.overwrite_output_dir and not args.resume_from_checkpoint and out.is_dir():
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def find_checkpoint(output_dir: Path, spec: str) -> Path:
+    """`latest` -> the newest step_N/ of the run; otherwise the given folder, which must exist."""
+    if spec == "latest":
+        steps = sorted((p for p in output_dir.glob("step_*") if p.name.split("_")[1].isdigit()),
+                       key=lambda p: int(p.name.split("_")[1]))
+        if not steps:
+            raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} has no step_N/ checkpoint yet")
+        return steps[-1]
+    path = Path(spec)
+    if not (path / TRAINER_STATE).is_file():
+        raise CheckpointError(f"--resume_from_checkpoint {path} is not a step_N/ checkpoint folder "
+                              f"(no {TRAINER_STATE}); pass a step_N/ folder of a run or 'latest'")
+    return path
+
+
+def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
+    """AdamW; weight decay only on matrices of Linear layers (not biases, norms, embeddings, positions)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        is_matrix = param.ndim == 2 and not ("embed" in name)
+        (decay if is_matrix else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta_1, args.adam_beta_2),
+                             eps=args.adam_eps)
+
+
+def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
+          run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train `model` with `objective`; returns the final evaluation metrics."""
+    config = model.config
+    log_with = {"none": None, "all": ["wandb", "tensorboard"]}.get(args.report_to, [args.report_to])
+    if log_with and "wandb" in log_with:
+        # Never prompt for a login: without credentials wandb runs offline into the run folder.
+        if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
+            os.environ["WANDB_MODE"] = "offline"
+        os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("WANDB_DIR", args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
+        log_with=log_with, project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(args.seed)
+    train_set, val_set = load_datasets(args, config, accelerator)
+    run_config = {"stage": objective.name, "args": dataclasses.asdict(args), "genie_config": config.to_dict(),
+                  "train_data_dir": str(train_set.data_dir), "val_data_dir": str(val_set.data_dir),
+                  "num_processes": accelerator.num_processes, **(run_info or {})}
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        prepare_output_dir(args, run_config)
+        (output_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+
+    model.set_gradient_checkpointing(args.gradient_checkpointing)
+    optimizer = build_optimizer(model, args)
+    train_loader = DataLoader(train_set, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
+                              collate_fn=stack_features, num_workers=args.dataloader_num_workers,
+                              pin_memory=torch.cuda.is_available(),
+                              persistent_workers=args.dataloader_num_workers > 0)
+    val_loader = DataLoader(val_set, batch_size=args.per_device_eval_batch_size, shuffle=False,
+                            collate_fn=stack_features)
+    if len(train_loader) == 0:
+        raise ConfigError(f"{train_set.data_dir} has {len(train_set)} windows, fewer than one batch of "
+                          f"{args.per_device_train_batch_size}; lower --per_device_train_batch_size")
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    updates_per_epoch = max(len(train_loader) // args.gradient_accumulation_steps, 1)
+    max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+    # The scheduler is stepped once per optimizer step, by us (not wrapped: Accelerate would step it
+    # once per process); registering it puts it into save_state/load_state.
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,
+                              num_training_steps=max_steps)
+    accelerator.register_for_checkpointing(scheduler)
+    if log_with:
+        accelerator.init_trackers(f"genie-{objective.name}", config={k: v for k, v in dataclasses.asdict(args).items()
+                                                                     if isinstance(v, (int, float, str, bool))})
+
+    step, epoch, batches_done = 0, 0, 0
+    if args.resume_from_checkpoint:
+        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+        step, epoch, batches_done = state["step"], state["epoch"], state["batches_done_in_epoch"]
+        accelerator.print(f"resumed from {checkpoint} at step {step}")
+
+    logger = MetricsLogger(output_dir / "metrics.jsonl", accelerator)
+    progress = tqdm(total=max_steps, initial=step, desc=objective.name, disable=not accelerator.is_local_main_process)
+    unwrapped = accelerator.unwrap_model(model)
+
+    def evaluate() -> dict[str, Any]:
+        model.eval()
+        batches = (b for i, b in zip(range(args.max_eval_steps), val_loader))
+        with torch.no_grad(), accelerator.autocast():
+            metrics = objective.evaluate(unwrapped, batches, accelerator.gather_for_metrics, args.seed)
+        model.train()
+        return metrics
+
+    def save_checkpoint() -> None:
+        final = output_dir / f"step_{step}"
+        tmp = output_dir / f".tmp-step_{step}"
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
+        if accelerator.is_main_process:
+            unwrapped.config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
+            (tmp / TRAINER_STATE).write_text(json.dumps(
+                {"step": step, "epoch": epoch, "batches_done_in_epoch": batches_done, "max_steps": max_steps}))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
+        accelerator.wait_for_everyone()
+
+    model.train()
+    window_tokens = config.T * config.S
+    running_loss = torch.zeros((), device=accelerator.device)
+    running_count = 0
+    last_time, tokens_since = time.perf_counter(), 0
+    while step < max_steps:
+        train_loader.set_epoch(epoch)
+        loader = accelerator.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
+        micro_step = 0
+        for batch in loader:
+            batches_done += 1
+            generator = batch_generator(args.seed, accelerator.process_index, step, micro_step)
+            inputs = objective.make_batch({k: v.cpu() for k, v in batch.items()}, step=step, generator=generator)
+            inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in inputs.items()}
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    out = model(**inputs)
+                accelerator.backward(out.loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            running_loss += out.loss.detach()
+            running_count += 1
+            tokens_since += inputs["input_ids"].shape[0] * window_tokens * accelerator.num_processes
+            micro_step += 1
+            if not accelerator.sync_gradients:
+                continue
+            micro_step = 0
+            scheduler.step()
+            step += 1
+            progress.update(1)
+            if step % args.log_every_n_steps == 0 or step == max_steps:
+                # The only host sync of the step, at logging intervals.
+                loss_value = accelerator.reduce(running_loss, "mean").item() / running_count
+                now = time.perf_counter()
+                record = {"step": step, "train/loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                          "tokens_per_s": tokens_since / (now - last_time), **objective.step_metrics(step)}
+                logger.log(record)
+                progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
+                                      if k in ("train/loss", "mask_ratio")})
+                running_loss.zero_()
+                running_count, tokens_since, last_time = 0, 0, time.perf_counter()
+            elif objective.step_metrics(step):
+                progress.set_postfix({k: round(v, 3) for k, v in objective.step_metrics(step).items()})
+            if step % args.eval_every_n_steps == 0 and step < max_steps:
+                logger.log({"step": step, **{f"val/{k}": v for k, v in evaluate().items()}})
+            if step % args.checkpointing_steps == 0 and step < max_steps:
+                save_checkpoint()
+            if step >= max_steps:
+                break
+        else:
+            epoch, batches_done = epoch + 1, 0
+    progress.close()
+
+    final_metrics = {f"val/{k}": v for k, v in evaluate().items()}
+    logger.log({"step": step, **final_metrics})
+    save_checkpoint()
+    if accelerator.is_main_process:
+        from genie.checkpoint import atomic_directory
+
+        with atomic_directory(output_dir / objective.final_model_dirname) as tmp:
+            unwrapped.save_pretrained(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    accelerator.print(f"saved final model to {output_dir / objective.final_model_dirname}")
+    return final_metrics
