@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -107,6 +108,9 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
             os.environ["WANDB_MODE"] = "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_DIR", args.output_dir)
+    # Accelerate keeps its settings in a process-wide singleton; reset it so that several runs (an
+    # ablation, the tests) can use different settings in one process. Distributed state is kept.
+    AcceleratorState._reset_state()
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=log_with, project_dir=args.output_dir,

@@ -97,8 +97,8 @@ def write_pictures(out: Path, metadata: dict, tokens: torch.Tensor, truth: torch
     gen, real = grid(tokens), grid(truth)
     rows = []
     for i in range(len(gen)):
-        rows += [(f"#{i} prompt", real[i, :num_prompt]), (f"#{i} predicted", gen[i, num_prompt:]),
-                 (f"#{i} truth", real[i, num_prompt:])]
+        rows += [(f"#{i} prompt t<{num_prompt}", real[i, :num_prompt]),
+                 (f"#{i} predicted t>={num_prompt}", gen[i, num_prompt:]), (f"#{i} truth t>={num_prompt}", real[i, num_prompt:])]
     save_grid(out / "strip.png", rows, tokenizer, title="prompt | prediction | truth")
     save_gif(out / "generated.gif", [gen[0], real[0]], tokenizer)
     return ["strip.png", "generated.gif"]

@@ -30,7 +30,7 @@ def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenize
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
             if r == 0:
-                ax.set_title(f"t={c}", fontsize=7)
+                ax.set_title(f"+{c}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

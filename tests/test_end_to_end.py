@@ -1,0 +1,101 @@
+"""Stage-2 training, resume, evaluation and generation through the real entry points, on a tiny config."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from genie.run_logging import read_metrics
+from tests.conftest import REPO_ROOT
+
+
+def train_args(tiny_config_file, tiny_data, out, *extra):
+    train_dir, val_dir = tiny_data
+    return ["--genie_config", str(tiny_config_file), "--train_data_dir", str(train_dir), "--val_data_dir", str(val_dir),
+            "--output_dir", str(out), "--per_device_train_batch_size", "8", "--learning_rate", "3e-3",
+            "--log_every_n_steps", "5", "--eval_every_n_steps", "300", "--checkpointing_steps", "300",
+            "--max_eval_steps", "4", "--seed", "7", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_config_file, tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "ar"
+    metrics = train.main(train_args(tiny_config_file, tiny_data, out, "--max_train_steps", "600"))
+    return out, metrics
+
+
+def test_training_learns_and_writes_a_complete_run_folder(trained_run):
+    out, metrics = trained_run
+    records = read_metrics(out / "metrics.jsonl")
+    losses = [r["train/loss"] for r in records if "train/loss" in r]
+    assert len(losses) == 120 and sum(losses[-3:]) / 3 < 0.8 * losses[0]
+    evals = [r for r in records if "val/tf_cross_entropy" in r]
+    assert [r["step"] for r in evals] == [300, 600]
+    assert evals[-1]["val/tf_cross_entropy"] < evals[0]["val/tf_cross_entropy"]
+    assert metrics["val/tf_cross_entropy"] == evals[-1]["val/tf_cross_entropy"]
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.jsonl", "step_300", "step_600", "final_model"} <= names
+    assert not any(n.startswith(".tmp") for n in names)
+    run_config = json.loads((out / "config.json").read_text())
+    assert run_config["stage"] == "autoregressive" and run_config["genie_config"]["temporal_attention"] == "causal"
+    assert {"model.safetensors", "optimizer.bin", "trainer_state.json", "config.json"} <= {p.name for p in (out / "step_300").iterdir()}
+
+
+def test_resume_reproduces_the_uninterrupted_run(trained_run, tiny_config_file, tiny_data, tmp_path):
+    out, _ = trained_run
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    import shutil
+    shutil.copytree(out / "step_300", resumed / "step_300")
+    (resumed / "config.json").write_text((out / "config.json").read_text())
+    train.main(train_args(tiny_config_file, tiny_data, resumed, "--max_train_steps", "600",
+                          "--resume_from_checkpoint", "latest"))
+    a = load_file(out / "final_model" / "model.safetensors")
+    b = load_file(resumed / "final_model" / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    full = [r["train/loss"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r and r["step"] > 300]
+    part = [r["train/loss"] for r in read_metrics(resumed / "metrics.jsonl") if "train/loss" in r]
+    assert len(full) == len(part) and max(abs(x - y) for x, y in zip(full, part)) < 1e-4
+
+
+def test_accumulation_and_gradient_checkpointing_run(tiny_config_file, tiny_data, tmp_path):
+    metrics = train.main(train_args(tiny_config_file, tiny_data, tmp_path / "acc", "--max_train_steps", "4",
+                                    "--gradient_accumulation_steps", "2", "--gradient_checkpointing",
+                                    "--per_device_train_batch_size", "4", "--mixed_precision", "bf16",
+                                    "--report_to", "tensorboard"))
+    assert metrics["val/tf_cross_entropy"] > 0
+    assert any((tmp_path / "acc").rglob("events.out.tfevents*"))
+
+
+def test_evaluate_and_generate_scripts(trained_run, tiny_data, capsys):
+    from scripts import evaluate, generate
+
+    out, _ = trained_run
+    train_dir, val_dir = tiny_data
+    metrics = evaluate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
+                             "--train_data_dir", str(train_dir), "--output_json", str(out / "eval.json")])
+    printed = capsys.readouterr().out
+    assert "| model |" in printed and "| unigram of train tokens |" in printed and "| copy previous frame |" in printed
+    assert metrics["model_cross_entropy"] < metrics["unigram_cross_entropy"]
+    assert 0 <= metrics["copy_previous_accuracy"] <= 1
+    summary = generate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
+                             "--num_prompt_frames", "2", "--num_examples", "2", "--maskgit_steps", "2",
+                             "--output_dir", str(out / "gen")])
+    assert summary["num_new_frames"] == 2
+    assert {"tokens.npz", "strip.png", "generated.gif", "summary.json"} <= {p.name for p in (out / "gen").iterdir()}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--genie_config", "nope.json"], "config file nope.json does not exist"),
+    (["--train_data_dir", "/nonexistent", "--val_data_dir", "/nonexistent"], "data folder /nonexistent does not exist"),
+    (["--learning_rate", "-1"], "--learning_rate -1.0 must be > 0"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
+    result = subprocess.run([sys.executable, "train.py", "--output_dir", str(tmp_path / "o"), *args],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr and "Traceback" not in result.stderr
