@@ -277,3 +277,61 @@ class AutoregressiveMaskGITCollator:
 def get_maskgit_collator(config: GenieConfig) -> AutoregressiveMaskGITCollator:
     """The stage-2 collator; usable as a DataLoader `collate_fn` or on an already batched dict."""
     return AutoregressiveMaskGITCollator(config)
+
+
+class MaskedPretrainCollator:
+    """Stage-1 batches (MaskViT / MaskGIT style): each sample and each frame gets its own mask.
+
+    The ratio is the schedule's value at the optimizer step passed in (`step` of `total_steps`), or a
+    fixed `ratio` (evaluation). The pattern is random (exactly round(ratio*S) tokens per frame), block
+    or tube; optional periodic prompt frames and a visible spatial lattice are ANDed in; frame 0
+    stays visible unless `mask_all_frames`. Returns input_ids, labels, loss_mask (True = masked =
+    scored) and actions if present.
+    """
+
+    def __init__(self, config, model_config: GenieConfig, total_steps: int = 1):
+        self.config, self.model_config, self.total_steps = config, model_config, max(total_steps, 1)
+
+    def mask_ratio(self, step: int) -> float:
+        from genie.schedules import mask_ratio_at
+
+        c = self.config
+        return mask_ratio_at(step / self.total_steps, c.initial_mask_ratio, c.final_mask_ratio, c.mask_schedule,
+                             c.exponential_k)
+
+    def build_mask(self, shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None) -> torch.Tensor:
+        from genie.masking import block_mask, first_frame_visible, periodic_prompt_frames, random_mask, strided_mask
+
+        c, side = self.config, self.model_config.h
+        if c.mask_pattern == "random":
+            mask = random_mask(shape, ratio, generator)
+        else:
+            block_scale = min(max(ratio / c.block_count, 1.0 / shape[2]), 1.0)
+            mask = block_mask(shape, side, side, c.block_count, (block_scale, block_scale),
+                              (c.block_aspect_min, c.block_aspect_max), tube=c.mask_pattern == "tube",
+                              generator=generator)
+            if ratio == 0:
+                mask = torch.zeros_like(mask)
+        if c.prompt_frame_period:
+            mask &= periodic_prompt_frames(shape, c.prompt_frame_period)
+        if c.lattice_stride:
+            mask &= strided_mask(shape, side, side, c.lattice_stride, c.lattice_offset)
+        if not c.mask_all_frames:
+            mask &= first_frame_visible(shape)
+        return mask
+
+    def __call__(self, features, generator: torch.Generator | None = None, step: int = 0,
+                 ratio: float | None = None) -> dict[str, torch.Tensor]:
+        batch = stack_features(features)
+        tokens = batch["input_ids"]
+        mask = self.build_mask(tuple(tokens.shape), self.mask_ratio(step) if ratio is None else ratio, generator)
+        out = {"input_ids": tokens.masked_fill(mask, self.model_config.mask_token_id), "labels": tokens,
+               "loss_mask": mask}
+        if "actions" in batch:
+            out["actions"] = batch["actions"]
+        return out
+
+
+def get_masked_pretrain_collator(config, model_config: GenieConfig, total_steps: int = 1) -> MaskedPretrainCollator:
+    """The stage-1 collator for a MaskedPretrainConfig, the model's GenieConfig and the run's step count."""
+    return MaskedPretrainCollator(config, model_config, total_steps)

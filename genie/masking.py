@@ -34,3 +34,90 @@ def bernoulli_per_frame(shape: tuple[int, int, int], probability: torch.Tensor,
     """
     device = probability.device
     return torch.rand(shape, generator=generator, device=device) < probability
+
+
+def _check_ratio(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} = {value} must be in [0, 1]")
+
+
+def random_mask(shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """True = masked: exactly round(ratio * S) tokens per sample and per frame, chosen uniformly.
+
+    Vectorized: the masked tokens are those with the smallest of S uniform keys.
+    """
+    _check_ratio("mask ratio", ratio)
+    batch, num_frames, num_tokens = shape
+    count = round(ratio * num_tokens)
+    keys = torch.rand(shape, generator=generator, device=device)
+    ranks = keys.argsort(dim=-1).argsort(dim=-1)  # rank of each token's key within its frame
+    return ranks < count
+
+
+def block_mask(shape: tuple[int, int, int], height: int, width: int, num_blocks: int = 1,
+               scale: tuple[float, float] = (0.15, 0.2), aspect_ratio: tuple[float, float] = (0.75, 1.5),
+               tube: bool = False, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+    """True = masked: the union of `num_blocks` rectangles per frame (I-JEPA style).
+
+    Each rectangle covers about `scale` (a fraction of the frame drawn uniformly from the range) with
+    height/width drawn log-uniformly from `aspect_ratio`; its corner is uniform over valid positions.
+    With `tube`, each sample uses the same rectangles in every frame.
+    """
+    batch, num_frames, num_tokens = shape
+    if height * width != num_tokens:
+        raise ValueError(f"height * width = {height * width} must equal the tokens per frame {num_tokens}")
+    if num_blocks < 1:
+        raise ValueError(f"num_blocks = {num_blocks} must be >= 1")
+    if not (0.0 < scale[0] <= scale[1] <= 1.0):
+        raise ValueError(f"block scale range {scale} must satisfy 0 < min <= max <= 1")
+    if not (0.0 < aspect_ratio[0] <= aspect_ratio[1]):
+        raise ValueError(f"block aspect ratio range {aspect_ratio} must satisfy 0 < min <= max")
+    frames = 1 if tube else num_frames
+    draw = (batch, frames, num_blocks)
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand(draw, generator=generator, device=device)
+
+    area = uniform(*scale) * num_tokens
+    log_aspect = uniform(torch.log(torch.tensor(aspect_ratio[0])).item(), torch.log(torch.tensor(aspect_ratio[1])).item())
+    aspect = torch.exp(log_aspect)
+    block_h = torch.sqrt(area * aspect).round().clamp(1, height).long()
+    block_w = torch.sqrt(area / aspect).round().clamp(1, width).long()
+    top = (torch.rand(draw, generator=generator, device=device) * (height - block_h + 1)).floor().long()
+    left = (torch.rand(draw, generator=generator, device=device) * (width - block_w + 1)).floor().long()
+    rows = torch.arange(height, device=device).reshape(1, 1, 1, height, 1)
+    cols = torch.arange(width, device=device).reshape(1, 1, 1, 1, width)
+    inside = ((rows >= top[..., None, None]) & (rows < (top + block_h)[..., None, None])
+              & (cols >= left[..., None, None]) & (cols < (left + block_w)[..., None, None]))
+    mask = inside.any(dim=2).reshape(batch, frames, num_tokens)
+    return mask.expand(batch, num_frames, num_tokens) if tube else mask
+
+
+def periodic_prompt_frames(shape: tuple[int, int, int], period: int, offset: int = 0,
+                           device: torch.device | str = "cpu") -> torch.Tensor:
+    """True = maskable: every frame except the prompt frames t with t % period == offset, which stay
+    fully visible (the video analogue of VampNet's periodic prompt). AND it with a mask."""
+    if period < 1:
+        raise ValueError(f"prompt frame period = {period} must be >= 1")
+    batch, num_frames, num_tokens = shape
+    frame_index = torch.arange(num_frames, device=device).reshape(1, -1, 1)
+    return (frame_index % period != offset % period).expand(batch, num_frames, num_tokens)
+
+
+def strided_mask(shape: tuple[int, int, int], height: int, width: int, stride: int, offset: int = 0,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """True = maskable: every token except a regular spatial lattice (rows and columns
+    `offset, offset + stride, ...`), which stays visible. AND it with a mask."""
+    batch, num_frames, num_tokens = shape
+    if height * width != num_tokens:
+        raise ValueError(f"height * width = {height * width} must equal the tokens per frame {num_tokens}")
+    if stride < 1:
+        raise ValueError(f"lattice stride = {stride} must be >= 1")
+    if not 0 <= offset < stride:
+        raise ValueError(f"lattice offset = {offset} must be in [0, stride)")
+    rows = torch.arange(height, device=device).reshape(height, 1)
+    cols = torch.arange(width, device=device).reshape(1, width)
+    on_lattice = ((rows % stride) == offset) & ((cols % stride) == offset)
+    return (~on_lattice).reshape(1, 1, num_tokens).expand(batch, num_frames, num_tokens)

@@ -15,6 +15,7 @@ import torch
 from data import get_maskgit_collator
 from genie.config import GenieConfig
 from genie.evaluation import teacher_forced_sums
+from genie.factorization import unfactorize_token_ids
 from genie.model import STMaskGIT, token_cross_entropy
 
 
@@ -35,11 +36,15 @@ class Objective:
     def make_batch(self, batch: dict[str, torch.Tensor], step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def set_total_steps(self, total_steps: int) -> None:
+        """Called by the trainer once the run length is known (schedules use it)."""
+
     def step_metrics(self, step: int) -> dict[str, float]:
         """Scalars to log with every optimizer step (e.g. the current mask ratio)."""
         return {}
 
-    def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, seed: int) -> dict[str, Any]:
+    def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, seed: int,
+                 step: int = 0) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -56,7 +61,7 @@ class AutoregressiveObjective(Objective):
     def make_batch(self, batch, step, generator):
         return self.collator(batch, generator=generator)
 
-    def evaluate(self, model, batches, gather, seed):
+    def evaluate(self, model, batches, gather, seed, step=0):
         """Val loss under the training corruption (fixed draws) and the teacher-forced challenge metric.
 
         `gather` collects per-window rows from all processes, each val window exactly once.
@@ -83,3 +88,57 @@ def teacher_forced_rows(model: STMaskGIT, batch: dict[str, torch.Tensor]) -> tor
     """(B, 3): per window, teacher-forced cross-entropy sum, correct tokens, scored tokens."""
     tf = teacher_forced_sums(model, batch["input_ids"], batch.get("actions"))
     return torch.stack([tf.ce_sum, tf.correct_sum, tf.num_tokens], dim=1)
+
+
+class MaskedPretrainObjective(Objective):
+    """Stage 1: per-sample, per-frame masks at the scheduled ratio; loss on masked tokens only;
+    bidirectional temporal attention unless the config asks for causal (ablation)."""
+    name = "masked_pretrain"
+    final_model_dirname = "masked_pretrain_final"
+
+    def __init__(self, config: GenieConfig, masking, picture_writer=None):
+        super().__init__(config)
+        from data import get_masked_pretrain_collator
+
+        self.masking = masking
+        self.temporal_attention = masking.temporal_attention
+        self.collator = get_masked_pretrain_collator(masking, config)
+        self.picture_writer = picture_writer  # callable(step, input_ids, predictions, labels) or None
+
+    def set_total_steps(self, total_steps: int) -> None:
+        self.collator.total_steps = max(total_steps, 1)
+
+    def make_batch(self, batch, step, generator):
+        return self.collator(batch, generator=generator, step=step)
+
+    def step_metrics(self, step: int) -> dict[str, float]:
+        return {"mask_ratio": self.collator.mask_ratio(step)}
+
+    def evaluate(self, model, batches, gather, seed, step=0):
+        """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus
+        the teacher-forced metric."""
+        ratios = self.masking.ratios_for_eval()
+        sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
+        tf_sums = torch.zeros(3, dtype=torch.float64)
+        for index, batch in enumerate(batches):
+            for r, ratio in enumerate(ratios):
+                inputs = self.collator(batch, generator=batch_generator(seed, 0, 0, index, stream=2 + r), ratio=ratio)
+                logits = model.compute_logits(inputs["input_ids"], actions=inputs.get("actions"))
+                token_ce, token_correct = token_cross_entropy(logits, inputs["labels"], model.config)
+                weights = inputs["loss_mask"].to(token_ce.dtype)
+                rows = torch.stack([(token_ce * weights).sum((1, 2)), (token_correct * weights).sum((1, 2)),
+                                    weights.sum((1, 2))], dim=1)
+                sums[r] += gather(rows).double().cpu().sum(0)
+                if index == 0 and r == len(ratios) // 2 and self.picture_writer is not None:
+                    predicted = unfactorize_token_ids(logits.argmax(-1), model.config.num_factored_vocabs,
+                                                      model.config.factored_vocab_size)
+                    self.picture_writer(step, inputs["input_ids"], predicted, inputs["labels"], ratio)
+            tf_sums += gather(teacher_forced_rows(model, batch)).double().cpu().sum(0)
+        metrics = {}
+        for ratio, (ce, correct, scored) in zip(ratios, sums.tolist()):
+            metrics[f"masked_loss@{ratio:g}"] = ce / max(scored, 1)
+            metrics[f"masked_accuracy@{ratio:g}"] = correct / max(scored, 1)
+        metrics["loss"] = sum(metrics[f"masked_loss@{r:g}"] for r in ratios) / len(ratios)
+        metrics["tf_cross_entropy"] = tf_sums[0].item() / max(tf_sums[2].item(), 1)
+        metrics["tf_accuracy"] = tf_sums[1].item() / max(tf_sums[2].item(), 1)
+        return metrics

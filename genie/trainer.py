@@ -143,6 +143,7 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     # The scheduler is stepped once per optimizer step, by us (not wrapped: Accelerate would step it
     # once per process); registering it puts it into save_state/load_state.
+    objective.set_total_steps(max_steps)
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,
                               num_training_steps=max_steps)
     accelerator.register_for_checkpointing(scheduler)
@@ -166,7 +167,7 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
         model.eval()
         batches = (b for i, b in zip(range(args.max_eval_steps), val_loader))
         with torch.no_grad(), accelerator.autocast():
-            metrics = objective.evaluate(unwrapped, batches, accelerator.gather_for_metrics, args.seed)
+            metrics = objective.evaluate(unwrapped, batches, accelerator.gather_for_metrics, args.seed, step=step)
         model.train()
         return metrics
 
@@ -222,14 +223,16 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
                 loss_value = accelerator.reduce(running_loss, "mean").item() / running_count
                 now = time.perf_counter()
                 record = {"step": step, "train/loss": loss_value, "lr": scheduler.get_last_lr()[0],
-                          "tokens_per_s": tokens_since / (now - last_time), **objective.step_metrics(step)}
+                          "tokens_per_s": tokens_since / (now - last_time), **objective.step_metrics(step - 1)}
                 logger.log(record)
                 progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
                                       if k in ("train/loss", "mask_ratio")})
                 running_loss.zero_()
                 running_count, tokens_since, last_time = 0, 0, time.perf_counter()
-            elif objective.step_metrics(step):
-                progress.set_postfix({k: round(v, 3) for k, v in objective.step_metrics(step).items()})
+            elif objective.step_metrics(step - 1):  # e.g. the mask ratio this update used: every step
+                used = objective.step_metrics(step - 1)
+                logger.log({"step": step, **used})
+                progress.set_postfix({k: round(v, 3) for k, v in used.items()})
             if step % args.eval_every_n_steps == 0 and step < max_steps:
                 logger.log({"step": step, **{f"val/{k}": v for k, v in evaluate().items()}})
             if step % args.checkpointing_steps == 0 and step < max_steps:
