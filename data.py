@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -138,12 +136,13 @@ class RawTokenDataset(Dataset):
         if self.num_images == 0:
             return
         frames = np.unique(np.linspace(0, self.num_images - 1, min(_TOKEN_CHECK_FRAMES, self.num_images)).astype(np.int64))
-        sample = np.asarray(self.video[frames])
-        bad = sample >= self.vocab_size
-        if np.any(bad) or (sample.dtype.kind == "i" and np.any(sample < 0)):
-            frame = int(frames[np.nonzero(bad.reshape(len(frames), -1).any(axis=1) | (sample < 0).reshape(len(frames), -1).any(axis=1))[0][0]])
-            raise DataFormatError(f"{self.data_dir / 'video.bin'}: frame {frame} holds token id {int(sample.max())} "
-                                  f"outside [0, vocab_size={self.vocab_size}); fix vocab_size in metadata.json or the tokens")
+        sample = np.asarray(self.video[frames]).reshape(len(frames), -1).astype(np.int64)
+        bad_frames = ((sample >= self.vocab_size) | (sample < 0)).any(axis=1)
+        if bad_frames.any():
+            first = int(np.argmax(bad_frames))
+            raise DataFormatError(f"{self.data_dir / 'video.bin'}: frame {int(frames[first])} holds token id "
+                                  f"{int(sample[first].max())} outside [0, vocab_size={self.vocab_size}); "
+                                  "fix vocab_size in metadata.json or the tokens")
 
     def __len__(self) -> int:
         return len(self.start_indices)

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.output_dir = "runs/masked_pretrain"
     config = GenieConfig.from_json_file(args.genie_config).replace(temporal_attention=masking.temporal_attention)
     model = STMaskGIT(config)
-    _, val_dir = resolve_data_dirs(args, config)
+    val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]
     objective = MaskedPretrainObjective(config, masking,
                                         picture_writer(Path(args.output_dir), val_dir, config.h, config.mask_token_id))
     return train(args, objective, model, run_info={"masked_pretrain": vars(masking)})

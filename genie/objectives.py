@@ -25,6 +25,10 @@ def batch_generator(seed: int, process_index: int, step: int, micro_step: int, s
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 class Objective:
     name: str = "objective"
     temporal_attention: str = "causal"
@@ -67,8 +71,11 @@ class AutoregressiveObjective(Objective):
         `gather` collects per-window rows from all processes, each val window exactly once.
         """
         sums = torch.zeros(5, dtype=torch.float64)
+        device = model.pos_embed_TSC.device
         for index, batch in enumerate(batches):
-            inputs = self.make_batch(batch, step=index, generator=batch_generator(seed, 0, 0, index, stream=1))
+            inputs = to_device(self.make_batch(batch, step=index, generator=batch_generator(seed, 0, 0, index, stream=1)),
+                               device)
+            batch = to_device(batch, device)
             rows = torch.cat([masked_loss_sums(model, inputs), teacher_forced_rows(model, batch)], dim=1)
             sums += gather(rows).double().cpu().sum(0)
         loss_sum, scored, tf_ce, tf_correct, tf_tokens = sums.tolist()
@@ -120,9 +127,11 @@ class MaskedPretrainObjective(Objective):
         ratios = self.masking.ratios_for_eval()
         sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
         tf_sums = torch.zeros(3, dtype=torch.float64)
+        device = model.pos_embed_TSC.device
         for index, batch in enumerate(batches):
             for r, ratio in enumerate(ratios):
-                inputs = self.collator(batch, generator=batch_generator(seed, 0, 0, index, stream=2 + r), ratio=ratio)
+                inputs = to_device(self.collator(batch, generator=batch_generator(seed, 0, 0, index, stream=2 + r),
+                                                 ratio=ratio), device)
                 logits = model.compute_logits(inputs["input_ids"], actions=inputs.get("actions"))
                 token_ce, token_correct = token_cross_entropy(logits, inputs["labels"], model.config)
                 weights = inputs["loss_mask"].to(token_ce.dtype)
@@ -133,7 +142,7 @@ class MaskedPretrainObjective(Objective):
                     predicted = unfactorize_token_ids(logits.argmax(-1), model.config.num_factored_vocabs,
                                                       model.config.factored_vocab_size)
                     self.picture_writer(step, inputs["input_ids"], predicted, inputs["labels"], ratio)
-            tf_sums += gather(teacher_forced_rows(model, batch)).double().cpu().sum(0)
+            tf_sums += gather(teacher_forced_rows(model, to_device(batch, device))).double().cpu().sum(0)
         metrics = {}
         for ratio, (ce, correct, scored) in zip(ratios, sums.tolist()):
             metrics[f"masked_loss@{ratio:g}"] = ce / max(scored, 1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -26,28 +25,28 @@ from data import RawTokenDataset, stack_features
 from genie.checkpoint import CheckpointError
 from genie.config import ConfigError, GenieConfig
 from genie.model import STMaskGIT
-from genie.objectives import Objective, batch_generator
+from genie.objectives import Objective, batch_generator, to_device
 from genie.run_logging import MetricsLogger
 from genie.training_args import TrainingArguments
 
 TRAINER_STATE = "trainer_state.json"
 
 
-def resolve_data_dirs(args: TrainingArguments, config: GenieConfig) -> tuple[Path, Path]:
+def resolve_data_dirs(train_dir: str | None, val_dir: str | None, config: GenieConfig) -> tuple[Path, Path]:
     """The train/val folders: the given ones, or the built-in dataset matching the config (made if missing)."""
-    if args.train_data_dir and args.val_data_dir:
-        return Path(args.train_data_dir), Path(args.val_data_dir)
+    if train_dir and val_dir:
+        return Path(train_dir), Path(val_dir)
     from scripts.builtin_dataset import builtin_dataset_dirs
 
-    train, val = builtin_dataset_dirs(grid=config.h, vocab_size=config.image_vocab_size)
-    return Path(args.train_data_dir or train), Path(args.val_data_dir or val)
+    builtin_train, builtin_val = builtin_dataset_dirs(grid=config.h, vocab_size=config.image_vocab_size)
+    return Path(train_dir or builtin_train), Path(val_dir or builtin_val)
 
 
 def load_datasets(args: TrainingArguments, config: GenieConfig, accelerator: Accelerator
                   ) -> tuple[RawTokenDataset, RawTokenDataset]:
     window = args.window_size or config.T
     with accelerator.main_process_first():  # the built-in dataset is written once, by the main process
-        train_dir, val_dir = resolve_data_dirs(args, config)
+        train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config)
     train = RawTokenDataset(train_dir, window, args.stride, filter_overlaps=args.filter_overlaps,
                             action_dims=config.action_dims)
     # Validation windows never share frames, as in the reference evaluation.
@@ -57,7 +56,7 @@ def load_datasets(args: TrainingArguments, config: GenieConfig, accelerator: Acc
     return train, val
 
 
-def prepare_output_dir(args: TrainingArguments, run_config: dict[str, Any]) -> Path:
+def prepare_output_dir(args: TrainingArguments) -> Path:
     """Refuse to mix two runs in one folder unless asked to overwrite or resume."""
     out = Path(args.output_dir)
     existing = out / "config.json"
@@ -123,7 +122,7 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
                   "num_processes": accelerator.num_processes, **(run_info or {})}
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
-        prepare_output_dir(args, run_config)
+        prepare_output_dir(args)
         (output_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
     accelerator.wait_for_everyone()
 
@@ -138,7 +137,11 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     if len(train_loader) == 0:
         raise ConfigError(f"{train_set.data_dir} has {len(train_set)} windows, fewer than one batch of "
                           f"{args.per_device_train_batch_size}; lower --per_device_train_batch_size")
-    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    # Batches stay on the CPU: masks are drawn there (from per-step generators), then the model
+    # inputs are moved to the device once.
+    train_loader = accelerator.prepare_data_loader(train_loader, device_placement=False)
+    val_loader = accelerator.prepare_data_loader(val_loader, device_placement=False)
     updates_per_epoch = max(len(train_loader) // args.gradient_accumulation_steps, 1)
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
     # The scheduler is stepped once per optimizer step, by us (not wrapped: Accelerate would step it
@@ -198,8 +201,7 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
         for batch in loader:
             batches_done += 1
             generator = batch_generator(args.seed, accelerator.process_index, step, micro_step)
-            inputs = objective.make_batch({k: v.cpu() for k, v in batch.items()}, step=step, generator=generator)
-            inputs = {k: v.to(accelerator.device, non_blocking=True) for k, v in inputs.items()}
+            inputs = to_device(objective.make_batch(batch, step=step, generator=generator), accelerator.device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     out = model(**inputs)

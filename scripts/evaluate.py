@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     (args,) = parse([EvaluateArguments], __doc__.split("\n")[0], argv)
     model = STMaskGIT.from_pretrained(args.checkpoint_dir)
     config = model.config
-    train_dir, val_dir = resolve_data_dirs(args, config)
+    train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config)
     window = args.window_size or config.T
     val_set = RawTokenDataset(val_dir, window, args.stride, filter_overlaps=True, action_dims=config.action_dims)
     val_set.check_compatible(config)

@@ -40,7 +40,6 @@ class GenerateArguments:
     unmask_mode: str = field(default="random", metadata={"help": "confidence | gumbel | random"})
     choice_temperature: float = 4.5
     seed: int = 0
-    train_data_dir: str | None = None  # unused; lets resolve_data_dirs treat both commands alike
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     if num_prompt < 1 or num_prompt + num_new > config.T:
         raise ConfigError(f"--num_prompt_frames {num_prompt} + --num_new_frames {num_new} must be >= 1 frame of "
                           f"prompt and fit in the model's T = {config.T}")
-    _, val_dir = resolve_data_dirs(args, config)
+    val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]
     val_set = RawTokenDataset(val_dir, config.T, args.stride, filter_overlaps=True, action_dims=config.action_dims)
     val_set.check_compatible(config)
     indices = [i % len(val_set) for i in range(args.example_offset, args.example_offset + args.num_examples)]

@@ -113,7 +113,7 @@ def run_arm(args: AblationArguments, arm: str, seed: int, root: Path) -> dict:
     train.main(common_flags(args, seed, stage2_steps, stage2_dir) + stage2_flags)
 
     model = STMaskGIT.from_pretrained(stage2_dir / "final_model")
-    train_dir, val_dir = resolve_data_dirs(args, model.config)
+    train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, model.config)
     val_set = RawTokenDataset(val_dir, model.config.T, args.stride, filter_overlaps=True,
                               action_dims=model.config.action_dims)
     train_set = RawTokenDataset(train_dir, model.config.T, args.stride)

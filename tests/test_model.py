@@ -4,7 +4,6 @@ from einops import rearrange
 from safetensors.torch import load_file
 
 from genie.checkpoint import CheckpointError
-from genie.config import GenieConfig
 from genie.factorization import FactorizedEmbedding, factorize_token_ids, unfactorize_token_ids
 from genie.model import STMaskGIT
 from tests.conftest import FIXTURE_DIR
