@@ -89,56 +89,66 @@ def _remask_scores(confidence: torch.Tensor, step: int, cfg: SamplingConfig, gen
     return torch.log(confidence.clamp(min=1e-30)) + scale * gumbel
 
 
+def maskgit_step(logits: torch.Tensor, frame: torch.Tensor, step: int, cfg: SamplingConfig, mask_token_id: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """One MaskGIT step on a frame (B, S): sample every masked token from `logits` (B, S, K, V), then
+    mask again the `n` least preferred of the newly sampled tokens (n from the cosine schedule)."""
+    is_masked = frame == mask_token_id  # True = still masked
+    sampled, confidence = sample_tokens(logits, cfg, generator)
+    new_frame = torch.where(is_masked, sampled, frame)
+    num_masked = maskgit_num_masked(step, cfg.maskgit_steps, frame.shape[1])
+    if num_masked > 0:
+        scores = _remask_scores(confidence, step, cfg, generator).masked_fill(~is_masked, float("inf"))
+        lowest = scores.argsort(dim=1)[:, :num_masked]
+        remask = torch.zeros_like(is_masked).scatter_(1, lowest, True)
+        new_frame = new_frame.masked_fill(remask, mask_token_id)
+    return new_frame
+
+
 @torch.no_grad()
 def decode_frame(model: STMaskGIT, context: torch.Tensor, cfg: SamplingConfig, actions: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode the last frame of `context` (B, t+1, S), which must be fully masked.
+    """Decode the first fully masked frame of `context` (B, T', S) by full recomputation.
 
-    Returns (tokens (B, S), logits of the first step (B, S, K, V)). For a bidirectional model pass
-    the full window with all future frames masked; the decoded frame is then `t = index of the first
-    fully masked frame`.
+    Returns (tokens (B, S), logits of the first step (B, S, K, V)). A causal model needs only the
+    frames up to the decoded one; a bidirectional model gets the full window, future frames masked.
     """
     mask_id = model.mask_token_id
-    masked_frames = (context == mask_id).all(dim=-1).all(dim=0)  # (T,)
-    t = int(masked_frames.float().argmax()) if masked_frames.any() else context.shape[1] - 1
-    if not masked_frames[t]:
+    masked_frames = (context == mask_id).all(dim=-1).all(dim=0)  # (T',)
+    if not masked_frames.any():
         raise ValueError("decode_frame expects the frame to decode to be fully masked")
+    t = int(masked_frames.float().argmax())
     context = context.clone()
-    b, _, s = context.shape
     first_logits = None
     for step in range(cfg.maskgit_steps):
         logits = model.compute_logits(context, actions=actions)[:, t]
-        if first_logits is None:
-            first_logits = logits
-        current = context[:, t]
-        is_masked = current == mask_id  # True = still masked
-        sampled, confidence = sample_tokens(logits, cfg, generator)
-        frame = torch.where(is_masked, sampled, current)
-        num_masked = maskgit_num_masked(step, cfg.maskgit_steps, s)
-        if num_masked > 0:
-            scores = _remask_scores(confidence, step, cfg, generator).masked_fill(~is_masked, float("inf"))
-            lowest = scores.argsort(dim=1)[:, :num_masked]
-            remask = torch.zeros_like(is_masked).scatter_(1, lowest, True)
-            frame = frame.masked_fill(remask, mask_id)
-        context[:, t] = frame
+        first_logits = logits if first_logits is None else first_logits
+        context[:, t] = maskgit_step(logits, context[:, t], step, cfg, mask_id, generator)
     return context[:, t], first_logits
 
 
 @torch.no_grad()
 def generate(model: STMaskGIT, prompt: torch.Tensor, num_new_frames: int, cfg: SamplingConfig,
-             actions: torch.Tensor | None = None, generator: torch.Generator | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
+             use_cache: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate `num_new_frames` after `prompt` (B, Tp, S).
 
-    `actions` (B, Tp + num_new_frames, A) when the model is action-conditioned. Returns
-    (tokens (B, Tp + N, S) with the prompt, first-step logits of the new frames (B, N, S, K, V)).
+    `actions` (B, Tp + num_new_frames, A) when the model is action-conditioned. `use_cache` (default:
+    whenever the model is causal) keeps the temporal keys/values of finished frames, so each MaskGIT
+    step runs one frame instead of the whole prefix. Returns (tokens (B, Tp + N, S) with the prompt,
+    first-step logits of the new frames (B, N, S, K, V)).
     """
     b, num_prompt, s = prompt.shape
     total = num_prompt + num_new_frames
     if total > model.config.T:
         raise ValueError(f"prompt ({num_prompt}) + new frames ({num_new_frames}) exceed the model's T = {model.config.T}")
+    use_cache = model.config.causal if use_cache is None else use_cache
+    if use_cache and not model.config.causal:
+        raise ValueError("a KV cache needs causal temporal attention; this model is bidirectional")
     tokens = torch.cat([prompt, torch.full((b, num_new_frames, s), model.mask_token_id,
                                            dtype=prompt.dtype, device=prompt.device)], dim=1)
+    if use_cache:
+        return _generate_cached(model, tokens, num_prompt, cfg, actions, generator)
     all_logits = []
     for t in range(num_prompt, total):
         # A causal model cannot see later frames, so only frames 0..t are run.
@@ -147,4 +157,28 @@ def generate(model: STMaskGIT, prompt: torch.Tensor, num_new_frames: int, cfg: S
         frame, logits = decode_frame(model, tokens[:, :end], cfg, frame_actions, generator)
         tokens[:, t] = frame
         all_logits.append(logits)
+    return tokens, torch.stack(all_logits, dim=1)
+
+
+def _generate_cached(model: STMaskGIT, tokens: torch.Tensor, num_prompt: int, cfg: SamplingConfig,
+                     actions: torch.Tensor | None, generator: torch.Generator | None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per new frame: `maskgit_steps` passes over that frame alone against the cache, then one pass
+    with its final tokens to add its keys/values to the cache (skipped after the last frame)."""
+    def frame_actions(t0: int, t1: int):
+        return None if actions is None else actions[:, t0:t1]
+
+    _, kvs = model.compute_logits_cached(tokens[:, :num_prompt], 0, None, frame_actions(0, num_prompt))
+    all_logits = []
+    total = tokens.shape[1]
+    for t in range(num_prompt, total):
+        frame = tokens[:, t]
+        for step in range(cfg.maskgit_steps):
+            logits, _ = model.compute_logits_cached(frame[:, None], t, kvs, frame_actions(t, t + 1))
+            if step == 0:
+                all_logits.append(logits[:, 0])
+            frame = maskgit_step(logits[:, 0], frame, step, cfg, model.mask_token_id, generator)
+        tokens[:, t] = frame
+        if t + 1 < total:
+            _, kvs = model.compute_logits_cached(frame[:, None], t, kvs, frame_actions(t, t + 1))
     return tokens, torch.stack(all_logits, dim=1)

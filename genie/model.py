@@ -72,15 +72,32 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         `actions` (B, T', action_dim) are added, projected, to every token of their frame.
         """
         causal = self.config.causal if causal is None else causal
+        x = self.decoder(self._embed(tokens, actions, first_frame=0), causal=causal)
+        return self._head(x)
+
+    def compute_logits_cached(self, tokens: torch.Tensor, first_frame: int, past_kvs: list | None = None,
+                              actions: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
+        """Causal logits of frames first_frame.. (tokens (B, T', S)) given the KV cache of frames
+        0..first_frame-1 (None when first_frame == 0); returns logits and the cache including these
+        frames. With a cache, pass one frame at a time. Equal to `compute_logits` on the full prefix."""
+        if (past_kvs is None) != (first_frame == 0):
+            raise ValueError("pass a KV cache exactly when first_frame > 0")
+        if past_kvs is not None and tokens.shape[1] != 1:
+            raise ValueError("with a KV cache, pass one new frame at a time")
+        x, kvs = self.decoder.forward_cached(self._embed(tokens, actions, first_frame), past_kvs)
+        return self._head(x), kvs
+
+    def _embed(self, tokens: torch.Tensor, actions: torch.Tensor | None, first_frame: int) -> torch.Tensor:
         num_frames = tokens.shape[1]
-        x = self.token_embed(tokens) + self.pos_embed_TSC[:, :num_frames]
+        x = self.token_embed(tokens) + self.pos_embed_TSC[:, first_frame:first_frame + num_frames]
         if self.action_proj is not None:
             if actions is None:
                 raise ValueError(f"this model is conditioned on actions {self.config.action_dims}; pass `actions`")
             x = x + self.action_proj(actions.to(x.dtype)).unsqueeze(2)
-        x = self.decoder(x, causal=causal)
-        logits = self.out_x_proj(x)
-        return rearrange(logits, "b t s (k v) -> b t s k v", k=self.config.num_factored_vocabs)
+        return x
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.out_x_proj(x), "b t s (k v) -> b t s k v", k=self.config.num_factored_vocabs)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, actions: torch.Tensor | None = None,

@@ -86,14 +86,14 @@ def find_checkpoint(output_dir: Path, spec: str) -> Path:
 
 
 def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
-    """AdamW; weight decay only on matrices of Linear layers (not biases, norms, embeddings, positions)."""
+    """AdamW (fused on GPU); weight decay only on Linear matrices (not biases, norms, embeddings, positions)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         is_matrix = param.ndim == 2 and not ("embed" in name)
         (decay if is_matrix else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta_1, args.adam_beta_2),
-                             eps=args.adam_eps)
+                             eps=args.adam_eps, fused=next(model.parameters()).is_cuda)
 
 
 def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
@@ -127,6 +127,7 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     accelerator.wait_for_everyone()
 
     model.set_gradient_checkpointing(args.gradient_checkpointing)
+    model.to(accelerator.device)  # before the optimizer, so that fused AdamW sees device parameters
     optimizer = build_optimizer(model, args)
     train_loader = DataLoader(train_set, batch_size=args.per_device_train_batch_size, shuffle=True, drop_last=True,
                               collate_fn=stack_features, num_workers=args.dataloader_num_workers,
@@ -138,6 +139,8 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
         raise ConfigError(f"{train_set.data_dir} has {len(train_set)} windows, fewer than one batch of "
                           f"{args.per_device_train_batch_size}; lower --per_device_train_batch_size")
     model, optimizer = accelerator.prepare(model, optimizer)
+    # Only the training forward is compiled; saving and evaluation use the plain module.
+    forward_model = torch.compile(model) if args.compile else model
     # Batches stay on the CPU: masks are drawn there (from per-step generators), then the model
     # inputs are moved to the device once.
     train_loader = accelerator.prepare_data_loader(train_loader, device_placement=False)
@@ -204,7 +207,7 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
             inputs = to_device(objective.make_batch(batch, step=step, generator=generator), accelerator.device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    out = model(**inputs)
+                    out = forward_model(**inputs)
                 accelerator.backward(out.loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

@@ -41,6 +41,7 @@ class TrainingArguments:
     num_train_epochs: int = 1
     max_train_steps: int | None = field(default=None, metadata={"help": "Overrides num_train_epochs when given."})
     mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16 (fp16 needs a GPU)."})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model's training forward (CPU or GPU)."})
     seed: int = 42
 
     # Evaluation, checkpoints, logging

@@ -1,0 +1,270 @@
+"""Benchmarks: one JSON line per benchmark with our figure, a naive reference's figure measured in the
+same process, and their ratio; plus the benchmark process's peak memory.
+
+    python scripts/bench.py                 # all benchmarks, CPU sizes (a few minutes on 2 cores)
+    python scripts/bench.py --only generation --smoke
+
+Each benchmark runs in its own child process, so its peak memory (RSS on CPU, max allocated on GPU)
+is its own. The naive references live here, not in the library: a model with hand-written softmax
+attention and boolean-index embedding gathers, per-sample per-frame Python mask loops, a Python loop
+over frames for the window index, and MaskGIT decoding that recomputes the whole prefix every step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from genie.config import GenieConfig  # noqa: E402
+from genie.model import STMaskGIT  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+TINY = dict(num_layers=2, num_heads=4, d_model=128, T=16, S=256, image_vocab_size=2 ** 18, num_factored_vocabs=2,
+            qk_norm=False)
+MID = dict(num_layers=4, num_heads=8, d_model=256, T=16, S=256, image_vocab_size=2 ** 18, num_factored_vocabs=2,
+           qk_norm=False)
+
+
+# ----------------------------------------------------------------------------- naive references
+class NaiveAttention(torch.nn.Module):
+    """Same parameters as genie.attention.SelfAttention; explicit softmax(QK^T)V with a materialised mask."""
+
+    def __init__(self, fast):
+        super().__init__()
+        self.fast = fast
+
+    def forward(self, x, causal=False):
+        f = self.fast
+        b, n, c = x.shape
+        qkv = f.qkv(x).reshape(b, n, 3, f.num_heads, f.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if f.qk_norm:
+            q, k = f.norm(q), f.norm(k)
+        scores = (q * f.head_dim ** -0.5) @ k.transpose(-2, -1)
+        if causal:
+            future = ~torch.tril(torch.ones(n, n, device=x.device)).bool()
+            scores = scores.masked_fill(future, -torch.finfo(scores.dtype).max)
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
+        return f.proj(out)
+
+    def attend(self, x, causal=False, past_kv=None):
+        assert past_kv is None, "the naive reference has no KV cache"
+        return self.forward(x, causal), None
+
+
+def naive_embed(module, ids):
+    """Boolean-index gather: data-dependent shapes, as in the reference embedding."""
+    out = module.mask_token_embed.repeat(*ids.shape, 1)
+    keep = ids != module.mask_token_id
+    kept = ids[keep]
+    powers = module.factored_vocab_size ** torch.arange(module.num_factored_vocabs, device=ids.device)
+    factors = (kept.unsqueeze(-1) // powers) % module.factored_vocab_size
+    out[keep] = sum(e(factors[:, i]) for i, e in enumerate(module.factored_embeds))
+    return out
+
+
+def make_naive(model: STMaskGIT) -> STMaskGIT:
+    """The same weights, run through the naive attention and embedding."""
+    for block in model.decoder.layers:
+        block.spatial_attn = NaiveAttention(block.spatial_attn)
+        block.temporal_attn = NaiveAttention(block.temporal_attn)
+    embed = model.token_embed
+    embed.forward = lambda ids: naive_embed(embed, ids)
+    return model
+
+
+# ----------------------------------------------------------------------------- timing helpers
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, warmup: int = 1) -> float:
+    """Median seconds of `fn()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def training_step_fn(model, batch, compile_model=False, bf16=False):
+    model.train()
+    fused = DEVICE == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+    run = torch.compile(model) if compile_model else model
+
+    def step():
+        with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16):
+            loss = run(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def make_batch(config: GenieConfig, batch_size: int):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, config.image_vocab_size, (batch_size, config.T, config.S), generator=g)
+    mask = torch.rand(labels.shape, generator=g) < 0.5
+    mask[:, 0] = False
+    return {k: v.to(DEVICE) for k, v in
+            {"input_ids": labels.masked_fill(mask, config.mask_token_id), "labels": labels, "loss_mask": mask}.items()}
+
+
+# ----------------------------------------------------------------------------- benchmarks
+def bench_train(size: str, smoke: bool) -> dict:
+    spec = dict(TINY if size == "tiny" else MID)
+    batch_size = 2 if size == "tiny" else 1
+    if smoke:
+        spec.update(T=4, S=16, d_model=32, num_heads=2, num_layers=1)
+    config = GenieConfig(**spec)
+    torch.manual_seed(0)
+    batch = make_batch(config, batch_size)
+    tokens = batch_size * config.T * config.S
+    repeats = 2 if smoke else 5
+    ours_model = STMaskGIT(config).to(DEVICE)
+    naive_model = STMaskGIT(config)
+    naive_model.load_state_dict(ours_model.state_dict())
+    naive_model = make_naive(naive_model).to(DEVICE)
+    with torch.no_grad():  # the naive reference computes the same function
+        assert torch.allclose(ours_model(**batch).loss, naive_model(**batch).loss, atol=1e-4)
+    ours = timed(training_step_fn(ours_model, batch), repeats)
+    naive = timed(training_step_fn(naive_model, batch), repeats)
+    result = {"benchmark": f"train_step_{size}", "unit": "tokens/s", "ours": tokens / ours, "naive": tokens / naive,
+              "ratio": naive / ours, "batch": batch_size, "T": config.T, "S": config.S, "d_model": config.d_model,
+              "num_layers": config.num_layers}
+    if not smoke and size == "mid":
+        compiled = timed(training_step_fn(ours_model, batch, compile_model=True), repeats, warmup=2)
+        result.update(ours_compiled=tokens / compiled, ratio_compiled=naive / compiled)
+    return result
+
+
+def bench_masking(smoke: bool) -> dict:
+    from genie.masking import random_mask
+
+    shape = (4, 4, 16) if smoke else (32, 16, 256)
+    ratio = 0.5
+
+    def loop():
+        g = torch.Generator().manual_seed(0)
+        mask = torch.zeros(shape, dtype=torch.bool)
+        count = round(ratio * shape[2])
+        for b in range(shape[0]):
+            for t in range(shape[1]):
+                mask[b, t, torch.randperm(shape[2], generator=g)[:count]] = True
+        return mask
+
+    ours = timed(lambda: random_mask(shape, ratio, torch.Generator().manual_seed(0)), 5 if smoke else 20)
+    naive = timed(loop, 2 if smoke else 5)
+    return {"benchmark": "masking_random", "unit": "masks/s (batch x T x S)", "shape": list(shape),
+            "ours": 1 / ours, "naive": 1 / naive, "ratio": naive / ours}
+
+
+def bench_index(smoke: bool) -> dict:
+    from data import window_start_indices
+
+    num_frames = 100_000 if smoke else 10_000_000
+    rng = np.random.default_rng(0)
+    segment_ids = np.repeat(np.arange(num_frames // 1000 + 1), rng.integers(500, 1500, num_frames // 1000 + 1))[:num_frames]
+    segment_ids = segment_ids.astype(np.int32)
+    window, stride = 16, 15
+    span = (window - 1) * stride
+
+    def loop():
+        starts = []
+        for s in range(num_frames - span):  # the reference's per-frame loop
+            if segment_ids[s] == segment_ids[s + span]:
+                starts.append(s)
+        return starts
+
+    start = time.perf_counter()
+    fast = window_start_indices(segment_ids, num_frames, window, stride)
+    ours = time.perf_counter() - start
+    start = time.perf_counter()
+    slow = loop()
+    naive = time.perf_counter() - start
+    assert len(fast) == len(slow)
+    return {"benchmark": "dataset_index", "unit": "s", "frames": num_frames, "ours": ours, "naive": naive,
+            "ratio": naive / ours, "windows": len(fast)}
+
+
+def bench_generation(smoke: bool, spec: dict | None = None, name: str = "tiny", steps_list=(2, 8)) -> list[dict]:
+    from genie.decoding import SamplingConfig, generate
+
+    spec = dict(spec or TINY)
+    if smoke:
+        spec.update(T=4, S=16, d_model=32, num_heads=2, num_layers=1)
+    config = GenieConfig(**spec)
+    torch.manual_seed(0)
+    model = STMaskGIT(config).to(DEVICE).eval()
+    num_prompt = config.T // 2
+    new = config.T - num_prompt
+    prompt = torch.randint(0, config.image_vocab_size, (1, num_prompt, config.S)).to(DEVICE)
+    results = []
+    for steps in steps_list:
+        cfg = SamplingConfig(maskgit_steps=steps, temperature=0.0, unmask_mode="confidence")
+        dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
+        with torch.autocast(DEVICE, dtype=dtype, enabled=DEVICE == "cuda"):
+            cached = timed(lambda c=cfg: generate(model, prompt, new, c, use_cache=True), 1 if smoke else 3)
+            full = timed(lambda c=cfg: generate(model, prompt, new, c, use_cache=False), 1 if smoke else 2)
+        results.append({"benchmark": f"generation_{name}_{steps}steps", "unit": "s/frame", "prompt_frames": num_prompt,
+                        "new_frames": new, "maskgit_steps": steps, "batch": 1, "ours": cached / new,
+                        "naive": full / new, "ratio": full / cached})
+    return results
+
+
+def run_one(name: str, smoke: bool) -> list[dict]:
+    if name == "train_tiny":
+        return [bench_train("tiny", smoke)]
+    if name == "train_mid":
+        return [bench_train("mid", smoke)]
+    if name == "masking":
+        return [bench_masking(smoke)]
+    if name == "index":
+        return [bench_index(smoke)]
+    if name == "generation":
+        return bench_generation(smoke)
+    raise SystemExit(f"unknown benchmark {name!r}")
+
+
+BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation"]
+
+
+def peak_memory_mb() -> dict:
+    if DEVICE == "cuda":
+        return {"peak_gpu_allocated_mb": torch.cuda.max_memory_allocated() / 2 ** 20}
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark in this process")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
+    args = parser.parse_args()
+    if args.only:
+        for result in run_one(args.only, args.smoke):
+            print(json.dumps({**result, **peak_memory_mb(), "device": DEVICE}), flush=True)
+        return
+    for name in BENCHMARKS:  # each in a fresh process: its own peak memory, no warm caches between them
+        command = [sys.executable, __file__, "--only", name] + (["--smoke"] if args.smoke else [])
+        subprocess.run(command, check=True)
+
+
+if __name__ == "__main__":
+    main()
