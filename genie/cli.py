@@ -14,8 +14,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from data import DataFormatError
     from genie.checkpoint import CheckpointError
     from genie.config import ConfigError
+    from genie.trainer import NonFiniteLossError
 
-    return (ConfigError, DataFormatError, CheckpointError, FileNotFoundError)
+    return (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, NonFiniteLossError)
 
 
 def parse(dataclass_types, description: str, argv: list[str] | None = None):

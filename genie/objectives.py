@@ -19,10 +19,29 @@ from genie.factorization import unfactorize_token_ids
 from genie.model import STMaskGIT, token_cross_entropy
 
 
-def batch_generator(seed: int, process_index: int, step: int, micro_step: int, stream: int = 0) -> torch.Generator:
+def batch_generator(seed: int, step: int, micro_step: int, stream: int = 0) -> torch.Generator:
     """A CPU generator seeded from the batch's coordinates (no shared state to save or to race on)."""
-    state = np.random.SeedSequence([seed, process_index, step, micro_step, stream]).generate_state(2, dtype=np.uint64)
+    state = np.random.SeedSequence([seed, step, micro_step, stream]).generate_state(2, dtype=np.uint64)
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], step: int, generator: torch.Generator,
+                      process_index: int, num_processes: int) -> dict[str, torch.Tensor]:
+    """Mask this process's share of the global batch exactly as one process would mask the whole of it.
+
+    The local windows are placed at their rows of a global batch (the other rows are zeros), the
+    objective masks that, and this process keeps its rows: masks and corruption then do not depend on
+    how many processes share the batch, and all processes follow the same schedule.
+    """
+    if num_processes == 1:
+        return objective.make_batch(batch, step=step, generator=generator)
+    local = batch["input_ids"].shape[0]
+    rows = slice(process_index * local, (process_index + 1) * local)
+    padded = {}
+    for key, value in batch.items():
+        padded[key] = value.new_zeros((local * num_processes, *value.shape[1:]))
+        padded[key][rows] = value
+    return {key: value[rows] for key, value in objective.make_batch(padded, step=step, generator=generator).items()}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -73,7 +92,7 @@ class AutoregressiveObjective(Objective):
         sums = torch.zeros(5, dtype=torch.float64)
         device = model.pos_embed_TSC.device
         for index, batch in enumerate(batches):
-            inputs = to_device(self.make_batch(batch, step=index, generator=batch_generator(seed, 0, 0, index, stream=1)),
+            inputs = to_device(self.make_batch(batch, step=index, generator=batch_generator(seed, 0, index, stream=1)),
                                device)
             batch = to_device(batch, device)
             rows = torch.cat([masked_loss_sums(model, inputs), teacher_forced_rows(model, batch)], dim=1)
@@ -130,7 +149,7 @@ class MaskedPretrainObjective(Objective):
         device = model.pos_embed_TSC.device
         for index, batch in enumerate(batches):
             for r, ratio in enumerate(ratios):
-                inputs = to_device(self.collator(batch, generator=batch_generator(seed, 0, 0, index, stream=2 + r),
+                inputs = to_device(self.collator(batch, generator=batch_generator(seed, 0, index, stream=2 + r),
                                                  ratio=ratio), device)
                 logits = model.compute_logits(inputs["input_ids"], actions=inputs.get("actions"))
                 token_ce, token_correct = token_cross_entropy(logits, inputs["labels"], model.config)

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import pickle
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,51 @@ from data import RawTokenDataset, stack_features
 from genie.checkpoint import CheckpointError
 from genie.config import ConfigError, GenieConfig
 from genie.model import STMaskGIT
-from genie.objectives import Objective, batch_generator, to_device
+from genie.objectives import Objective, batch_generator, make_global_batch, to_device
 from genie.run_logging import MetricsLogger
 from genie.training_args import TrainingArguments
 
 TRAINER_STATE = "trainer_state.json"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class StopRequest:
+    """SIGINT / SIGTERM ask the run to stop after the current optimizer step with a resumable checkpoint.
+
+    With several processes the request is agreed through Accelerate's trigger at logging steps (a
+    collective there is free: the loss is reduced anyway); one process checks its flag every step.
+    """
+
+    def __init__(self, accelerator: Accelerator):
+        self.accelerator = accelerator
+        self.signal_name: str | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+
+    def requested(self, check_all_processes: bool) -> bool:
+        if self.accelerator.num_processes == 1:
+            return self.signal_name is not None
+        if not check_all_processes:
+            return False
+        if self.signal_name is not None:
+            self.accelerator.set_trigger()
+        if self.accelerator.check_trigger():
+            self.signal_name = self.signal_name or "a stop request on another process"
+            return True
+        return False
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def resolve_data_dirs(train_dir: str | None, val_dir: str | None, config: GenieConfig) -> tuple[Path, Path]:
@@ -121,6 +165,8 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
                   "train_data_dir": str(train_set.data_dir), "val_data_dir": str(val_set.data_dir),
                   "num_processes": accelerator.num_processes, **(run_info or {})}
     output_dir = Path(args.output_dir)
+    # Check the checkpoint before anything is written, so that a wrong path changes nothing.
+    checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     if accelerator.is_main_process:
         prepare_output_dir(args)
         (output_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
@@ -158,11 +204,18 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
                                                                      if isinstance(v, (int, float, str, bool))})
 
     step, epoch, batches_done = 0, 0, 0
-    if args.resume_from_checkpoint:
-        checkpoint = find_checkpoint(output_dir, args.resume_from_checkpoint)
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+    if checkpoint is not None:
+        try:
+            # Accelerate reads weights with safetensors and the optimizer / RNG files with
+            # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
+            accelerator.load_state(str(checkpoint))
+            state = json.loads((checkpoint / TRAINER_STATE).read_text())
+        except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"cannot resume from {checkpoint}: {type(error).__name__}: {first_line[:300]}; "
+                                  "pick an earlier step_N/ folder") from None
         step, epoch, batches_done = state["step"], state["epoch"], state["batches_done_in_epoch"]
+        scheduler.load_state_dict(state["lr_scheduler"])
         accelerator.print(f"resumed from {checkpoint} at step {step}")
 
     logger = MetricsLogger(output_dir / "metrics.jsonl", accelerator)
@@ -186,8 +239,11 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
         accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
         if accelerator.is_main_process:
             unwrapped.config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
+            # Lets the crash-safety test kill the process while a checkpoint is being written.
+            time.sleep(float(os.environ.get("GENIE_CHECKPOINT_PAUSE_S", "0")))
             (tmp / TRAINER_STATE).write_text(json.dumps(
-                {"step": step, "epoch": epoch, "batches_done_in_epoch": batches_done, "max_steps": max_steps}))
+                {"step": step, "epoch": epoch, "batches_done_in_epoch": batches_done, "max_steps": max_steps,
+                 "lr_scheduler": scheduler.state_dict()}))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
         accelerator.wait_for_everyone()
@@ -195,7 +251,9 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     model.train()
     window_tokens = config.T * config.S
     running_loss = torch.zeros((), device=accelerator.device)
-    running_count = 0
+    nonfinite = torch.zeros((), dtype=torch.long, device=accelerator.device)
+    running_count, skipped_steps = 0, 0
+    stop = StopRequest(accelerator)
     last_time, tokens_since = time.perf_counter(), 0
     while step < max_steps:
         train_loader.set_epoch(epoch)
@@ -203,17 +261,32 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
         micro_step = 0
         for batch in loader:
             batches_done += 1
-            generator = batch_generator(args.seed, accelerator.process_index, step, micro_step)
-            inputs = to_device(objective.make_batch(batch, step=step, generator=generator), accelerator.device)
+            generator = batch_generator(args.seed, step, micro_step)
+            inputs = make_global_batch(objective, batch, step, generator, accelerator.process_index,
+                                       accelerator.num_processes)
+            inputs = to_device(inputs, accelerator.device)
             with accelerator.accumulate(model):
                 with accelerator.autocast():
                     out = forward_model(**inputs)
+                nonfinite += ~torch.isfinite(out.loss.detach())
                 accelerator.backward(out.loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
+                if accelerator.sync_gradients:
+                    # One scalar per optimizer step crosses to the host, so that a non-finite loss
+                    # never reaches the weights (--no_nonfinite_check moves it to logging steps).
+                    bad = args.nonfinite_check and accelerator.reduce(nonfinite, "sum").item() > 0
+                    nonfinite.zero_()
+                    if bad and not args.skip_nonfinite:
+                        raise NonFiniteLossError(f"non-finite loss at step {step + 1}; no checkpoint was written for it "
+                                                 "(last good one: the newest step_N/); lower --learning_rate, check "
+                                                 "the data, or pass --skip_nonfinite to skip such batches")
+                    if bad:
+                        skipped_steps += 1
+                    else:
+                        if args.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                        optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            running_loss += out.loss.detach()
+            running_loss += torch.nan_to_num(out.loss.detach(), nan=0.0, posinf=0.0, neginf=0.0)
             running_count += 1
             tokens_since += inputs["input_ids"].shape[0] * window_tokens * accelerator.num_processes
             micro_step += 1
@@ -226,9 +299,13 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
             if step % args.log_every_n_steps == 0 or step == max_steps:
                 # The only host sync of the step, at logging intervals.
                 loss_value = accelerator.reduce(running_loss, "mean").item() / running_count
+                if not math.isfinite(loss_value):  # only reachable with --no_nonfinite_check
+                    raise NonFiniteLossError(f"non-finite training loss in steps {step - args.log_every_n_steps + 1}"
+                                             f"..{step}; lower --learning_rate or check the data")
                 now = time.perf_counter()
                 record = {"step": step, "train/loss": loss_value, "lr": scheduler.get_last_lr()[0],
-                          "tokens_per_s": tokens_since / (now - last_time), **objective.step_metrics(step - 1)}
+                          "tokens_per_s": tokens_since / (now - last_time), "skipped_nonfinite_steps": skipped_steps,
+                          **objective.step_metrics(step - 1)}
                 logger.log(record)
                 progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
                                       if k in ("train/loss", "mask_ratio")})
@@ -242,11 +319,20 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
                 logger.log({"step": step, **{f"val/{k}": v for k, v in evaluate().items()}})
             if step % args.checkpointing_steps == 0 and step < max_steps:
                 save_checkpoint()
+            if stop.requested(check_all_processes=step % args.log_every_n_steps == 0):
+                save_checkpoint()
+                stop.restore()
+                progress.close()
+                accelerator.end_training()
+                accelerator.print(f"received {stop.signal_name}: saved {output_dir / f'step_{step}'}; continue with "
+                                  f"--output_dir {output_dir} --resume_from_checkpoint latest")
+                return {"stopped_by": stop.signal_name, "step": step}
             if step >= max_steps:
                 break
         else:
             epoch, batches_done = epoch + 1, 0
     progress.close()
+    stop.restore()
 
     final_metrics = {f"val/{k}": v for k, v in evaluate().items()}
     logger.log({"step": step, **final_metrics})

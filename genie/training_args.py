@@ -43,6 +43,11 @@ class TrainingArguments:
     mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16 (fp16 needs a GPU)."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model's training forward (CPU or GPU)."})
     seed: int = 42
+    skip_nonfinite: bool = field(default=False, metadata={
+        "help": "Skip optimizer steps whose loss is NaN/inf (counted in metrics) instead of stopping the run."})
+    nonfinite_check: bool = field(default=True, metadata={
+        "help": "Check the loss every optimizer step (one scalar to the host); --no_nonfinite_check checks only at "
+                "logging steps."})
 
     # Evaluation, checkpoints, logging
     eval_every_n_steps: int = 1000
