@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from accelerate.utils import set_seed
+
 from genie.cli import parse, run_cli
 from genie.config import GenieConfig
 from genie.masked_pretrain_config import MaskedPretrainConfig
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.output_dir == "runs/train":
         args.output_dir = "runs/masked_pretrain"
     config = GenieConfig.from_json_file(args.genie_config).replace(temporal_attention=masking.temporal_attention)
+    set_seed(args.seed)  # the initial weights follow --seed, whatever the launcher did before
     model = STMaskGIT(config)
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]
     objective = MaskedPretrainObjective(config, masking,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from accelerate.utils import set_seed
+
 from genie.checkpoint import CheckpointError, load_weights_strict
 from genie.cli import parse, run_cli
 from genie.config import GenieConfig
@@ -44,6 +46,7 @@ def resolve_pretrain_checkpoint(path: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     args, hand_off = parse([TrainingArguments, HandOffArguments], __doc__.split("\n")[0], argv)
     config = GenieConfig.from_json_file(args.genie_config).replace(temporal_attention="causal")
+    set_seed(args.seed)  # the initial weights follow --seed, whatever the launcher did before
     model = STMaskGIT(config)
     run_info = {}
     if hand_off.masked_pretrain_checkpoint:

@@ -101,17 +101,19 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, actions: torch.Tensor | None = None,
-                causal: bool | None = None) -> ModelOutput:
+                causal: bool | None = None, loss_denominator: torch.Tensor | None = None) -> ModelOutput:
         """input_ids, labels: (B, T', S). loss_mask: bool (B, T', S), True = masked = scored.
 
         Without `loss_mask` the scored positions are those holding the mask token (the reference's rule).
+        `loss_denominator` replaces the local number of scored tokens in the mean (data parallelism
+        passes global count / processes, so that averaged gradients equal one process's).
         """
         logits = self.compute_logits(input_ids, actions=actions, causal=causal)
         if labels is None:
             return ModelOutput(logits=logits)
         if loss_mask is None:
             loss_mask = input_ids == self.mask_token_id
-        loss, acc, num_scored = masked_token_loss(logits, labels, loss_mask, self.config)
+        loss, acc, num_scored = masked_token_loss(logits, labels, loss_mask, self.config, loss_denominator)
         return ModelOutput(logits=logits, loss=loss, acc=acc, num_scored=num_scored)
 
     @classmethod
@@ -148,8 +150,8 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, config: Geni
     return per_factor_ce.sum(dim=-1), (logits.argmax(dim=-1) == factor_labels).all(dim=-1)
 
 
-def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor,
-                      config: GenieConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor, config: GenieConfig,
+                      denominator: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean over scored tokens (loss_mask True) of the per-factor cross-entropy sum, and token accuracy.
 
     The mask multiplies instead of indexing, so no shape depends on the data and nothing syncs the host.
@@ -157,5 +159,5 @@ def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, loss_mask: tor
     token_ce, token_correct = token_cross_entropy(logits, labels, config)
     weights = loss_mask.to(token_ce.dtype)
     num_scored = weights.sum()
-    denominator = num_scored.clamp(min=1.0)
+    denominator = (num_scored if denominator is None else denominator.to(weights.dtype)).clamp(min=1.0)
     return (token_ce * weights).sum() / denominator, (token_correct * weights).sum() / denominator, num_scored

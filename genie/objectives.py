@@ -41,7 +41,12 @@ def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], st
     for key, value in batch.items():
         padded[key] = value.new_zeros((local * num_processes, *value.shape[1:]))
         padded[key][rows] = value
-    return {key: value[rows] for key, value in objective.make_batch(padded, step=step, generator=generator).items()}
+    global_batch = objective.make_batch(padded, step=step, generator=generator)
+    out = {key: value[rows] for key, value in global_batch.items()}
+    # Each process divides by its share of the global count of scored tokens, so that the average
+    # of the processes' gradients is the gradient of the global mean loss.
+    out["loss_denominator"] = global_batch["loss_mask"].sum().float() / num_processes
+    return out
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -154,7 +154,10 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     # Accelerate keeps its settings in a process-wide singleton; reset it so that several runs (an
     # ablation, the tests) can use different settings in one process. Distributed state is kept.
     AcceleratorState._reset_state()
+    # Launched as several processes on a machine without a GPU: run data-parallel on the CPU (gloo).
+    distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     accelerator = Accelerator(
+        cpu=distributed_cpu,
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=log_with, project_dir=args.output_dir,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),

@@ -1,4 +1,9 @@
-"""Two processes through `accelerate launch --cpu` (gloo) against one process with the same global batch."""
+"""Two processes through `accelerate launch` (torchrun, gloo on CPU) against one process with the same global batch.
+
+Note: `accelerate launch --cpu --num_processes 2` starts ONE process in this Accelerate version (its CPU
+launcher needs an MPI hostfile); `--multi_gpu --num_processes 2` starts two, and with no GPU the
+trainer runs them data-parallel on the CPU.
+"""
 import json
 import os
 import subprocess
@@ -20,7 +25,8 @@ def launch(script, out, data, config_file, processes, *extra):
             "--per_device_eval_batch_size", "5", "--max_train_steps", str(STEPS), "--log_every_n_steps", "1",
             "--eval_every_n_steps", "6", "--checkpointing_steps", "6", "--max_eval_steps", "1000",
             "--learning_rate", "3e-3", "--seed", "3", *extra]
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "--cpu",
+    multi = ["--multi_gpu"] if processes > 1 else []
+    command = [sys.executable, "-m", "accelerate.commands.launch", *multi, "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
@@ -35,11 +41,10 @@ def test_two_processes_match_one(script, tiny_data, tiny_config_file, tmp_path):
     loss_one = [r["train/loss"] for r in one if "train/loss" in r]
     loss_two = [r["train/loss"] for r in two if "train/loss" in r]
     assert len(loss_one) == len(loss_two) == STEPS  # metrics written once, by the main process
-    # Same windows, same masks; the only difference is that each process averages over its own
-    # masked tokens before gradients are averaged, which moves the loss by well under 1%.
+    # Same windows, same masks, same normalisation: only float summation order differs (measured ~2e-7).
     worst = max(abs(a - b) / a for a, b in zip(loss_one, loss_two))
     print(f"{script}: max relative loss difference 1 vs 2 processes = {worst:.2e}")
-    assert worst < 0.01
+    assert worst < 1e-5
     if script == "masked_pretrain.py":
         ratios = lambda rs: [r["mask_ratio"] for r in rs if "mask_ratio" in r]  # noqa: E731
         assert ratios(one) == ratios(two)
@@ -51,7 +56,7 @@ def test_two_processes_match_one(script, tiny_data, tiny_config_file, tmp_path):
         assert [r[count_key] for r in eval_one] == [r[count_key] for r in eval_two]
         val_windows = eval_one[0][count_key] // ((4 - 1) * 16)
         assert val_windows % 10 != 0
-    assert abs(eval_one[-1]["val/tf_cross_entropy"] - eval_two[-1]["val/tf_cross_entropy"]) < 0.02
+    assert abs(eval_one[-1]["val/tf_cross_entropy"] - eval_two[-1]["val/tf_cross_entropy"]) < 1e-4
     # The resumable state holds every rank's part; the HF-format model is written once.
     step_files = {p.name for p in (tmp_path / "two" / "step_6").iterdir()}
     assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors", "optimizer.bin"} <= step_files
