@@ -9,7 +9,7 @@ from typing import Iterator
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 
 class CheckpointError(ValueError):
@@ -56,6 +56,19 @@ def describe_state_dict_mismatch(expected: dict[str, torch.Tensor], found: dict[
 def _clip(items: list[str], limit: int) -> str:
     shown = ", ".join(items[:limit])
     return f"[{shown}{f', ... {len(items) - limit} more' if len(items) > limit else ''}]"
+
+
+def save_model_folder(folder: str | Path, config, state_dict: dict[str, torch.Tensor]) -> Path:
+    """Write a Hugging Face-format model folder (config.json + model.safetensors), crash-safely.
+
+    Takes a state dict rather than a module so that data-parallel runs can pass the gathered
+    (e.g. FSDP full) state dict.
+    """
+    with atomic_directory(folder) as tmp:
+        config.to_json_file(tmp / "config.json")
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp / "model.safetensors",
+                  metadata={"format": "pt"})
+    return Path(folder)
 
 
 @contextlib.contextmanager

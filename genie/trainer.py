@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from data import RawTokenDataset, stack_features
-from genie.checkpoint import CheckpointError
+from genie.checkpoint import CheckpointError, save_model_folder
 from genie.config import ConfigError, GenieConfig
 from genie.model import STMaskGIT
 from genie.objectives import Objective, batch_generator, make_global_batch, to_device
@@ -196,12 +196,12 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     val_loader = accelerator.prepare_data_loader(val_loader, device_placement=False)
     updates_per_epoch = max(len(train_loader) // args.gradient_accumulation_steps, 1)
     max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
-    # The scheduler is stepped once per optimizer step, by us (not wrapped: Accelerate would step it
-    # once per process); registering it puts it into save_state/load_state.
     objective.set_total_steps(max_steps)
+    # The scheduler is stepped once per optimizer step, by us (not wrapped: Accelerate would step it
+    # once per process). Its state is saved as JSON in trainer_state.json, not registered with
+    # Accelerate, which would pickle it and unpickle it with weights_only=False on resume.
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,
                               num_training_steps=max_steps)
-    accelerator.register_for_checkpointing(scheduler)
     if log_with:
         accelerator.init_trackers(f"genie-{objective.name}", config={k: v for k, v in dataclasses.asdict(args).items()
                                                                      if isinstance(v, (int, float, str, bool))})
@@ -340,11 +340,9 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     final_metrics = {f"val/{k}": v for k, v in evaluate().items()}
     logger.log({"step": step, **final_metrics})
     save_checkpoint()
+    state_dict = accelerator.get_state_dict(model)  # collective: gathers sharded (FSDP) weights
     if accelerator.is_main_process:
-        from genie.checkpoint import atomic_directory
-
-        with atomic_directory(output_dir / objective.final_model_dirname) as tmp:
-            unwrapped.save_pretrained(tmp)
+        save_model_folder(output_dir / objective.final_model_dirname, unwrapped.config, state_dict)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     accelerator.print(f"saved final model to {output_dir / objective.final_model_dirname}")

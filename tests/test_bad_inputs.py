@@ -106,6 +106,8 @@ def test_bad_input(case, tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         run_cli(lambda: main(argv))
     err = capsys.readouterr().err.strip().splitlines()
+    with capsys.disabled():  # the message, for the record (pytest -s shows it)
+        print(f"\n[{case}] {err[0] if err else ''}")
     assert info.value.code == 2
     assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0]
     assert expected in err[0], err[0]
