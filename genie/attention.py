@@ -7,6 +7,35 @@ from einops import rearrange
 from torch import nn
 
 
+class KVCache:
+    """One layer's temporal keys/values for cached causal decoding, in buffers preallocated for
+    `max_len` positions, so that extending the cache never copies the past.
+
+    `extend` writes new positions after the cached ones and returns views of everything; only
+    `commit` makes positions part of the cache (later writes overwrite uncommitted ones).
+    """
+
+    def __init__(self, max_len: int):
+        self.max_len, self.length = max_len, 0
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = k.shape[2]
+        if self.length + n > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; {self.length} cached + {n} new do not fit")
+        if self.k is None:
+            self.k = k.new_empty((*k.shape[:2], self.max_len, k.shape[3]))
+            self.v = v.new_empty((*v.shape[:2], self.max_len, v.shape[3]))
+        end = self.length + n
+        self.k[:, :, self.length:end] = k
+        self.v[:, :, self.length:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def commit(self, n: int) -> None:
+        self.length += n
+
+
 class SelfAttention(nn.Module):
     """Self-attention over the middle axis of (batch, sequence, d_model).
 
@@ -27,26 +56,23 @@ class SelfAttention(nn.Module):
             self.norm = nn.LayerNorm(self.head_dim, eps=1e-5)
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
-        return self.attend(x, causal)[0]
+        return self.attend(x, causal)
 
-    def attend(self, x: torch.Tensor, causal: bool = False,
-               past_kv: tuple[torch.Tensor, torch.Tensor] | None = None
-               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """Attention output and this call's keys/values (B, heads, N_past + N, head_dim).
-
-        With `past_kv` the queries of `x` also attend to cached keys/values of earlier positions.
-        Cached decoding feeds one new position at a time, so it needs no mask: the past is all
-        visible, the future is not there.
-        """
+    def attend(self, x: torch.Tensor, causal: bool = False, cache: KVCache | None = None) -> torch.Tensor:
+        """Attention output. With `cache` the queries of `x` also attend to the cached keys/values of
+        earlier positions (all visible) and the new positions are written into the cache; with
+        `causal` the new positions see each other causally."""
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         if self.qk_norm:
             q, k = self.norm(q).to(v.dtype), self.norm(k).to(v.dtype)
-        if past_kv is not None:
-            if causal and x.shape[1] > 1:
-                raise ValueError("cached causal attention takes one new position at a time")
-            k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+        attn_mask = None
+        if cache is not None:
+            num_past, num_new = cache.length, x.shape[1]
+            k, v = cache.extend(k, v)
+            if causal and num_new > 1:  # True = may attend: every past position, earlier new ones
+                attn_mask = torch.ones(num_new, num_past + num_new, dtype=torch.bool, device=x.device).tril(num_past)
             causal = False
         out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, is_causal=causal
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0, is_causal=causal
         )
-        return self.proj(rearrange(out, "b h n d -> b n (h d)")), (k, v)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))

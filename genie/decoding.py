@@ -163,22 +163,30 @@ def generate(model: STMaskGIT, prompt: torch.Tensor, num_new_frames: int, cfg: S
 def _generate_cached(model: STMaskGIT, tokens: torch.Tensor, num_prompt: int, cfg: SamplingConfig,
                      actions: torch.Tensor | None, generator: torch.Generator | None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per new frame: `maskgit_steps` passes over that frame alone against the cache, then one pass
-    with its final tokens to add its keys/values to the cache (skipped after the last frame)."""
+    """Each MaskGIT step runs only the frame being decoded against the cache of finished frames.
+
+    A finished frame's keys/values are added to the cache by the next frame's first step, which runs
+    [finished frame, next frame] together (causal between them): one call per step, none extra.
+    """
     def frame_actions(t0: int, t1: int):
         return None if actions is None else actions[:, t0:t1]
 
-    _, kvs = model.compute_logits_cached(tokens[:, :num_prompt], 0, None, frame_actions(0, num_prompt))
+    cache = model.new_kv_cache()
+    if num_prompt > 1:
+        model.compute_logits_cached(tokens[:, :num_prompt - 1], cache, frame_actions(0, num_prompt - 1),
+                                    commit=num_prompt - 1)
+    pending = num_prompt - 1  # a finished frame whose keys/values are not cached yet
     all_logits = []
-    total = tokens.shape[1]
-    for t in range(num_prompt, total):
+    for t in range(num_prompt, tokens.shape[1]):
         frame = tokens[:, t]
         for step in range(cfg.maskgit_steps):
-            logits, _ = model.compute_logits_cached(frame[:, None], t, kvs, frame_actions(t, t + 1))
-            if step == 0:
-                all_logits.append(logits[:, 0])
-            frame = maskgit_step(logits[:, 0], frame, step, cfg, model.mask_token_id, generator)
+            if step == 0:  # [finished frame, this frame]: caches the former, decodes the latter
+                block = torch.stack([tokens[:, pending], frame], dim=1)
+                logits = model.compute_logits_cached(block, cache, frame_actions(pending, t + 1), commit=1)[:, 1]
+                all_logits.append(logits)
+            else:
+                logits = model.compute_logits_cached(frame[:, None], cache, frame_actions(t, t + 1))[:, 0]
+            frame = maskgit_step(logits, frame, step, cfg, model.mask_token_id, generator)
         tokens[:, t] = frame
-        if t + 1 < total:
-            _, kvs = model.compute_logits_cached(frame[:, None], t, kvs, frame_actions(t, t + 1))
+        pending = t
     return tokens, torch.stack(all_logits, dim=1)

@@ -45,14 +45,15 @@ def random_mask(shape: tuple[int, int, int], ratio: float, generator: torch.Gene
                 device: torch.device | str = "cpu") -> torch.Tensor:
     """True = masked: exactly round(ratio * S) tokens per sample and per frame, chosen uniformly.
 
-    Vectorized: the masked tokens are those with the smallest of S uniform keys.
+    Vectorized: the masked tokens are those with the `count` smallest of S uniform keys (topk is
+    several times cheaper than sorting here).
     """
     _check_ratio("mask ratio", ratio)
     batch, num_frames, num_tokens = shape
     count = round(ratio * num_tokens)
     keys = torch.rand(shape, generator=generator, device=device)
-    ranks = keys.argsort(dim=-1).argsort(dim=-1)  # rank of each token's key within its frame
-    return ranks < count
+    chosen = keys.topk(count, dim=-1, largest=False, sorted=False).indices
+    return torch.zeros(shape, dtype=torch.bool, device=device).scatter_(-1, chosen, True)
 
 
 def block_mask(shape: tuple[int, int, int], height: int, width: int, num_blocks: int = 1,

@@ -14,6 +14,7 @@ from einops import rearrange
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from genie.attention import KVCache
 from genie.checkpoint import load_weights_strict
 from genie.config import ConfigError, GenieConfig
 from genie.factorization import FactorizedEmbedding, factorize_token_ids
@@ -75,17 +76,20 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         x = self.decoder(self._embed(tokens, actions, first_frame=0), causal=causal)
         return self._head(x)
 
-    def compute_logits_cached(self, tokens: torch.Tensor, first_frame: int, past_kvs: list | None = None,
-                              actions: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
-        """Causal logits of frames first_frame.. (tokens (B, T', S)) given the KV cache of frames
-        0..first_frame-1 (None when first_frame == 0); returns logits and the cache including these
-        frames. With a cache, pass one frame at a time. Equal to `compute_logits` on the full prefix."""
-        if (past_kvs is None) != (first_frame == 0):
-            raise ValueError("pass a KV cache exactly when first_frame > 0")
-        if past_kvs is not None and tokens.shape[1] != 1:
-            raise ValueError("with a KV cache, pass one new frame at a time")
-        x, kvs = self.decoder.forward_cached(self._embed(tokens, actions, first_frame), past_kvs)
-        return self._head(x), kvs
+    def new_kv_cache(self) -> list[KVCache]:
+        """Empty per-layer KV caches for `compute_logits_cached` (room for T frames)."""
+        return [KVCache(self.config.T) for _ in self.decoder.layers]
+
+    def compute_logits_cached(self, tokens: torch.Tensor, cache: list[KVCache], actions: torch.Tensor | None = None,
+                              commit: int = 0) -> torch.Tensor:
+        """Causal logits (B, T', S, K, V) of new frames `tokens` (B, T', S) that follow the frames held
+        in `cache`; the first `commit` new frames are added to the cache. Equal to `compute_logits`
+        on the whole prefix, for the new frames."""
+        first_frame = cache[0].length
+        logits = self._head(self.decoder.forward_cached(self._embed(tokens, actions, first_frame), cache))
+        for layer_cache in cache:
+            layer_cache.commit(commit)
+        return logits
 
     def _embed(self, tokens: torch.Tensor, actions: torch.Tensor | None, first_frame: int) -> torch.Tensor:
         num_frames = tokens.shape[1]
@@ -145,8 +149,9 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, config: Geni
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token cross-entropy summed over factors (B, T, S) and per-token correctness (every factor right)."""
     factor_labels = factorize_token_ids(labels, config.num_factored_vocabs, config.factored_vocab_size)
-    per_factor_ce = F.cross_entropy(rearrange(logits.float(), "b t s k v -> b v t s k"), factor_labels,
-                                    reduction="none")
+    # Class dimension last and flattened: no permuted copy of the (large) logits.
+    per_factor_ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), factor_labels.reshape(-1),
+                                    reduction="none").reshape(factor_labels.shape)
     return per_factor_ce.sum(dim=-1), (logits.argmax(dim=-1) == factor_labels).all(dim=-1)
 
 

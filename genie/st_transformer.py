@@ -7,7 +7,7 @@ from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from genie.attention import SelfAttention
+from genie.attention import KVCache, SelfAttention
 from genie.config import GenieConfig
 
 
@@ -43,18 +43,16 @@ class STBlock(nn.Module):
         self.norm2 = nn.Identity() if config.qk_norm else nn.LayerNorm(d, eps=1e-5)
         self.mlp = Mlp(d, config.mlp_ratio, config.mlp_bias, config.mlp_drop)
 
-    def forward(self, x: torch.Tensor, causal: bool, past_kv=None, return_kv: bool = False):
-        """x: (B, T, S, C) -> (B, T, S, C); with `return_kv` also the temporal keys/values
-        ((B*S, heads, T_past + T, head_dim) each), which a KV cache keeps for later frames."""
+    def forward(self, x: torch.Tensor, causal: bool, cache: KVCache | None = None) -> torch.Tensor:
+        """x: (B, T, S, C) -> (B, T, S, C). With `cache`, x holds new frames after the cached ones and
+        their temporal keys/values are written into the cache."""
         b, t = x.shape[:2]
         x = rearrange(x, "b t s c -> (b t) s c")
         x = x + self.spatial_attn(self.norm1(x))
         x = rearrange(x, "(b t) s c -> (b s) t c", b=b, t=t)
-        attended, kv = self.temporal_attn.attend(x, causal=causal, past_kv=past_kv)
-        x = x + attended
+        x = x + self.temporal_attn.attend(x, causal=causal, cache=cache)
         x = x + self.mlp(self.norm2(x))
-        x = rearrange(x, "(b s) t c -> b t s c", b=b)
-        return (x, kv) if return_kv else x
+        return rearrange(x, "(b s) t c -> b t s c", b=b)
 
 
 class STTransformer(nn.Module):
@@ -72,12 +70,8 @@ class STTransformer(nn.Module):
                 x = layer(x, causal)
         return x
 
-    def forward_cached(self, x: torch.Tensor, past_kvs: list | None) -> tuple[torch.Tensor, list]:
-        """Causal pass over new frames x given every layer's cached temporal keys/values of the
-        earlier frames (None for none); returns the output and the extended caches."""
-        new_kvs = []
-        for index, layer in enumerate(self.layers):
-            x, kv = layer(x, causal=past_kvs is None, past_kv=None if past_kvs is None else past_kvs[index],
-                          return_kv=True)
-            new_kvs.append(kv)
-        return x, new_kvs
+    def forward_cached(self, x: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+        """Causal pass over new frames x after the frames held in every layer's cache."""
+        for layer, cache in zip(self.layers, caches):
+            x = layer(x, causal=True, cache=cache)
+        return x

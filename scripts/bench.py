@@ -57,9 +57,9 @@ class NaiveAttention(torch.nn.Module):
         out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
         return f.proj(out)
 
-    def attend(self, x, causal=False, past_kv=None):
-        assert past_kv is None, "the naive reference has no KV cache"
-        return self.forward(x, causal), None
+    def attend(self, x, causal=False, cache=None):
+        assert cache is None, "the naive reference has no KV cache"
+        return self.forward(x, causal)
 
 
 def naive_embed(module, ids):
@@ -181,8 +181,8 @@ def bench_index(smoke: bool) -> dict:
 
     num_frames = 100_000 if smoke else 10_000_000
     rng = np.random.default_rng(0)
-    segment_ids = np.repeat(np.arange(num_frames // 1000 + 1), rng.integers(500, 1500, num_frames // 1000 + 1))[:num_frames]
-    segment_ids = segment_ids.astype(np.int32)
+    lengths = rng.integers(500, 1500, num_frames // 500 + 1)  # segments of 500-1500 frames, enough to cover
+    segment_ids = np.repeat(np.arange(len(lengths)), lengths)[:num_frames].astype(np.int32)
     window, stride = 16, 15
     span = (window - 1) * stride
 
