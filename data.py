@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genie.config import GenieConfig
+from genie.checkpoint import atomic_directory
+from genie.config import GenieConfig, read_json_object
 from genie.factorization import factorize_token_ids, unfactorize_token_ids
 from genie.masking import bernoulli_per_frame, frames_from
 
@@ -35,12 +36,7 @@ def _read_metadata(data_dir: Path) -> dict[str, Any]:
     path = data_dir / "metadata.json"
     if not path.is_file():
         raise DataFormatError(f"{path} is missing; a data folder needs metadata.json with num_images, s and vocab_size")
-    try:
-        metadata = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataFormatError(f"{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
-    if not isinstance(metadata, dict):
-        raise DataFormatError(f"{path} must hold a JSON object")
+    metadata = read_json_object(path, DataFormatError)
     for key in ("num_images", "s", "vocab_size"):
         value = metadata.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -188,8 +184,6 @@ def write_token_dataset(out_dir: str | Path, tokens: np.ndarray, segment_ids: np
                         hz: int = 30, actions: Mapping[str, np.ndarray] | None = None,
                         token_dtype: str = "uint32", extra_metadata: Mapping[str, Any] | None = None) -> Path:
     """Write a split in the 1X v1.1 format; written to a temporary folder and renamed into place."""
-    from genie.checkpoint import atomic_directory
-
     tokens = np.asarray(tokens)
     if tokens.ndim != 3 or tokens.shape[1] != tokens.shape[2]:
         raise ValueError(f"tokens must have shape (num_images, s, s), got {tokens.shape}")

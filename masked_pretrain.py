@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     args, masking = parse([TrainingArguments, MaskedPretrainConfig], __doc__.split("\n")[0], argv)
     if args.output_dir == "runs/train":
         args.output_dir = "runs/masked_pretrain"
-    config = GenieConfig.from_json_file(args.genie_config).replace(temporal_attention=masking.temporal_attention)
+    config = GenieConfig.from_json_file(args.genie_config)
     set_seed(args.seed)  # the initial weights follow --seed, whatever the launcher did before
     model = STMaskGIT(config)
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]

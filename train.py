@@ -45,7 +45,7 @@ def resolve_pretrain_checkpoint(path: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> dict:
     args, hand_off = parse([TrainingArguments, HandOffArguments], __doc__.split("\n")[0], argv)
-    config = GenieConfig.from_json_file(args.genie_config).replace(temporal_attention="causal")
+    config = GenieConfig.from_json_file(args.genie_config)
     set_seed(args.seed)  # the initial weights follow --seed, whatever the launcher did before
     model = STMaskGIT(config)
     run_info = {}

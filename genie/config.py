@@ -137,13 +137,7 @@ class GenieConfig:
             path = path / "config.json"
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass a GenieConfig JSON file such as configs/tiny.json")
-        try:
-            values = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"config file {path} is not valid JSON ({error.msg} at line {error.lineno})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"config file {path} must hold a JSON object of config fields")
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_json_object(path, ConfigError, what="config file "), source=str(path))
 
     def replace(self, **changes: Any) -> "GenieConfig":
         return dataclasses.replace(self, **changes)
@@ -167,6 +161,17 @@ class GenieConfig:
             if wrong_bool or not isinstance(value, expected):
                 raise ConfigError(f"config field '{f.name}' = {value!r} has type {type(value).__name__}, "
                                   f"expected {type_name}")
+
+
+def read_json_object(path: Path, error_type: type[Exception], what: str = "") -> dict[str, Any]:
+    """The JSON object in `path`; malformed JSON or another JSON type raises `error_type` in one line."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise error_type(f"{what}{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(values, dict):
+        raise error_type(f"{what}{path} must hold a JSON object")
+    return values
 
 
 def _require(ok: bool, name: str, value: Any, what: str) -> None:

@@ -2,8 +2,9 @@
 
 An objective turns a batch of clean windows into model inputs (masked input, labels, loss_mask with
 True = masked = scored), picks the temporal attention mode, and evaluates. The mask randomness of a
-batch is a pure function of (seed, process, optimizer step, micro-batch), so masks do not depend on
-DataLoader workers, survive resume exactly, and follow the optimizer step under accumulation.
+batch is a pure function of (seed, optimizer step, micro-batch) and is drawn for the global batch, so
+masks do not depend on DataLoader workers or the number of processes, survive resume exactly, and
+follow the optimizer step under gradient accumulation.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 class Objective:
     name: str = "objective"
-    temporal_attention: str = "causal"
+    temporal_attention: str = "causal"  # the trainer sets the model's temporal attention to this
     final_model_dirname: str = "final_model"
 
     def __init__(self, config: GenieConfig):

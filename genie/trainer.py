@@ -143,6 +143,7 @@ def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.op
 def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
           run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train `model` with `objective`; returns the final evaluation metrics."""
+    model.set_temporal_attention(objective.temporal_attention)
     config = model.config
     log_with = {"none": None, "all": ["wandb", "tensorboard"]}.get(args.report_to, [args.report_to])
     if log_with and "wandb" in log_with:
