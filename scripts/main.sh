@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the built-in dataset, from a fresh clone: set up, masked pretraining (stage 1),
-# autoregressive fine-tuning from its weights (stage 2), evaluation, pictures. About 8 minutes on
+# autoregressive fine-tuning from its weights (stage 2), evaluation, pictures. About 6 minutes on
 # 2 CPU cores. Each run writes a new folder under runs/ (nothing is overwritten).
 set -euo pipefail
 cd "$(dirname "$0")/.."
