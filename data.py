@@ -296,7 +296,7 @@ class MaskedPretrainCollator:
                              c.exponential_k)
 
     def build_mask(self, shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None) -> torch.Tensor:
-        from genie.masking import block_mask, first_frame_visible, periodic_prompt_frames, random_mask, strided_mask
+        from genie.masking import block_mask, maskable_after_first_frame, maskable_between_prompt_frames, random_mask, maskable_off_lattice
 
         c, side = self.config, self.model_config.h
         if c.mask_pattern == "random":
@@ -309,11 +309,11 @@ class MaskedPretrainCollator:
             if ratio == 0:
                 mask = torch.zeros_like(mask)
         if c.prompt_frame_period:
-            mask &= periodic_prompt_frames(shape, c.prompt_frame_period)
+            mask &= maskable_between_prompt_frames(shape, c.prompt_frame_period)
         if c.lattice_stride:
-            mask &= strided_mask(shape, side, side, c.lattice_stride, c.lattice_offset)
+            mask &= maskable_off_lattice(shape, side, side, c.lattice_stride, c.lattice_offset)
         if not c.mask_all_frames:
-            mask &= first_frame_visible(shape)
+            mask &= maskable_after_first_frame(shape)
         return mask
 
     def __call__(self, features, generator: torch.Generator | None = None, step: int = 0,

@@ -3,6 +3,11 @@ from the model (replaced by the mask token id) and is a prediction target. False
 
 Builders are pure functions of (shape, parameters, generator) and compose with `&` and `|`.
 Shapes are (B, T, S): batch, frames, tokens per frame.
+
+Two kinds: pattern builders (`random_mask`, `block_mask`, `frames_from`, `bernoulli_per_frame`)
+return True = masked; constraint builders named `maskable_*` return True = may be masked, and are
+ANDed with a pattern to keep their False positions visible, e.g.
+`random_mask(shape, 0.5, g) & maskable_after_first_frame(shape)`.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import torch
 
 def frames_from(shape: tuple[int, int, int], first_frame: int | torch.Tensor,
                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """True for every token of frames t >= first_frame (the autoregressive target frames).
+    """True = masked: every token of frames t >= first_frame (the autoregressive target frames).
 
     `first_frame` is an int or a (B,) tensor giving each sample its own first masked frame.
     """
@@ -21,14 +26,14 @@ def frames_from(shape: tuple[int, int, int], first_frame: int | torch.Tensor,
     return (frame_index >= first).expand(batch, num_frames, num_tokens)
 
 
-def first_frame_visible(shape: tuple[int, int, int], device: torch.device | str = "cpu") -> torch.Tensor:
-    """True everywhere except frame 0 (the complement of frame 0): AND it with a mask to keep frame 0 visible."""
+def maskable_after_first_frame(shape: tuple[int, int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """True = maskable: every frame except frame 0 (the "first frame visible" constraint)."""
     return frames_from(shape, 1, device)
 
 
 def bernoulli_per_frame(shape: tuple[int, int, int], probability: torch.Tensor,
                         generator: torch.Generator | None = None) -> torch.Tensor:
-    """True independently per token with a probability given per sample and frame.
+    """True = masked, independently per token, with a probability given per sample and frame.
 
     probability: broadcastable to (B, T, 1), values in [0, 1].
     """
@@ -96,7 +101,7 @@ def block_mask(shape: tuple[int, int, int], height: int, width: int, num_blocks:
     return mask.expand(batch, num_frames, num_tokens) if tube else mask
 
 
-def periodic_prompt_frames(shape: tuple[int, int, int], period: int, offset: int = 0,
+def maskable_between_prompt_frames(shape: tuple[int, int, int], period: int, offset: int = 0,
                            device: torch.device | str = "cpu") -> torch.Tensor:
     """True = maskable: every frame except the prompt frames t with t % period == offset, which stay
     fully visible (the video analogue of VampNet's periodic prompt). AND it with a mask."""
@@ -107,7 +112,7 @@ def periodic_prompt_frames(shape: tuple[int, int, int], period: int, offset: int
     return (frame_index % period != offset % period).expand(batch, num_frames, num_tokens)
 
 
-def strided_mask(shape: tuple[int, int, int], height: int, width: int, stride: int, offset: int = 0,
+def maskable_off_lattice(shape: tuple[int, int, int], height: int, width: int, stride: int, offset: int = 0,
                  device: torch.device | str = "cpu") -> torch.Tensor:
     """True = maskable: every token except a regular spatial lattice (rows and columns
     `offset, offset + stride, ...`), which stays visible. AND it with a mask."""

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from genie.masking import (bernoulli_per_frame, block_mask, first_frame_visible, frames_from, periodic_prompt_frames,
-                           random_mask, strided_mask)
+from genie.masking import (bernoulli_per_frame, block_mask, maskable_after_first_frame, frames_from, maskable_between_prompt_frames,
+                           random_mask, maskable_off_lattice)
 
 
 def gen(seed=0):
@@ -31,18 +31,18 @@ def test_frame_range_builders():
     assert m[:, :2].sum() == 0 and m[:, 2:].all()
     per_sample = frames_from((2, 4, 1), torch.tensor([1, 3]))
     assert per_sample[:, :, 0].tolist() == [[False, True, True, True], [False, False, False, True]]
-    assert torch.equal(first_frame_visible((1, 3, 2)), torch.tensor([[[False, False], [True, True], [True, True]]]))
+    assert torch.equal(maskable_after_first_frame((1, 3, 2)), torch.tensor([[[False, False], [True, True], [True, True]]]))
 
 
-def test_periodic_prompt_frames_keep_every_kth_frame_visible():
-    m = periodic_prompt_frames((1, 7, 2), period=3)
+def test_maskable_between_prompt_frames_keep_every_kth_frame_visible():
+    m = maskable_between_prompt_frames((1, 7, 2), period=3)
     assert m[0, :, 0].tolist() == [False, True, True, False, True, True, False]
-    full = random_mask((4, 7, 16), 1.0, gen()) & periodic_prompt_frames((4, 7, 16), 3)
+    full = random_mask((4, 7, 16), 1.0, gen()) & maskable_between_prompt_frames((4, 7, 16), 3)
     assert full[:, [0, 3, 6]].sum() == 0 and full[:, [1, 2, 4, 5]].all()
 
 
 def test_strided_lattice_stays_visible():
-    m = strided_mask((1, 1, 16), 4, 4, stride=2, offset=1)
+    m = maskable_off_lattice((1, 1, 16), 4, 4, stride=2, offset=1)
     expected = torch.ones(4, 4, dtype=torch.bool)
     expected[1::2, 1::2] = False
     assert torch.equal(m[0, 0].reshape(4, 4), expected)
@@ -64,7 +64,7 @@ def test_block_mask_rectangles():
 
 def test_builders_compose_with_and_or():
     a = random_mask((8, 4, 16), 0.5, gen(1))
-    b = first_frame_visible((8, 4, 16))
+    b = maskable_after_first_frame((8, 4, 16))
     assert not (a & b)[:, 0].any() and torch.equal((a & b)[:, 1:], a[:, 1:])
     assert (a | ~a).all()
     p = bernoulli_per_frame((8, 4, 16), torch.tensor([0.0, 1.0, 0.0, 1.0]).reshape(1, 4, 1), gen())
@@ -79,9 +79,9 @@ def test_builders_compose_with_and_or():
     (lambda: block_mask((1, 1, 16), 4, 4, num_blocks=0), "num_blocks"),
     (lambda: block_mask((1, 1, 16), 4, 4, aspect_ratio=(2.0, 1.0)), "aspect ratio"),
     (lambda: block_mask((1, 1, 16), 3, 4), "height \\* width"),
-    (lambda: strided_mask((1, 1, 16), 4, 4, stride=0), "stride = 0 must be >= 1"),
-    (lambda: strided_mask((1, 1, 16), 4, 4, stride=2, offset=2), "offset = 2"),
-    (lambda: periodic_prompt_frames((1, 4, 4), period=0), "period = 0"),
+    (lambda: maskable_off_lattice((1, 1, 16), 4, 4, stride=0), "stride = 0 must be >= 1"),
+    (lambda: maskable_off_lattice((1, 1, 16), 4, 4, stride=2, offset=2), "offset = 2"),
+    (lambda: maskable_between_prompt_frames((1, 4, 4), period=0), "period = 0"),
 ])
 def test_builders_validate_their_parameters(call, message):
     with pytest.raises(ValueError, match=message):
