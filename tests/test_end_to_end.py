@@ -1,5 +1,6 @@
 """Stage-2 training, resume, evaluation and generation through the real entry points, on a tiny config."""
 import json
+import os
 import subprocess
 import sys
 
@@ -113,3 +114,14 @@ def test_compiled_training_matches_eager(tiny_config_file, tiny_data, tmp_path):
     loss = lambda out: [r["train/loss"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]  # noqa: E731
     assert len(loss(eager)) == 3
     assert max(abs(a - b) for a, b in zip(loss(eager), loss(compiled))) < 1e-3
+
+
+def test_wandb_runs_offline_without_a_login(tiny_config_file, tiny_data, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
+    out = tmp_path / "wb"
+    result = subprocess.run([sys.executable, "train.py", *train_args(tiny_config_file, tiny_data, out,
+                                                                      "--max_train_steps", "2", "--report_to", "wandb")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list((out / "wandb").glob("offline-run-*")), "no offline wandb run was written"
