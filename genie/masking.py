@@ -41,6 +41,11 @@ def bernoulli_per_frame(shape: tuple[int, int, int], probability: torch.Tensor,
     return torch.rand(shape, generator=generator, device=device) < probability
 
 
+def _check_grid(height: int, width: int, num_tokens: int) -> None:
+    if height * width != num_tokens:
+        raise ValueError(f"height * width = {height * width} must equal the tokens per frame {num_tokens}")
+
+
 def _check_ratio(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} = {value} must be in [0, 1]")
@@ -72,8 +77,7 @@ def block_mask(shape: tuple[int, int, int], height: int, width: int, num_blocks:
     With `tube`, each sample uses the same rectangles in every frame.
     """
     batch, num_frames, num_tokens = shape
-    if height * width != num_tokens:
-        raise ValueError(f"height * width = {height * width} must equal the tokens per frame {num_tokens}")
+    _check_grid(height, width, num_tokens)
     if num_blocks < 1:
         raise ValueError(f"num_blocks = {num_blocks} must be >= 1")
     if not (0.0 < scale[0] <= scale[1] <= 1.0):
@@ -102,7 +106,7 @@ def block_mask(shape: tuple[int, int, int], height: int, width: int, num_blocks:
 
 
 def maskable_between_prompt_frames(shape: tuple[int, int, int], period: int, offset: int = 0,
-                           device: torch.device | str = "cpu") -> torch.Tensor:
+                                   device: torch.device | str = "cpu") -> torch.Tensor:
     """True = maskable: every frame except the prompt frames t with t % period == offset, which stay
     fully visible (the video analogue of VampNet's periodic prompt). AND it with a mask."""
     if period < 1:
@@ -113,12 +117,11 @@ def maskable_between_prompt_frames(shape: tuple[int, int, int], period: int, off
 
 
 def maskable_off_lattice(shape: tuple[int, int, int], height: int, width: int, stride: int, offset: int = 0,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+                         device: torch.device | str = "cpu") -> torch.Tensor:
     """True = maskable: every token except a regular spatial lattice (rows and columns
     `offset, offset + stride, ...`), which stays visible. AND it with a mask."""
     batch, num_frames, num_tokens = shape
-    if height * width != num_tokens:
-        raise ValueError(f"height * width = {height * width} must equal the tokens per frame {num_tokens}")
+    _check_grid(height, width, num_tokens)
     if stride < 1:
         raise ValueError(f"lattice stride = {stride} must be >= 1")
     if not 0 <= offset < stride:

@@ -16,7 +16,7 @@ from torch import nn
 
 from genie.attention import KVCache
 from genie.checkpoint import load_weights_strict
-from genie.config import ConfigError, GenieConfig
+from genie.config import GenieConfig
 from genie.factorization import FactorizedEmbedding, factorize_token_ids
 from genie.st_transformer import STTransformer
 
@@ -121,11 +121,10 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         return ModelOutput(logits=logits, loss=loss, acc=acc, num_scored=num_scored)
 
     @classmethod
-    def from_pretrained(cls, checkpoint_dir: str | Path, **overrides) -> "STMaskGIT":
+    def from_pretrained(cls, checkpoint_dir: str | Path) -> "STMaskGIT":
         """Load a local Hugging Face-format folder (`config.json` + `model.safetensors`), strictly.
 
         Works for folders written by this project and by the reference `STMaskGIT.save_pretrained`.
-        `overrides` replace config fields (e.g. temporal_attention="causal").
         """
         checkpoint_dir = Path(checkpoint_dir)
         if not checkpoint_dir.is_dir():
@@ -134,13 +133,7 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         if not (checkpoint_dir / "config.json").is_file():
             raise FileNotFoundError(f"checkpoint folder {checkpoint_dir} has no config.json; pass a folder written "
                                     "by save_pretrained (a run's final model or a step_N/ folder)")
-        config = GenieConfig.from_json_file(checkpoint_dir / "config.json")
-        if overrides:
-            try:
-                config = config.replace(**overrides)
-            except ConfigError as error:
-                raise ConfigError(f"{checkpoint_dir}: {error}") from None
-        model = cls(config)
+        model = cls(GenieConfig.from_json_file(checkpoint_dir / "config.json"))
         load_weights_strict(model, checkpoint_dir / "model.safetensors")
         return model
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from data import get_maskgit_collator
+from data import get_masked_pretrain_collator, get_maskgit_collator
 from genie.config import GenieConfig
 from genie.evaluation import teacher_forced_sums
 from genie.factorization import unfactorize_token_ids
@@ -101,19 +101,23 @@ class AutoregressiveObjective(Objective):
             inputs = to_device(self.make_batch(batch, step=index, generator=batch_generator(seed, 0, index, stream=1)),
                                device)
             batch = to_device(batch, device)
-            rows = torch.cat([masked_loss_sums(model, inputs), teacher_forced_rows(model, batch)], dim=1)
+            masked_rows = masked_loss_rows(model, inputs)[0][:, [0, 2]]  # cross-entropy sum, scored tokens
+            rows = torch.cat([masked_rows, teacher_forced_rows(model, batch)], dim=1)
             sums += gather(rows).double().cpu().sum(0)
         loss_sum, scored, tf_ce, tf_correct, tf_tokens = sums.tolist()
         return {"loss": loss_sum / max(scored, 1), "tf_cross_entropy": tf_ce / max(tf_tokens, 1),
                 "tf_accuracy": tf_correct / max(tf_tokens, 1), "num_windows_tokens": int(tf_tokens)}
 
 
-def masked_loss_sums(model: STMaskGIT, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(B, 2): per window, summed cross-entropy over its scored tokens and their number."""
+def masked_loss_rows(model: STMaskGIT, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window (B, 3): summed cross-entropy over its scored tokens, correct scored tokens, their
+    number; and the logits."""
     logits = model.compute_logits(inputs["input_ids"], actions=inputs.get("actions"))
-    token_ce, _ = token_cross_entropy(logits, inputs["labels"], model.config)
+    token_ce, token_correct = token_cross_entropy(logits, inputs["labels"], model.config)
     weights = inputs["loss_mask"].to(token_ce.dtype)
-    return torch.stack([(token_ce * weights).sum(dim=(1, 2)), weights.sum(dim=(1, 2))], dim=1)
+    rows = torch.stack([(token_ce * weights).sum(dim=(1, 2)), (token_correct * weights).sum(dim=(1, 2)),
+                        weights.sum(dim=(1, 2))], dim=1)
+    return rows, logits
 
 
 def teacher_forced_rows(model: STMaskGIT, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -130,12 +134,10 @@ class MaskedPretrainObjective(Objective):
 
     def __init__(self, config: GenieConfig, masking, picture_writer=None):
         super().__init__(config)
-        from data import get_masked_pretrain_collator
-
         self.masking = masking
         self.temporal_attention = masking.temporal_attention
         self.collator = get_masked_pretrain_collator(masking, config)
-        self.picture_writer = picture_writer  # callable(step, input_ids, predictions, labels) or None
+        self.picture_writer = picture_writer  # callable(step, input_ids, predictions, labels, ratio) or None
 
     def set_total_steps(self, total_steps: int) -> None:
         self.collator.total_steps = max(total_steps, 1)
@@ -157,11 +159,7 @@ class MaskedPretrainObjective(Objective):
             for r, ratio in enumerate(ratios):
                 inputs = to_device(self.collator(batch, generator=batch_generator(seed, 0, index, stream=2 + r),
                                                  ratio=ratio), device)
-                logits = model.compute_logits(inputs["input_ids"], actions=inputs.get("actions"))
-                token_ce, token_correct = token_cross_entropy(logits, inputs["labels"], model.config)
-                weights = inputs["loss_mask"].to(token_ce.dtype)
-                rows = torch.stack([(token_ce * weights).sum((1, 2)), (token_correct * weights).sum((1, 2)),
-                                    weights.sum((1, 2))], dim=1)
+                rows, logits = masked_loss_rows(model, inputs)
                 sums[r] += gather(rows).double().cpu().sum(0)
                 if index == 0 and r == len(ratios) // 2 and self.picture_writer is not None:
                     predicted = unfactorize_token_ids(logits.argmax(-1), model.config.num_factored_vocabs,

@@ -259,84 +259,84 @@ def train(args: TrainingArguments, objective: Objective, model: STMaskGIT,
     running_count, skipped_steps = 0, 0
     stop = StopRequest(accelerator)
     last_time, tokens_since = time.perf_counter(), 0
-    while step < max_steps:
-        train_loader.set_epoch(epoch)
-        loader = accelerator.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
-        micro_step = 0
-        for batch in loader:
-            batches_done += 1
-            generator = batch_generator(args.seed, step, micro_step)
-            inputs = make_global_batch(objective, batch, step, generator, accelerator.process_index,
-                                       accelerator.num_processes)
-            inputs = to_device(inputs, accelerator.device)
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    out = forward_model(**inputs)
-                nonfinite += ~torch.isfinite(out.loss.detach())
-                accelerator.backward(out.loss)
-                if accelerator.sync_gradients:
-                    # One scalar per optimizer step crosses to the host, so that a non-finite loss
-                    # never reaches the weights (--no_nonfinite_check moves it to logging steps).
-                    bad = args.nonfinite_check and accelerator.reduce(nonfinite, "sum").item() > 0
-                    nonfinite.zero_()
-                    if bad and not args.skip_nonfinite:
-                        raise NonFiniteLossError(f"non-finite loss at step {step + 1}; no checkpoint was written for it "
-                                                 "(last good one: the newest step_N/); lower --learning_rate, check "
-                                                 "the data, or pass --skip_nonfinite to skip such batches")
-                    if bad:
-                        skipped_steps += 1
-                    else:
-                        if args.max_grad_norm > 0:
-                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                        optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            running_loss += torch.nan_to_num(out.loss.detach(), nan=0.0, posinf=0.0, neginf=0.0)
-            running_count += 1
-            tokens_since += inputs["input_ids"].shape[0] * window_tokens * accelerator.num_processes
-            micro_step += 1
-            if not accelerator.sync_gradients:
-                continue
+    try:
+        while step < max_steps:
+            train_loader.set_epoch(epoch)
+            loader = accelerator.skip_first_batches(train_loader, batches_done) if batches_done else train_loader
             micro_step = 0
-            scheduler.step()
-            step += 1
-            progress.update(1)
-            if step % args.log_every_n_steps == 0 or step == max_steps:
-                # The only host sync of the step, at logging intervals.
-                loss_value = accelerator.reduce(running_loss, "mean").item() / running_count
-                if not math.isfinite(loss_value):  # only reachable with --no_nonfinite_check
-                    raise NonFiniteLossError(f"non-finite training loss in steps {step - args.log_every_n_steps + 1}"
-                                             f"..{step}; lower --learning_rate or check the data")
-                now = time.perf_counter()
-                record = {"step": step, "train/loss": loss_value, "lr": scheduler.get_last_lr()[0],
-                          "tokens_per_s": tokens_since / (now - last_time), "skipped_nonfinite_steps": skipped_steps,
-                          **objective.step_metrics(step - 1)}
-                logger.log(record)
-                progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
-                                      if k in ("train/loss", "mask_ratio")})
-                running_loss.zero_()
-                running_count, tokens_since, last_time = 0, 0, time.perf_counter()
-            elif objective.step_metrics(step - 1):  # e.g. the mask ratio this update used: every step
-                used = objective.step_metrics(step - 1)
-                logger.log({"step": step, **used})
-                progress.set_postfix({k: round(v, 3) for k, v in used.items()})
-            if step % args.eval_every_n_steps == 0 and step < max_steps:
-                logger.log({"step": step, **{f"val/{k}": v for k, v in evaluate().items()}})
-            if step % args.checkpointing_steps == 0 and step < max_steps:
-                save_checkpoint()
-            if stop.requested(check_all_processes=step % args.log_every_n_steps == 0):
-                save_checkpoint()
-                stop.restore()
-                progress.close()
-                accelerator.end_training()
-                accelerator.print(f"received {stop.signal_name}: saved {output_dir / f'step_{step}'}; continue with "
-                                  f"--output_dir {output_dir} --resume_from_checkpoint latest")
-                return {"stopped_by": stop.signal_name, "step": step}
-            if step >= max_steps:
-                break
-        else:
-            epoch, batches_done = epoch + 1, 0
+            for batch in loader:
+                batches_done += 1
+                generator = batch_generator(args.seed, step, micro_step)
+                inputs = make_global_batch(objective, batch, step, generator, accelerator.process_index,
+                                           accelerator.num_processes)
+                inputs = to_device(inputs, accelerator.device)
+                with accelerator.accumulate(model):
+                    with accelerator.autocast():
+                        out = forward_model(**inputs)
+                    nonfinite += ~torch.isfinite(out.loss.detach())
+                    accelerator.backward(out.loss)
+                    if accelerator.sync_gradients:
+                        # One scalar per optimizer step crosses to the host, so that a non-finite loss
+                        # never reaches the weights (--no_nonfinite_check moves it to logging steps).
+                        bad = args.nonfinite_check and accelerator.reduce(nonfinite, "sum").item() > 0
+                        nonfinite.zero_()
+                        if bad and not args.skip_nonfinite:
+                            raise NonFiniteLossError(f"non-finite loss at step {step + 1}; no checkpoint was written for it "
+                                                     "(last good one: the newest step_N/); lower --learning_rate, check "
+                                                     "the data, or pass --skip_nonfinite to skip such batches")
+                        if bad:
+                            skipped_steps += 1
+                        else:
+                            if args.max_grad_norm > 0:
+                                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                            optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                running_loss += torch.nan_to_num(out.loss.detach(), nan=0.0, posinf=0.0, neginf=0.0)
+                running_count += 1
+                tokens_since += inputs["input_ids"].shape[0] * window_tokens * accelerator.num_processes
+                micro_step += 1
+                if not accelerator.sync_gradients:
+                    continue
+                micro_step = 0
+                scheduler.step()
+                step += 1
+                progress.update(1)
+                if step % args.log_every_n_steps == 0 or step == max_steps:
+                    # Logging steps read the loss back to the host (besides the non-finite check).
+                    loss_value = accelerator.reduce(running_loss, "mean").item() / running_count
+                    if not math.isfinite(loss_value):  # only reachable with --no_nonfinite_check
+                        raise NonFiniteLossError(f"non-finite training loss in steps {step - args.log_every_n_steps + 1}"
+                                                 f"..{step}; lower --learning_rate or check the data")
+                    now = time.perf_counter()
+                    record = {"step": step, "train/loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                              "tokens_per_s": tokens_since / (now - last_time), "skipped_nonfinite_steps": skipped_steps,
+                              **objective.step_metrics(step - 1)}
+                    logger.log(record)
+                    progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
+                                          if k in ("train/loss", "mask_ratio")})
+                    running_loss.zero_()
+                    running_count, tokens_since, last_time = 0, 0, time.perf_counter()
+                elif used := objective.step_metrics(step - 1):  # e.g. the mask ratio this update used
+                    logger.log({"step": step, **used})
+                    progress.set_postfix({k: round(v, 3) for k, v in used.items()})
+                if step % args.eval_every_n_steps == 0 and step < max_steps:
+                    logger.log({"step": step, **{f"val/{k}": v for k, v in evaluate().items()}})
+                if step % args.checkpointing_steps == 0 and step < max_steps:
+                    save_checkpoint()
+                if stop.requested(check_all_processes=step % args.log_every_n_steps == 0):
+                    save_checkpoint()
+                    progress.close()
+                    accelerator.end_training()
+                    accelerator.print(f"received {stop.signal_name}: saved {output_dir / f'step_{step}'}; continue with "
+                                      f"--output_dir {output_dir} --resume_from_checkpoint latest")
+                    return {"stopped_by": stop.signal_name, "step": step}
+                if step >= max_steps:
+                    break
+            else:
+                epoch, batches_done = epoch + 1, 0
+    finally:  # also when the loop raises, e.g. on a non-finite loss
+        stop.restore()
     progress.close()
-    stop.restore()
 
     final_metrics = {f"val/{k}": v for k, v in evaluate().items()}
     logger.log({"step": step, **final_metrics})

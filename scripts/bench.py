@@ -65,7 +65,7 @@ class NaiveAttention(torch.nn.Module):
 def naive_embed(module, ids):
     """Boolean-index gather: data-dependent shapes, as in the reference embedding."""
     out = module.mask_token_embed.repeat(*ids.shape, 1)
-    keep = ids != module.mask_token_id
+    keep = ids != module.mask_token_id  # True = keep: a real token, not the mask token
     kept = ids[keep]
     powers = module.factored_vocab_size ** torch.arange(module.num_factored_vocabs, device=ids.device)
     factors = (kept.unsqueeze(-1) // powers) % module.factored_vocab_size
@@ -128,12 +128,14 @@ def make_batch(config: GenieConfig, batch_size: int):
 
 
 # ----------------------------------------------------------------------------- benchmarks
+def bench_config(spec: dict, smoke: bool) -> GenieConfig:
+    """The benchmark's model config; `smoke` shrinks it to seconds-sized work for the test suite."""
+    return GenieConfig(**{**spec, **(dict(T=4, S=16, d_model=32, num_heads=2, num_layers=1) if smoke else {})})
+
+
 def bench_train(size: str, smoke: bool) -> dict:
-    spec = dict(TINY if size == "tiny" else MID)
     batch_size = 2 if size == "tiny" else 1
-    if smoke:
-        spec.update(T=4, S=16, d_model=32, num_heads=2, num_layers=1)
-    config = GenieConfig(**spec)
+    config = bench_config(TINY if size == "tiny" else MID, smoke)
     torch.manual_seed(0)
     batch = make_batch(config, batch_size)
     tokens = batch_size * config.T * config.S
@@ -204,26 +206,23 @@ def bench_index(smoke: bool) -> dict:
             "ratio": naive / ours, "windows": len(fast)}
 
 
-def bench_generation(smoke: bool, spec: dict | None = None, name: str = "tiny", steps_list=(2, 8)) -> list[dict]:
+def bench_generation(smoke: bool) -> list[dict]:
     from genie.decoding import SamplingConfig, generate
 
-    spec = dict(spec or TINY)
-    if smoke:
-        spec.update(T=4, S=16, d_model=32, num_heads=2, num_layers=1)
-    config = GenieConfig(**spec)
+    config = bench_config(TINY, smoke)
     torch.manual_seed(0)
     model = STMaskGIT(config).to(DEVICE).eval()
     num_prompt = config.T // 2
     new = config.T - num_prompt
     prompt = torch.randint(0, config.image_vocab_size, (1, num_prompt, config.S)).to(DEVICE)
     results = []
-    for steps in steps_list:
+    for steps in (2, 8):
         cfg = SamplingConfig(maskgit_steps=steps, temperature=0.0, unmask_mode="confidence")
         dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
         with torch.autocast(DEVICE, dtype=dtype, enabled=DEVICE == "cuda"):
             cached = timed(lambda c=cfg: generate(model, prompt, new, c, use_cache=True), 1 if smoke else 3)
             full = timed(lambda c=cfg: generate(model, prompt, new, c, use_cache=False), 1 if smoke else 2)
-        results.append({"benchmark": f"generation_{name}_{steps}steps", "unit": "s/frame", "prompt_frames": num_prompt,
+        results.append({"benchmark": f"generation_tiny_{steps}steps", "unit": "s/frame", "prompt_frames": num_prompt,
                         "new_frames": new, "maskgit_steps": steps, "batch": 1, "ours": cached / new,
                         "naive": full / new, "ratio": full / cached})
     return results

@@ -33,18 +33,26 @@ class EvaluateArguments:
     output_json: str | None = field(default=None, metadata={"help": "Also write the metrics here."})
 
 
+def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | None = None, val_data_dir: str | None = None,
+                        window_size: int | None = None, stride: int = 1, batch_size: int = 8,
+                        max_examples: int | None = None) -> dict:
+    """The teacher-forced metric of a checkpoint with its two references (built-in data by default)."""
+    model = STMaskGIT.from_pretrained(checkpoint_dir)
+    config = model.config
+    train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config)
+    window = window_size or config.T
+    val_set = RawTokenDataset(val_dir, window, stride, filter_overlaps=True, action_dims=config.action_dims)
+    val_set.check_compatible(config)
+    train_set = RawTokenDataset(train_dir, window, stride)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return evaluate_with_references(model, val_set, train_set.video, config.image_vocab_size, batch_size,
+                                    max_examples, device)
+
+
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse([EvaluateArguments], __doc__.split("\n")[0], argv)
-    model = STMaskGIT.from_pretrained(args.checkpoint_dir)
-    config = model.config
-    train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config)
-    window = args.window_size or config.T
-    val_set = RawTokenDataset(val_dir, window, args.stride, filter_overlaps=True, action_dims=config.action_dims)
-    val_set.check_compatible(config)
-    train_set = RawTokenDataset(train_dir, window, args.stride)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    metrics = evaluate_with_references(model, val_set, train_set.video, config.image_vocab_size,
-                                       args.batch_size, args.max_examples, device)
+    metrics = evaluate_checkpoint(args.checkpoint_dir, args.train_data_dir, args.val_data_dir, args.window_size,
+                                  args.stride, args.batch_size, args.max_examples)
     print(format_eval_table(metrics))
     if args.output_json:
         Path(args.output_json).write_text(json.dumps(metrics, indent=2) + "\n")

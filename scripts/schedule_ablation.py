@@ -29,14 +29,11 @@ from matplotlib import pyplot as plt  # noqa: E402
 
 import masked_pretrain  # noqa: E402
 import train  # noqa: E402
-from data import RawTokenDataset  # noqa: E402
 from genie.cli import parse, run_cli  # noqa: E402
 from genie.config import ConfigError, GenieConfig  # noqa: E402
-from genie.evaluation import evaluate_with_references  # noqa: E402
-from genie.model import STMaskGIT  # noqa: E402
 from genie.run_logging import read_metrics  # noqa: E402
 from genie.schedules import MASK_SCHEDULES  # noqa: E402
-from genie.trainer import resolve_data_dirs  # noqa: E402
+from scripts.evaluate import evaluate_checkpoint  # noqa: E402
 
 SCRATCH = "scratch"
 
@@ -112,13 +109,8 @@ def run_arm(args: AblationArguments, arm: str, seed: int, root: Path) -> dict:
     stage2_dir = arm_dir / "stage2"
     train.main(common_flags(args, seed, stage2_steps, stage2_dir) + stage2_flags)
 
-    model = STMaskGIT.from_pretrained(stage2_dir / "final_model")
-    train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, model.config)
-    val_set = RawTokenDataset(val_dir, model.config.T, args.stride, filter_overlaps=True,
-                              action_dims=model.config.action_dims)
-    train_set = RawTokenDataset(train_dir, model.config.T, args.stride)
-    metrics = evaluate_with_references(model, val_set, train_set.video, model.config.image_vocab_size,
-                                       batch_size=16, max_examples=args.final_eval_examples)
+    metrics = evaluate_checkpoint(stage2_dir / "final_model", args.train_data_dir, args.val_data_dir,
+                                  stride=args.stride, batch_size=16, max_examples=args.final_eval_examples)
     metrics.update(arm=arm, seed=seed)
     result_path.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
