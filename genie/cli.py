@@ -11,9 +11,9 @@ T = TypeVar("T")
 
 # Errors that mean "the user gave a wrong input"; anything else is a bug and keeps its traceback.
 def user_error_types() -> tuple[type[BaseException], ...]:
-    from data import DataFormatError
     from genie.checkpoint import CheckpointError
     from genie.config import ConfigError
+    from genie.data import DataFormatError
     from genie.trainer import NonFiniteLossError
 
     return (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, NonFiniteLossError)

@@ -3,6 +3,8 @@
 Per frame: start fully masked; at each of `maskgit_steps` steps sample every still-masked token,
 then keep the `n` least preferred of them masked for the next step, with n following the cosine
 schedule `ceil(cos(pi/2 * (step+1)/steps) * S)` and reaching 0 at the last step.
+
+The loop needs only the `MaskGITModel` interface (genie/protocols.py), not a PyTorch module.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from einops import rearrange
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from genie.factorization import unfactorize_token_ids
-from genie.model import STMaskGIT
+from genie.protocols import MaskGITModel
 from genie.schedules import maskgit_num_masked
 
 UNMASK_MODES = ("confidence", "gumbel", "random")
@@ -106,7 +108,7 @@ def maskgit_step(logits: torch.Tensor, frame: torch.Tensor, step: int, cfg: Samp
 
 
 @torch.no_grad()
-def decode_frame(model: STMaskGIT, context: torch.Tensor, cfg: SamplingConfig, actions: torch.Tensor | None = None,
+def decode_frame(model: MaskGITModel, context: torch.Tensor, cfg: SamplingConfig, actions: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode the first fully masked frame of `context` (B, T', S) by full recomputation.
 
@@ -128,7 +130,7 @@ def decode_frame(model: STMaskGIT, context: torch.Tensor, cfg: SamplingConfig, a
 
 
 @torch.no_grad()
-def generate(model: STMaskGIT, prompt: torch.Tensor, num_new_frames: int, cfg: SamplingConfig,
+def generate(model: MaskGITModel, prompt: torch.Tensor, num_new_frames: int, cfg: SamplingConfig,
              actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
              use_cache: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate `num_new_frames` after `prompt` (B, Tp, S).
@@ -160,7 +162,7 @@ def generate(model: STMaskGIT, prompt: torch.Tensor, num_new_frames: int, cfg: S
     return tokens, torch.stack(all_logits, dim=1)
 
 
-def _generate_cached(model: STMaskGIT, tokens: torch.Tensor, num_prompt: int, cfg: SamplingConfig,
+def _generate_cached(model: MaskGITModel, tokens: torch.Tensor, num_prompt: int, cfg: SamplingConfig,
                      actions: torch.Tensor | None, generator: torch.Generator | None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each MaskGIT step runs only the frame being decoded against the cache of finished frames.

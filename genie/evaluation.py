@@ -8,10 +8,12 @@ them across processes and average each window exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from genie.data import RawTokenDataset, open_eval_dataset, resolve_data_dirs
 from genie.model import STMaskGIT, token_cross_entropy
 
 
@@ -107,6 +109,20 @@ def evaluate_with_references(model: STMaskGIT, val_set, train_video: np.ndarray,
         "unigram_cross_entropy": totals["uni_ce"] / n, "unigram_accuracy": totals["uni_correct"] / n,
         "copy_previous_accuracy": totals["copy_correct"] / n,
     }
+
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path | None = None,
+                        val_data_dir: str | Path | None = None, window_size: int | None = None, stride: int = 1,
+                        batch_size: int = 8, max_examples: int | None = None) -> dict[str, float]:
+    """The teacher-forced metric of a saved model with its two references (built-in data by default)."""
+    model = STMaskGIT.from_pretrained(checkpoint_dir)
+    config = model.config
+    train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config)
+    val_set = open_eval_dataset(val_dir, config, stride, window_size)
+    train_set = RawTokenDataset(train_dir, window_size or config.T, stride)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return evaluate_with_references(model, val_set, train_set.video, config.image_vocab_size, batch_size,
+                                    max_examples, device)
 
 
 def format_eval_table(metrics: dict[str, float]) -> str:

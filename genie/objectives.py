@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from data import get_masked_pretrain_collator, get_maskgit_collator
+from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
 from genie.config import GenieConfig
 from genie.evaluation import teacher_forced_sums
 from genie.factorization import unfactorize_token_ids
@@ -137,7 +137,7 @@ class MaskedPretrainObjective(Objective):
         self.masking = masking
         self.temporal_attention = masking.temporal_attention
         self.collator = get_masked_pretrain_collator(masking, config)
-        self.picture_writer = picture_writer  # callable(step, input_ids, predictions, labels, ratio) or None
+        self.picture_writer = picture_writer  # callable(step, input_ids, predictions, labels, ratio) -> Path, or None
 
     def set_total_steps(self, total_steps: int) -> None:
         self.collator.total_steps = max(total_steps, 1)
@@ -154,6 +154,7 @@ class MaskedPretrainObjective(Objective):
         ratios = self.masking.ratios_for_eval()
         sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
         tf_sums = torch.zeros(3, dtype=torch.float64)
+        picture = None
         device = model.pos_embed_TSC.device
         for index, batch in enumerate(batches):
             for r, ratio in enumerate(ratios):
@@ -164,7 +165,7 @@ class MaskedPretrainObjective(Objective):
                 if index == 0 and r == len(ratios) // 2 and self.picture_writer is not None:
                     predicted = unfactorize_token_ids(logits.argmax(-1), model.config.num_factored_vocabs,
                                                       model.config.factored_vocab_size)
-                    self.picture_writer(step, inputs["input_ids"], predicted, inputs["labels"], ratio)
+                    picture = self.picture_writer(step, inputs["input_ids"], predicted, inputs["labels"], ratio)
             tf_sums += gather(teacher_forced_rows(model, to_device(batch, device))).double().cpu().sum(0)
         metrics = {}
         for ratio, (ce, correct, scored) in zip(ratios, sums.tolist()):
@@ -173,4 +174,6 @@ class MaskedPretrainObjective(Objective):
         metrics["loss"] = sum(metrics[f"masked_loss@{r:g}"] for r in ratios) / len(ratios)
         metrics["tf_cross_entropy"] = tf_sums[0].item() / max(tf_sums[2].item(), 1)
         metrics["tf_accuracy"] = tf_sums[1].item() / max(tf_sums[2].item(), 1)
+        if picture is not None:
+            metrics["picture"] = picture  # the trainer's logger sends it to the trackers as an image
         return metrics

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from accelerate import Accelerator
+from PIL import Image
 
 
 class MetricsLogger:
@@ -15,17 +19,55 @@ class MetricsLogger:
         self.accelerator = accelerator
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one JSON line (step plus scalars); non-finite numbers are written as strings."""
+        """Append one JSON line (step plus scalars); non-finite numbers are written as strings.
+
+        A value that is a Path to a picture is written as its path, and sent to the trackers as an image."""
         if not self.accelerator.is_main_process:
             return
-        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in record.items()}
+        clean = {k: (str(v) if isinstance(v, Path) else v if not isinstance(v, float) or math.isfinite(v) else str(v))
+                 for k, v in record.items()}
         with self.path.open("a") as f:
             f.write(json.dumps(clean) + "\n")
         scalars = {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
+        images = {k: v for k, v in record.items() if isinstance(v, Path) and v.suffix == ".png"}
         if self.accelerator.trackers:
             self.accelerator.log(scalars, step=record.get("step"))
+            self._log_images(images, record.get("step"))
+
+    def _log_images(self, images: dict[str, Path], step: int | None) -> None:
+        for tracker in self.accelerator.trackers:
+            if tracker.name == "wandb":
+                import wandb
+
+                tracker.log({k: wandb.Image(str(path)) for k, path in images.items()}, step=step)
+            elif tracker.name == "tensorboard":
+                pixels = {k: np.asarray(Image.open(path).convert("RGB"))[None] for k, path in images.items()}
+                tracker.log_images(pixels, step=step, dataformats="NHWC")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """All records of a metrics.jsonl file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+class TrainingMeter:
+    """Running training loss and throughput between two logging steps, kept on the device so that
+    only logging steps read a value back to the host."""
+
+    def __init__(self, device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.count, self.tokens = 0, 0
+        self.start = time.perf_counter()
+
+    def add(self, loss, tokens: int) -> None:
+        self.loss_sum += torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
+        self.count += 1
+        self.tokens += tokens
+
+    def tokens_per_second(self) -> float:
+        return self.tokens / (time.perf_counter() - self.start)
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.count, self.tokens = 0, 0
+        self.start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Schedules: the mask ratio over training (DESIGN.md section 3) and MaskGIT's unmasking schedule."""
+"""Schedules: the mask ratio over training (docs/architecture.md, "Mask-ratio schedules") and MaskGIT's unmasking schedule."""
 from __future__ import annotations
 
 import math

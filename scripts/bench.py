@@ -17,15 +17,12 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from genie.config import GenieConfig  # noqa: E402
-from genie.model import STMaskGIT  # noqa: E402
+from genie.config import GenieConfig
+from genie.model import STMaskGIT
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -179,7 +176,7 @@ def bench_masking(smoke: bool) -> dict:
 
 
 def bench_index(smoke: bool) -> dict:
-    from data import window_start_indices
+    from genie.data import window_start_indices
 
     num_frames = 100_000 if smoke else 10_000_000
     rng = np.random.default_rng(0)

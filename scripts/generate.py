@@ -6,21 +6,19 @@ for the built-in dataset, a GIF and a PNG strip (prompt | prediction | truth).
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from data import RawTokenDataset  # noqa: E402
-from genie.cli import parse, run_cli  # noqa: E402
-from genie.config import ConfigError  # noqa: E402
-from genie.decoding import SamplingConfig, generate  # noqa: E402
-from genie.model import STMaskGIT  # noqa: E402
-from genie.trainer import resolve_data_dirs  # noqa: E402
+from genie.cli import parse, run_cli
+from genie.config import ConfigError
+from genie.data import open_eval_dataset, resolve_data_dirs
+from genie.data.builtin import tokenizer_from_metadata
+from genie.decoding import SamplingConfig, generate
+from genie.model import STMaskGIT
+from genie.visualization import save_gif, save_grid
 
 
 @dataclass
@@ -57,8 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise ConfigError(f"--num_prompt_frames {num_prompt} + --num_new_frames {num_new} must be >= 1 frame of "
                           f"prompt and fit in the model's T = {config.T}")
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]
-    val_set = RawTokenDataset(val_dir, config.T, args.stride, filter_overlaps=True, action_dims=config.action_dims)
-    val_set.check_compatible(config)
+    val_set = open_eval_dataset(val_dir, config, args.stride)
     indices = [i % len(val_set) for i in range(args.example_offset, args.example_offset + args.num_examples)]
     items = [val_set[i] for i in indices]
     truth = torch.stack([it["input_ids"] for it in items])
@@ -86,9 +83,6 @@ def main(argv: list[str] | None = None) -> dict:
 def write_pictures(out: Path, metadata: dict, tokens: torch.Tensor, truth: torch.Tensor, num_prompt: int,
                    side: int) -> list[str]:
     """GIF and PNG strip for data made by the built-in tokenizer; other data has no decoder here."""
-    from scripts.builtin_dataset import tokenizer_from_metadata
-    from scripts.visualization import save_gif, save_grid
-
     tokenizer = tokenizer_from_metadata(metadata)
     if tokenizer is None:
         return []

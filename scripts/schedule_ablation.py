@@ -16,24 +16,22 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
-import masked_pretrain  # noqa: E402
-import train  # noqa: E402
 from genie.cli import parse, run_cli  # noqa: E402
 from genie.config import ConfigError, GenieConfig  # noqa: E402
+from genie.evaluation import evaluate_checkpoint  # noqa: E402
+from genie.masked_pretrain_config import MaskedPretrainConfig  # noqa: E402
 from genie.run_logging import read_metrics  # noqa: E402
 from genie.schedules import MASK_SCHEDULES  # noqa: E402
-from scripts.evaluate import evaluate_checkpoint  # noqa: E402
+from genie.stages import HandOffArguments, run_autoregressive, run_masked_pretrain  # noqa: E402
+from genie.training_args import TrainingArguments  # noqa: E402
 
 SCRATCH = "scratch"
 
@@ -73,19 +71,15 @@ class AblationArguments:
             raise ConfigError(f"--seeds {self.seeds!r} must be comma-separated integers") from None
 
 
-def common_flags(args: AblationArguments, seed: int, steps: int, out: Path) -> list[str]:
-    flags = ["--genie_config", args.genie_config, "--output_dir", str(out), "--seed", str(seed),
-             "--max_train_steps", str(steps), "--per_device_train_batch_size", str(args.batch_size),
-             "--learning_rate", str(args.learning_rate), "--lr_scheduler_type", "cosine",
-             "--num_warmup_steps", str(min(20, steps // 10)), "--eval_every_n_steps", str(args.eval_every_n_steps),
-             "--max_eval_steps", str(args.max_eval_steps), "--checkpointing_steps", str(10 ** 9),
-             "--log_every_n_steps", "25", "--stride", str(args.stride), "--mixed_precision", args.mixed_precision,
-             "--overwrite_output_dir"]
-    if args.train_data_dir:
-        flags += ["--train_data_dir", args.train_data_dir]
-    if args.val_data_dir:
-        flags += ["--val_data_dir", args.val_data_dir]
-    return flags
+def stage_arguments(args: AblationArguments, seed: int, steps: int, out: Path) -> TrainingArguments:
+    """The training arguments every arm shares; each run folder is replaced if a killed arm left one."""
+    return TrainingArguments(
+        genie_config=args.genie_config, output_dir=str(out), seed=seed, max_train_steps=steps,
+        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, lr_scheduler_type="cosine",
+        num_warmup_steps=min(20, steps // 10), eval_every_n_steps=args.eval_every_n_steps,
+        max_eval_steps=args.max_eval_steps, checkpointing_steps=10 ** 9, log_every_n_steps=25, stride=args.stride,
+        mixed_precision=args.mixed_precision, overwrite_output_dir=True, train_data_dir=args.train_data_dir,
+        val_data_dir=args.val_data_dir)
 
 
 def run_arm(args: AblationArguments, arm: str, seed: int, root: Path) -> dict:
@@ -95,19 +89,19 @@ def run_arm(args: AblationArguments, arm: str, seed: int, root: Path) -> dict:
     if result_path.is_file():
         print(f"[skip] {arm} seed {seed}: already finished")
         return json.loads(result_path.read_text())
-    stage2_flags = []
+    hand_off = HandOffArguments()
     if arm == SCRATCH:
         stage2_steps = args.stage1_steps + args.stage2_steps
     else:
         stage1_dir = arm_dir / "stage1"
         if not (stage1_dir / "masked_pretrain_final" / "model.safetensors").is_file():
-            masked_pretrain.main(common_flags(args, seed, args.stage1_steps, stage1_dir) + [
-                "--mask_schedule", arm, "--initial_mask_ratio", str(args.initial_mask_ratio),
-                "--final_mask_ratio", str(args.final_mask_ratio)] + (["--mask_all_frames"] if args.mask_all_frames else []))
-        stage2_flags = ["--masked_pretrain_checkpoint", str(stage1_dir / "masked_pretrain_final")]
+            masking = MaskedPretrainConfig(mask_schedule=arm, initial_mask_ratio=args.initial_mask_ratio,
+                                           final_mask_ratio=args.final_mask_ratio, mask_all_frames=args.mask_all_frames)
+            run_masked_pretrain(stage_arguments(args, seed, args.stage1_steps, stage1_dir), masking)
+        hand_off.masked_pretrain_checkpoint = str(stage1_dir / "masked_pretrain_final")
         stage2_steps = args.stage2_steps
     stage2_dir = arm_dir / "stage2"
-    train.main(common_flags(args, seed, stage2_steps, stage2_dir) + stage2_flags)
+    run_autoregressive(stage_arguments(args, seed, stage2_steps, stage2_dir), hand_off)
 
     metrics = evaluate_checkpoint(stage2_dir / "final_model", args.train_data_dir, args.val_data_dir,
                                   stride=args.stride, batch_size=16, max_examples=args.final_eval_examples)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from data import RawTokenDataset
-from scripts.builtin_dataset import PatchTokenizer, make_split
+from genie.data.builtin import PatchTokenizer, make_split
 
 
 def test_tokenizer_round_trip_and_vocab():

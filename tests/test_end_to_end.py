@@ -116,12 +116,18 @@ def test_compiled_training_matches_eager(tiny_config_file, tiny_data, tmp_path):
     assert max(abs(a - b) for a, b in zip(loss(eager), loss(compiled))) < 1e-3
 
 
-def test_wandb_runs_offline_without_a_login(tiny_config_file, tiny_data, tmp_path):
+def test_wandb_runs_offline_without_a_login_and_trackers_get_the_pictures(tiny_config_file, tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     out = tmp_path / "wb"
-    result = subprocess.run([sys.executable, "train.py", *train_args(tiny_config_file, tiny_data, out,
-                                                                      "--max_train_steps", "2", "--report_to", "wandb")],
+    result = subprocess.run([sys.executable, "masked_pretrain.py", *train_args(tiny_config_file, tiny_data, out,
+                                                                               "--max_train_steps", "2", "--report_to", "all")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert list((out / "wandb").glob("offline-run-*")), "no offline wandb run was written"
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert runs, "no offline wandb run was written"
+    assert list(runs[0].rglob("media/images/val/picture*.png")), "the stage-1 picture did not reach wandb"
+    events = EventAccumulator(str(next(out.rglob("events.out.tfevents*")).parent)).Reload()
+    assert "val/picture" in events.Tags()["images"], "the stage-1 picture did not reach tensorboard"

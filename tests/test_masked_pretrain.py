@@ -15,7 +15,7 @@ from genie.masked_pretrain_config import MaskedPretrainConfig
 from genie.objectives import MaskedPretrainObjective
 from genie.run_logging import read_metrics
 from genie.schedules import mask_ratio_at
-from genie.trainer import train as run_training
+from genie.trainer import run_training
 from genie.training_args import TrainingArguments
 from genie.model import STMaskGIT
 

@@ -18,7 +18,7 @@ from genie.model import STMaskGIT
 from genie.objectives import AutoregressiveObjective
 from genie.run_logging import read_metrics
 from genie.trainer import NonFiniteLossError
-from genie.trainer import train as run_training
+from genie.trainer import run_training
 from genie.training_args import TrainingArguments
 from tests.conftest import REPO_ROOT
 
@@ -99,10 +99,26 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_cleanly(tiny_config_file
     assert resumed["val/tf_cross_entropy"] > 0
 
 
+# train.py with a 30 s pause inside every checkpoint write (patched in the child process only), so
+# that the test can kill it while a checkpoint is half-written.
+SLOW_CHECKPOINT_TRAIN = """
+import sys, time
+from genie.trainer import Trainer
+write_state = Trainer._write_trainer_state
+def slow_write_state(self, folder):
+    time.sleep(30)
+    write_state(self, folder)
+Trainer._write_trainer_state = slow_write_state
+import train
+from genie.cli import run_cli
+run_cli(lambda: train.main(sys.argv[1:]))
+"""
+
+
 def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_intact(tiny_config_file, tiny_data, tmp_path):
     out = tmp_path / "run"
-    proc = spawn(["train.py", *cli_args(tiny_config_file, tiny_data, out, "--max_train_steps", "100000",
-                                        "--checkpointing_steps", "3")], GENIE_CHECKPOINT_PAUSE_S="30")
+    proc = spawn(["-c", SLOW_CHECKPOINT_TRAIN, *cli_args(tiny_config_file, tiny_data, out, "--max_train_steps",
+                                                         "100000", "--checkpointing_steps", "3")])
     # step_3 is written (after a 30 s pause); kill while step_6 is being written.
     assert wait_for(lambda: (out / "step_3").is_dir() and any(out.glob(".tmp-step_6")), timeout=180)
     proc.kill()

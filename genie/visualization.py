@@ -1,6 +1,7 @@
 """Pictures of token videos from the built-in dataset: labelled PNG grids and animated GIFs."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -11,7 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from scripts.builtin_dataset import PatchTokenizer  # noqa: E402
+from genie.data.builtin import PatchTokenizer, tokenizer_from_metadata  # noqa: E402
 
 
 def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenizer: PatchTokenizer,
@@ -60,3 +61,24 @@ def _frame_rgb(tokens: np.ndarray, tokenizer: PatchTokenizer, mask_token_id: int
         rgb = rgb.copy()
         rgb[big] = (220, 40, 200)
     return rgb
+
+
+def masked_prediction_writer(output_dir: str | Path, val_dir: str | Path, side: int, mask_token_id: int):
+    """A callable(step, input_ids, predictions, labels, ratio) -> Path that draws masked input |
+    prediction | truth for the first val windows into output_dir/pictures/, or None when the data has
+    no decoder (only the built-in dataset does)."""
+    metadata_path = Path(val_dir) / "metadata.json"
+    tokenizer = tokenizer_from_metadata(json.loads(metadata_path.read_text())) if metadata_path.is_file() else None
+    if tokenizer is None:
+        return None
+
+    def write(step, input_ids, predictions, labels, ratio):
+        grid = lambda x: x[:2].reshape(-1, x.shape[1], side, side).cpu().numpy()  # noqa: E731
+        rows = []
+        for i, (inp, pred, true) in enumerate(zip(grid(input_ids), grid(predictions), grid(labels))):
+            rows += [(f"#{i} masked input", inp), (f"#{i} prediction", np.where(inp == mask_token_id, pred, inp)),
+                     (f"#{i} truth", true)]
+        return save_grid(Path(output_dir) / "pictures" / f"eval_step_{step}.png", rows, tokenizer, mask_token_id,
+                         title=f"step {step}: masked input (magenta = masked, ratio {ratio:g}) | prediction | truth")
+
+    return write

@@ -1,0 +1,155 @@
+"""The built-in dataset: a procedural sprite world tokenized by a fixed patch tokenizer.
+
+Each segment has its own static textured background, a few sprites that bounce off the walls and
+one sprite steered by the per-frame action `driving_command` (dx, dy in {-1, 0, 1} patches per
+frame). Sprites move a whole patch per frame, so the token dynamics are crisp and learnable.
+
+The tokenizer writes each p x p patch of a `levels`-level grey image as a base-`levels` number:
+- "challenge": 3x3 patches, 4 levels -> 4**9 = 2**18 tokens, factorizable as 2 x 512 (like 1X data);
+- "small": 2x2 patches, 4 levels -> 256 tokens.
+Decoding is exact, so predictions can be shown as pictures.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genie.data.raw_tokens import write_token_dataset
+
+# Where the training commands write the built-in dataset on first use: data/builtin under the
+# working directory (the repository when run from it), or $GENIE_BUILTIN_DATA_DIR.
+DEFAULT_ROOT = Path(os.environ.get("GENIE_BUILTIN_DATA_DIR", "data/builtin"))
+ACTION_NAME = "driving_command"
+PALETTE = np.array([[24, 28, 40], [70, 90, 120], [150, 160, 130], [250, 200, 60]], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class PatchTokenizer:
+    """Fixed, invertible tokenizer: a patch x patch block of grey levels -> one integer id."""
+    patch: int
+    levels: int
+
+    @property
+    def vocab_size(self) -> int:
+        return self.levels ** (self.patch * self.patch)
+
+    @classmethod
+    def for_vocab(cls, vocab_size: int) -> "PatchTokenizer":
+        for tokenizer in (cls(3, 4), cls(2, 4)):
+            if tokenizer.vocab_size == vocab_size:
+                return tokenizer
+        raise ValueError(f"the built-in dataset supports image_vocab_size 262144 (3x3 patches, 4 levels) or 256 "
+                         f"(2x2 patches, 4 levels), not {vocab_size}; pass --train_data_dir for other data")
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W) grey levels -> (N, H/p, W/p) token ids."""
+        n, height, width = images.shape
+        p = self.patch
+        blocks = images.reshape(n, height // p, p, width // p, p).transpose(0, 1, 3, 2, 4).reshape(n, height // p, width // p, p * p)
+        weights = self.levels ** np.arange(p * p, dtype=np.int64)
+        return (blocks.astype(np.int64) * weights).sum(-1)
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """(..., h, w) token ids -> (..., h*p, w*p) grey levels. Inverse of `encode`."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        p = self.patch
+        digits = (tokens[..., None] // self.levels ** np.arange(p * p)) % self.levels  # (..., h, w, p*p)
+        *lead, h, w, _ = digits.shape
+        blocks = digits.reshape(*lead, h, w, p, p)
+        return np.moveaxis(blocks, -2, -3).reshape(*lead, h * p, w * p)
+
+    def to_rgb(self, tokens: np.ndarray, scale: int = 4) -> np.ndarray:
+        """(..., h, w) token ids -> (..., H*scale, W*scale, 3) uint8 for pictures."""
+        grey = self.decode(tokens)
+        rgb = PALETTE[np.clip(grey * (len(PALETTE) - 1) // max(self.levels - 1, 1), 0, len(PALETTE) - 1)]
+        return rgb.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+
+def _background(rng: np.random.Generator, size: int, patch: int) -> np.ndarray:
+    """A static texture in levels {0, 1, 2}: a random tile pattern plus per-pixel grain."""
+    cells = rng.integers(0, 3, size=(size // (2 * patch) + 1,) * 2)
+    coarse = cells.repeat(2 * patch, 0).repeat(2 * patch, 1)[:size, :size]
+    grain = rng.random((size, size)) < 0.15
+    return np.where(grain, (coarse + 1) % 3, coarse)
+
+
+def _segment(rng: np.random.Generator, length: int, grid: int, patch: int, num_bouncers: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Render one segment: (length, grid*patch, grid*patch) grey levels and (length, 2) actions."""
+    size = grid * patch
+    background = _background(rng, size, patch)
+    # Positions and velocities in patch units; bouncers are 2x2 patches, the steered sprite 1x1.
+    pos = rng.integers(0, grid - 1, size=(num_bouncers, 2))
+    vel = rng.choice([-1, 1], size=(num_bouncers, 2)) * rng.integers(0, 2, size=(num_bouncers, 2))
+    vel[(vel == 0).all(axis=1), 0] = 1
+    agent = rng.integers(0, grid, size=2)
+    action = np.zeros(2, dtype=np.int64)
+    frames = np.empty((length, size, size), dtype=np.int64)
+    actions = np.zeros((length, 2), dtype=np.float32)
+    for t in range(length):
+        if t > 0:
+            if rng.random() < 0.25:  # sticky random policy: change command now and then
+                action = rng.integers(-1, 2, size=2)
+            agent = np.clip(agent + action, 0, grid - 1)
+            pos = pos + vel
+            off = (pos < 0) | (pos > grid - 2)
+            vel = np.where(off, -vel, vel)
+            pos = np.clip(pos, 0, grid - 2)
+            actions[t] = action  # the command that produced frame t from frame t-1
+        frame = background.copy()
+        for (y, x) in pos:
+            frame[y * patch:(y + 2) * patch, x * patch:(x + 2) * patch] = 2
+            frame[y * patch + 1:(y + 2) * patch - 1, x * patch + 1:(x + 2) * patch - 1] = 3
+        ay, ax = agent
+        frame[ay * patch:(ay + 1) * patch, ax * patch:(ax + 1) * patch] = 3
+        frames[t] = frame
+    return frames, actions
+
+
+def make_split(num_frames: int, grid: int, tokenizer: PatchTokenizer, seed: int, min_segment: int = 48,
+               max_segment: int = 128, num_bouncers: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens (N, grid, grid), segment ids (N,) and actions (N, 2) for a split; deterministic by seed."""
+    rng = np.random.default_rng(seed)
+    tokens, segment_ids, actions = [], [], []
+    total, segment = 0, 0
+    while total < num_frames:
+        length = int(min(rng.integers(min_segment, max_segment + 1), num_frames - total))
+        frames, acts = _segment(rng, length, grid, tokenizer.patch, num_bouncers)
+        tokens.append(tokenizer.encode(frames))
+        segment_ids.append(np.full(length, segment, dtype=np.int32))
+        actions.append(acts)
+        total += length
+        segment += 1
+    return np.concatenate(tokens), np.concatenate(segment_ids), np.concatenate(actions)
+
+
+def write_builtin_dataset(root: str | Path, grid: int = 16, vocab_size: int = 262144, train_frames: int = 16384,
+                          val_frames: int = 2048, seed: int = 0) -> tuple[Path, Path]:
+    """Write train/ and val/ splits under `root` (val uses its own seed, so its segments are unseen)."""
+    root = Path(root)
+    tokenizer = PatchTokenizer.for_vocab(vocab_size)
+    extra = {"builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}, "builtin_seed": seed}
+    paths = []
+    for split, frames, split_seed in (("train", train_frames, seed), ("val", val_frames, seed + 1_000_003)):
+        tokens, segment_ids, actions = make_split(frames, grid, tokenizer, split_seed)
+        paths.append(write_token_dataset(root / split, tokens, segment_ids, vocab_size, hz=2,
+                                         actions={ACTION_NAME: actions}, extra_metadata=extra))
+    return paths[0], paths[1]
+
+
+def builtin_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | Path = DEFAULT_ROOT) -> tuple[Path, Path]:
+    """Train and val folders of the built-in dataset for this frame size and vocabulary, made if missing."""
+    folder = Path(root) / f"grid{grid}-vocab{vocab_size}-seed{seed}"
+    train, val = folder / "train", folder / "val"
+    if not ((train / "metadata.json").is_file() and (val / "metadata.json").is_file()):
+        write_builtin_dataset(folder, grid=grid, vocab_size=vocab_size, seed=seed)
+    return train, val
+
+
+def tokenizer_from_metadata(metadata: dict) -> PatchTokenizer | None:
+    """The built-in tokenizer recorded in a split's metadata, or None for other data."""
+    spec = metadata.get("builtin_tokenizer")
+    return PatchTokenizer(spec["patch"], spec["levels"]) if spec else None
