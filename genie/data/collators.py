@@ -1,0 +1,146 @@
+"""Collators: a list of dataset items -> masked model inputs. One collator per masking strategy.
+
+Every collator has the same call, `collator(features, generator=None, step=0) -> batch`, where
+`features` is a list of items (or an already batched dict), `generator` drives all randomness and
+`step` is the optimizer step (schedules use it). Every collator ends in `apply_mask`, the one place
+that writes the mask token and builds `input_ids / labels / loss_mask / actions`.
+Masks are torch.bool with True = masked = hidden from the model and scored.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+
+from genie.config import GenieConfig
+from genie.factorization import factorize_token_ids, unfactorize_token_ids
+from genie.masking import (bernoulli_per_frame, block_mask, frames_from, maskable_after_first_frame,
+                           maskable_between_prompt_frames, maskable_off_lattice, random_mask)
+from genie.schedules import mask_ratio_at
+
+
+def stack_features(features: Sequence[Mapping[str, torch.Tensor]] | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A list of dataset items -> a dict of batched tensors (an already batched dict passes through)."""
+    if isinstance(features, Mapping):
+        return dict(features)
+    return {key: torch.stack([f[key] for f in features]) for key in features[0]}
+
+
+def apply_mask(batch: Mapping[str, torch.Tensor], mask: torch.Tensor, mask_token_id: int,
+               corrupted_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The model inputs for clean windows `batch["input_ids"]` (B, T, S) and `mask` (True = masked).
+
+    input_ids: the mask token where `mask` is True, elsewhere the clean tokens (or `corrupted_ids`,
+    when the objective corrupts visible tokens); labels: the clean tokens; loss_mask: `mask` (the
+    masked tokens are the ones scored); actions: passed through when present.
+    """
+    tokens = batch["input_ids"]
+    visible = tokens if corrupted_ids is None else corrupted_ids
+    out = {"input_ids": visible.masked_fill(mask, mask_token_id), "labels": tokens, "loss_mask": mask}
+    if "actions" in batch:
+        out["actions"] = batch["actions"]
+    return out
+
+
+class AutoregressiveMaskGITCollator:
+    """Stage-2 batches, following the reference `get_maskgit_collator` (Copilot4D-style corruption):
+
+    1. every factor of every token is replaced by a random value with probability max_corrupt_rate * U(0,1);
+    2. with probability non_mlm_ratio the batch is "non-MLM": frames before a first frame drawn from
+       [num_prompt_frames, T-1] stay as they are and later frames are corrupted more, each frame keeping
+       its factors with a rate that decays by U(0.9, 1) per frame from U(0.25, 1); otherwise the first
+       maskable frame is 1 (frame 0 is never masked);
+    3. each sample and each maskable frame gets a mask probability cos(pi/2 * U(0,1)); tokens are masked
+       independently with it. At least one token per batch is masked.
+    """
+
+    def __init__(self, config: GenieConfig):
+        self.config = config
+
+    def __call__(self, features, generator: torch.Generator | None = None, step: int = 0) -> dict[str, torch.Tensor]:
+        batch = stack_features(features)
+        cfg = self.config
+        tokens = batch["input_ids"]
+        b, t, s = tokens.shape
+        k, v = cfg.num_factored_vocabs, cfg.factored_vocab_size
+
+        def rand(*shape):
+            return torch.rand(shape, generator=generator)
+
+        factors = factorize_token_ids(tokens, k, v)
+        random_factors = torch.randint(0, v, factors.shape, generator=generator)
+        corrupt = rand(b, t, s, k) < cfg.max_corrupt_rate * rand(1).item()
+        if rand(1).item() < cfg.non_mlm_ratio:
+            low = min(cfg.num_prompt_frames, t - 1)
+            first_masked = int(torch.randint(low, t, (1,), generator=generator))
+            keep_rate = 0.25 + 0.75 * rand(1).item()
+            decay = torch.cumprod(0.9 + 0.1 * rand(t - first_masked), dim=0)
+            frame_keep_rate = torch.ones(t)
+            frame_keep_rate[first_masked:] = keep_rate * decay
+            corrupt |= rand(b, t, s, k) > frame_keep_rate.reshape(1, t, 1, 1)
+        else:
+            first_masked = 1
+        factors = torch.where(corrupt, random_factors, factors)
+
+        mask_probability = torch.cos(math.pi / 2 * rand(b, t, 1))
+        maskable = frames_from((b, t, s), first_masked)
+        mask = bernoulli_per_frame((b, t, s), mask_probability, generator) & maskable
+        if not mask.any():  # rare: make sure the batch scores at least one token
+            mask[0, first_masked, int(torch.randint(0, s, (1,), generator=generator))] = True
+        return apply_mask(batch, mask, cfg.mask_token_id, corrupted_ids=unfactorize_token_ids(factors, k, v))
+
+
+def get_maskgit_collator(config: GenieConfig) -> AutoregressiveMaskGITCollator:
+    """The stage-2 collator; usable as a DataLoader `collate_fn` or on an already batched dict."""
+    return AutoregressiveMaskGITCollator(config)
+
+
+class MaskedPretrainCollator:
+    """Stage-1 batches (MaskViT / MaskGIT style): each sample and each frame gets its own mask.
+
+    The ratio is the schedule's value at the optimizer step passed in (`step` of `total_steps`), or a
+    fixed `ratio` (evaluation). The pattern is random (exactly round(ratio*S) tokens per frame), block
+    or tube; optional periodic prompt frames and a visible spatial lattice are ANDed in; frame 0
+    stays visible unless `mask_all_frames`.
+    """
+
+    def __init__(self, config, model_config: GenieConfig, total_steps: int = 1):
+        self.config, self.model_config, self.total_steps = config, model_config, max(total_steps, 1)
+
+    def mask_ratio(self, step: int) -> float:
+        c = self.config
+        return mask_ratio_at(step / self.total_steps, c.initial_mask_ratio, c.final_mask_ratio, c.mask_schedule,
+                             c.exponential_k)
+
+    def build_mask(self, shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None) -> torch.Tensor:
+        """True = masked: the pattern at `ratio`, ANDed with the configured visibility constraints."""
+        c, side = self.config, self.model_config.h
+        if c.mask_pattern == "random":
+            mask = random_mask(shape, ratio, generator)
+        else:
+            block_scale = min(max(ratio / c.block_count, 1.0 / shape[2]), 1.0)
+            mask = block_mask(shape, side, side, c.block_count, (block_scale, block_scale),
+                              (c.block_aspect_min, c.block_aspect_max), tube=c.mask_pattern == "tube",
+                              generator=generator)
+            if ratio == 0:
+                mask = torch.zeros_like(mask)
+        if c.prompt_frame_period:
+            mask &= maskable_between_prompt_frames(shape, c.prompt_frame_period)
+        if c.lattice_stride:
+            mask &= maskable_off_lattice(shape, side, side, c.lattice_stride, c.lattice_offset)
+        if not c.mask_all_frames:
+            mask &= maskable_after_first_frame(shape)
+        return mask
+
+    def __call__(self, features, generator: torch.Generator | None = None, step: int = 0,
+                 ratio: float | None = None) -> dict[str, torch.Tensor]:
+        batch = stack_features(features)
+        shape = tuple(batch["input_ids"].shape)
+        mask = self.build_mask(shape, self.mask_ratio(step) if ratio is None else ratio, generator)
+        return apply_mask(batch, mask, self.model_config.mask_token_id)
+
+
+def get_masked_pretrain_collator(config, model_config: GenieConfig, total_steps: int = 1) -> MaskedPretrainCollator:
+    """The stage-1 collator for a MaskedPretrainConfig, the model's GenieConfig and the run's step count."""
+    return MaskedPretrainCollator(config, model_config, total_steps)
