@@ -9,6 +9,7 @@ The loop needs only the `MaskGITModel` interface (genie/protocols.py), not a PyT
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import torch
 from einops import rearrange
@@ -108,25 +109,90 @@ def maskgit_step(logits: torch.Tensor, frame: torch.Tensor, step: int, cfg: Samp
 
 
 @torch.no_grad()
+def decode_frames(model: MaskGITModel, tokens: torch.Tensor, first_frame: int, cfg: SamplingConfig,
+                  actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  use_cache: bool | None = None, teacher_forced: bool = False, first_pass_only: bool = False
+                  ) -> Iterator[tuple[int, torch.Tensor | None, torch.Tensor]]:
+    """Decode frames first_frame..T'-1 of `tokens` (B, T', S) one at a time, each from the frames before it.
+
+    The one MaskGIT loop behind generation, rollouts and the teacher-forced evaluation:
+    - rollout (default): each decoded frame is written into `tokens` and is the context of the next;
+    - `teacher_forced`: the context is always the true frames in `tokens`, which stay untouched.
+    `use_cache` (default: whenever the model is causal) keeps the temporal keys/values of finished
+    frames, so each model call runs one frame instead of the prefix. `first_pass_only` skips the
+    sampling (for the cross-entropy alone). Yields (t, decoded frame (B, S) or None, first-pass
+    logits (B, S, K, V)). `actions` (B, T', A) when the model is action-conditioned.
+    """
+    if first_frame < 1:
+        raise ValueError(f"first_frame = {first_frame} must be >= 1: frame 0 is always given")
+    use_cache = model.config.causal if use_cache is None else use_cache
+    if use_cache and not model.config.causal:
+        raise ValueError("a KV cache needs causal temporal attention; this model is bidirectional")
+    logits_of = (_cached_logits(model, tokens, first_frame, actions) if use_cache
+                 else _recomputed_logits(model, tokens, actions))
+    for t in range(first_frame, tokens.shape[1]):
+        frame = torch.full_like(tokens[:, t], model.mask_token_id)
+        first_logits = logits_of(t, frame, 0)
+        if first_pass_only:
+            yield t, None, first_logits
+            continue
+        logits = first_logits
+        for step in range(cfg.maskgit_steps):
+            if step > 0:
+                logits = logits_of(t, frame, step)
+            frame = maskgit_step(logits, frame, step, cfg, model.mask_token_id, generator)
+        if not teacher_forced:
+            tokens[:, t] = frame
+        yield t, frame, first_logits
+
+
+def _recomputed_logits(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None
+                       ) -> Callable[[int, torch.Tensor, int], torch.Tensor]:
+    """Logits of frame t by running its whole prefix: frames < t from `tokens`, frame t as decoded so
+    far, later frames masked. A causal model cannot see later frames, so it runs only frames 0..t."""
+    def logits_of(t: int, frame: torch.Tensor, step: int) -> torch.Tensor:
+        end = t + 1 if model.config.causal else tokens.shape[1]
+        context = tokens[:, :end].clone()
+        context[:, t] = frame
+        context[:, t + 1:] = model.mask_token_id
+        return model.compute_logits(context, actions=None if actions is None else actions[:, :end])[:, t]
+    return logits_of
+
+
+def _cached_logits(model: MaskGITModel, tokens: torch.Tensor, first_frame: int, actions: torch.Tensor | None
+                   ) -> Callable[[int, torch.Tensor, int], torch.Tensor]:
+    """Logits of frame t against a cache of frames < t. A finished frame's keys/values are added by the
+    next frame's first step, which runs [finished frame, next frame] together (causal between them):
+    one model call per MaskGIT step, none extra."""
+    def frame_actions(t0: int, t1: int):
+        return None if actions is None else actions[:, t0:t1]
+
+    cache = model.new_kv_cache()
+    if first_frame > 1:
+        model.compute_logits_cached(tokens[:, :first_frame - 1], cache, frame_actions(0, first_frame - 1),
+                                    commit=first_frame - 1)
+
+    def logits_of(t: int, frame: torch.Tensor, step: int) -> torch.Tensor:
+        if step == 0:  # [finished frame t-1, frame t]: caches the former, decodes the latter
+            block = torch.stack([tokens[:, t - 1], frame], dim=1)
+            return model.compute_logits_cached(block, cache, frame_actions(t - 1, t + 1), commit=1)[:, 1]
+        return model.compute_logits_cached(frame[:, None], cache, frame_actions(t, t + 1))[:, 0]
+    return logits_of
+
+
+@torch.no_grad()
 def decode_frame(model: MaskGITModel, context: torch.Tensor, cfg: SamplingConfig, actions: torch.Tensor | None = None,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode the first fully masked frame of `context` (B, T', S) by full recomputation.
 
-    Returns (tokens (B, S), logits of the first step (B, S, K, V)). A causal model needs only the
-    frames up to the decoded one; a bidirectional model gets the full window, future frames masked.
+    Returns (tokens (B, S), logits of the first step (B, S, K, V)).
     """
-    mask_id = model.mask_token_id
-    masked_frames = (context == mask_id).all(dim=-1).all(dim=0)  # (T',)
+    masked_frames = (context == model.mask_token_id).all(dim=-1).all(dim=0)  # (T',)
     if not masked_frames.any():
         raise ValueError("decode_frame expects the frame to decode to be fully masked")
     t = int(masked_frames.float().argmax())
-    context = context.clone()
-    first_logits = None
-    for step in range(cfg.maskgit_steps):
-        logits = model.compute_logits(context, actions=actions)[:, t]
-        first_logits = logits if first_logits is None else first_logits
-        context[:, t] = maskgit_step(logits, context[:, t], step, cfg, mask_id, generator)
-    return context[:, t], first_logits
+    _, frame, first_logits = next(decode_frames(model, context.clone(), t, cfg, actions, generator, use_cache=False))
+    return frame, first_logits
 
 
 @torch.no_grad()
@@ -136,59 +202,14 @@ def generate(model: MaskGITModel, prompt: torch.Tensor, num_new_frames: int, cfg
     """Generate `num_new_frames` after `prompt` (B, Tp, S).
 
     `actions` (B, Tp + num_new_frames, A) when the model is action-conditioned. `use_cache` (default:
-    whenever the model is causal) keeps the temporal keys/values of finished frames, so each MaskGIT
-    step runs one frame instead of the whole prefix. Returns (tokens (B, Tp + N, S) with the prompt,
-    first-step logits of the new frames (B, N, S, K, V)).
+    whenever the model is causal) keeps the temporal keys/values of finished frames. Returns (tokens
+    (B, Tp + N, S) with the prompt, first-step logits of the new frames (B, N, S, K, V)).
     """
     b, num_prompt, s = prompt.shape
     total = num_prompt + num_new_frames
     if total > model.config.T:
         raise ValueError(f"prompt ({num_prompt}) + new frames ({num_new_frames}) exceed the model's T = {model.config.T}")
-    use_cache = model.config.causal if use_cache is None else use_cache
-    if use_cache and not model.config.causal:
-        raise ValueError("a KV cache needs causal temporal attention; this model is bidirectional")
     tokens = torch.cat([prompt, torch.full((b, num_new_frames, s), model.mask_token_id,
                                            dtype=prompt.dtype, device=prompt.device)], dim=1)
-    if use_cache:
-        return _generate_cached(model, tokens, num_prompt, cfg, actions, generator)
-    all_logits = []
-    for t in range(num_prompt, total):
-        # A causal model cannot see later frames, so only frames 0..t are run.
-        end = t + 1 if model.config.causal else total
-        frame_actions = None if actions is None else actions[:, :end]
-        frame, logits = decode_frame(model, tokens[:, :end], cfg, frame_actions, generator)
-        tokens[:, t] = frame
-        all_logits.append(logits)
-    return tokens, torch.stack(all_logits, dim=1)
-
-
-def _generate_cached(model: MaskGITModel, tokens: torch.Tensor, num_prompt: int, cfg: SamplingConfig,
-                     actions: torch.Tensor | None, generator: torch.Generator | None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each MaskGIT step runs only the frame being decoded against the cache of finished frames.
-
-    A finished frame's keys/values are added to the cache by the next frame's first step, which runs
-    [finished frame, next frame] together (causal between them): one call per step, none extra.
-    """
-    def frame_actions(t0: int, t1: int):
-        return None if actions is None else actions[:, t0:t1]
-
-    cache = model.new_kv_cache()
-    if num_prompt > 1:
-        model.compute_logits_cached(tokens[:, :num_prompt - 1], cache, frame_actions(0, num_prompt - 1),
-                                    commit=num_prompt - 1)
-    pending = num_prompt - 1  # a finished frame whose keys/values are not cached yet
-    all_logits = []
-    for t in range(num_prompt, tokens.shape[1]):
-        frame = tokens[:, t]
-        for step in range(cfg.maskgit_steps):
-            if step == 0:  # [finished frame, this frame]: caches the former, decodes the latter
-                block = torch.stack([tokens[:, pending], frame], dim=1)
-                logits = model.compute_logits_cached(block, cache, frame_actions(pending, t + 1), commit=1)[:, 1]
-                all_logits.append(logits)
-            else:
-                logits = model.compute_logits_cached(frame[:, None], cache, frame_actions(t, t + 1))[:, 0]
-            frame = maskgit_step(logits, frame, step, cfg, model.mask_token_id, generator)
-        tokens[:, t] = frame
-        pending = t
-    return tokens, torch.stack(all_logits, dim=1)
+    decoded = decode_frames(model, tokens, num_prompt, cfg, actions, generator, use_cache)
+    return tokens, torch.stack([first_logits for _, _, first_logits in decoded], dim=1)

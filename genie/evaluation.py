@@ -1,64 +1,123 @@
-"""The challenge metric and its trivial references.
+"""The challenge metric, autoregressive rollouts and their trivial references, per batch of windows.
 
-Temporally teacher-forced: for each frame t >= 1, the model sees the true frames before t and frame t
-fully masked; we score its prediction of frame t with the cross-entropy (sum over factors, nats) and
-the token accuracy (every factor right). Sums are returned per sample so that callers can gather
-them across processes and average each window exactly once.
+Teacher-forced (the 1X challenge's metric, as its reference evaluator computes it): for each frame
+t >= 1 the model sees the true frames before t and frame t fully masked. The cross-entropy is that
+of the FIRST MaskGIT pass (sum over factors, nats/token); the accuracy is the share of tokens of
+the FINAL MaskGIT samples equal to the truth; the first pass's argmax accuracy is kept beside it.
+Rollout: from the first k true frames, the model generates the rest (each generated frame is the
+context of the next), scored per horizon h = 1..T-k beside copying the last prompt frame.
+
+Everything here returns per-window sums (B, ...) so that callers can gather them across processes
+and average each window exactly once (genie/eval_report.py turns them into the report).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import math
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
-from genie.data import RawTokenDataset, open_eval_dataset, resolve_data_dirs
-from genie.model import STMaskGIT, token_cross_entropy
+from genie.decoding import SamplingConfig, decode_frames, generate
+from genie.model import token_cross_entropy
+from genie.protocols import MaskGITModel
+from genie.seeding import batch_generator
+
+# (B, N, S) token ids -> (B, N, P) pixel values; only data with a known decoder has one.
+PixelDecoder = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
-class TeacherForcedSums:
-    ce_sum: torch.Tensor  # (B,) summed cross-entropy over the scored tokens of each window
-    correct_sum: torch.Tensor  # (B,) number of scored tokens predicted right
-    num_tokens: torch.Tensor  # (B,) number of scored tokens
+class EvalOptions:
+    """How windows are scored; the same options give the same numbers in training, evaluate.py and studies."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    loss_only: bool = False  # cross-entropy alone: no MaskGIT sampling, no rollout
+    rollout: bool = True
+    num_prompt_frames: int | None = None  # rollout prompt; default: the config's, if it leaves a frame to generate
+    seed: int = 0
+    use_cache: bool | None = None  # default: whenever the model is causal
+
+    def prompt_frames(self, num_frames: int, config_prompt_frames: int) -> int:
+        k = self.num_prompt_frames or (config_prompt_frames if config_prompt_frames < num_frames else num_frames // 2)
+        if not 1 <= k < num_frames:
+            raise ValueError(f"num_prompt_frames = {k} must be in [1, {num_frames - 1}] for windows of {num_frames} frames")
+        return k
 
 
-def masked_frame_logits(model: STMaskGIT, tokens: torch.Tensor, t: int,
-                        actions: torch.Tensor | None = None) -> torch.Tensor:
-    """Logits (B, S, K, V) for frame t given the true frames before it, frame t (and later) masked.
+def teacher_forced_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None,
+                        options: EvalOptions, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Per window and frame t = 1..T-1, sums over the frame's S tokens, each (B, T-1):
+    tf_ce (first-pass cross-entropy), tf_argmax_correct, and tf_correct (final MaskGIT samples;
+    absent with `loss_only`)."""
+    ce, argmax_correct, correct = [], [], []
+    frames = decode_frames(model, tokens, 1, options.sampling, actions, generator, options.use_cache,
+                           teacher_forced=True, first_pass_only=options.loss_only)
+    for t, frame, first_logits in frames:
+        token_ce, token_correct = token_cross_entropy(first_logits[:, None], tokens[:, t:t + 1], model.config)
+        ce.append(token_ce.sum(dim=(1, 2)))
+        argmax_correct.append(token_correct.sum(dim=(1, 2)).to(token_ce.dtype))
+        if frame is not None:
+            correct.append((frame == tokens[:, t]).sum(dim=-1).to(token_ce.dtype))
+    sums = {"tf_ce": torch.stack(ce, dim=1), "tf_argmax_correct": torch.stack(argmax_correct, dim=1)}
+    if correct:
+        sums["tf_correct"] = torch.stack(correct, dim=1)
+    return sums
 
-    With causal temporal attention the frames after t cannot influence frame t, so only frames 0..t
-    are run (exact, and cheaper); a bidirectional model gets the full window with frames t.. masked.
-    """
-    if model.config.causal:
-        inputs = tokens[:, :t + 1].clone()
-        acts = None if actions is None else actions[:, :t + 1]
-    else:
-        inputs, acts = tokens.clone(), actions
-    inputs[:, t:] = model.mask_token_id
-    return model.compute_logits(inputs, actions=acts)[:, t]
+
+def rollout_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None, num_prompt: int,
+                 options: EvalOptions, generator: torch.Generator | None = None,
+                 decode_pixels: PixelDecoder | None = None) -> dict[str, torch.Tensor]:
+    """Generate frames num_prompt..T-1 from the true prompt (true actions throughout); per window and
+    horizon, each (B, H): rollout_correct and copy_correct (tokens equal to the truth), and with a
+    pixel decoder the summed squared pixel errors rollout_sq_err and copy_sq_err."""
+    num_new = tokens.shape[1] - num_prompt
+    generated, _ = generate(model, tokens[:, :num_prompt], num_new, options.sampling, actions, generator,
+                            options.use_cache)
+    truth, predicted = tokens[:, num_prompt:], generated[:, num_prompt:]
+    copied = tokens[:, num_prompt - 1:num_prompt].expand_as(truth)
+    sums = {"rollout_correct": (predicted == truth).sum(dim=-1).double(),
+            "copy_correct": (copied == truth).sum(dim=-1).double()}
+    if decode_pixels is not None:
+        true_pixels = decode_pixels(truth).double()
+        sums["rollout_sq_err"] = ((decode_pixels(predicted).double() - true_pixels) ** 2).sum(dim=-1)
+        sums["copy_sq_err"] = ((decode_pixels(copied).double() - true_pixels) ** 2).sum(dim=-1)
+    return sums
 
 
-@torch.no_grad()
-def teacher_forced_sums(model: STMaskGIT, tokens: torch.Tensor, actions: torch.Tensor | None = None) -> TeacherForcedSums:
-    """Per-window sums of the teacher-forced metric over frames 1..T-1. tokens: (B, T, S)."""
-    b, num_frames, s = tokens.shape
-    ce = torch.zeros(b, device=tokens.device)
-    correct = torch.zeros(b, device=tokens.device)
-    for t in range(1, num_frames):
-        logits = masked_frame_logits(model, tokens, t, actions).unsqueeze(1)  # (B, 1, S, K, V)
-        token_ce, token_correct = token_cross_entropy(logits, tokens[:, t:t + 1], model.config)
-        ce += token_ce.sum(dim=(1, 2))
-        correct += token_correct.sum(dim=(1, 2))
-    num_tokens = torch.full((b,), float((num_frames - 1) * s), device=tokens.device)
-    return TeacherForcedSums(ce, correct, num_tokens)
+def reference_sums(tokens: torch.Tensor, unigram_log_probs: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """Trivial references on frames 1..T-1 of the same windows, each (B, T-1): copy_previous_correct
+    and, with unigram log-probabilities of the training tokens, unigram_ce and unigram_correct."""
+    sums = {"copy_previous_correct": (tokens[:, 1:] == tokens[:, :-1]).sum(dim=-1).double()}
+    if unigram_log_probs is not None:
+        target = tokens[:, 1:].cpu().numpy()
+        sums["unigram_ce"] = torch.from_numpy(-unigram_log_probs[target].sum(axis=-1))
+        most_frequent = int(np.argmax(unigram_log_probs))
+        sums["unigram_correct"] = (tokens[:, 1:] == most_frequent).sum(dim=-1).double().cpu()
+    return sums
+
+
+def score_windows(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None, options: EvalOptions,
+                  batch_index: int, unigram_log_probs: np.ndarray | None = None,
+                  decode_pixels: PixelDecoder | None = None) -> dict[str, torch.Tensor]:
+    """Every per-window sum for one batch (B, T, S): teacher-forced, rollout and references.
+
+    Random draws (sampling, random unmasking) come from generators seeded by (seed, batch_index),
+    so a rerun gives the same numbers."""
+    device = tokens.device
+    sums = teacher_forced_sums(model, tokens, actions, options, batch_generator(options.seed, 0, batch_index, 10, device))
+    if options.rollout and not options.loss_only:
+        k = options.prompt_frames(tokens.shape[1], model.config.num_prompt_frames)
+        sums.update(rollout_sums(model, tokens, actions, k, options,
+                                 batch_generator(options.seed, 0, batch_index, 11, device), decode_pixels))
+    sums.update(reference_sums(tokens, unigram_log_probs))
+    return {k: v.double().cpu() for k, v in sums.items()}
 
 
 def unigram_log_probs(train_video: np.ndarray, vocab_size: int, max_frames: int = 200_000,
                       chunk_frames: int = 4096) -> np.ndarray:
-    """log p(token) from training-token frequencies with add-one smoothing; reads at most `max_frames`
-    evenly spaced frames of the (N, s, s) memmap, in chunks."""
+    """log p(token) over the full token vocabulary from training-token frequencies (add-one smoothing);
+    reads at most `max_frames` evenly spaced frames of the (N, s, s) memmap, in chunks."""
     n = len(train_video)
     frames = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(np.int64))
     counts = np.ones(vocab_size, dtype=np.float64)
@@ -68,71 +127,8 @@ def unigram_log_probs(train_video: np.ndarray, vocab_size: int, max_frames: int 
     return np.log(counts / counts.sum())
 
 
-def unigram_sums(log_probs: np.ndarray, tokens: torch.Tensor) -> tuple[float, int]:
-    """(summed cross-entropy, count) of frames 1..T-1 of `tokens` (B, T, S) under a unigram model."""
-    target = tokens[:, 1:].reshape(-1).cpu().numpy()
-    return float(-log_probs[target].sum()), int(target.size)
-
-
-def copy_previous_sums(tokens: torch.Tensor) -> tuple[int, int]:
-    """(tokens equal to the same position in the previous frame, count) over frames 1..T-1."""
-    same = tokens[:, 1:] == tokens[:, :-1]
-    return int(same.sum()), int(same.numel())
-
-
-@torch.no_grad()
-def evaluate_with_references(model: STMaskGIT, val_set, train_video: np.ndarray, vocab_size: int,
-                             batch_size: int = 8, max_examples: int | None = None,
-                             device: torch.device | str = "cpu") -> dict[str, float]:
-    """The teacher-forced metric over val windows, beside the unigram and copy-previous-frame references
-    computed on exactly the same windows and frames."""
-    model = model.to(device).eval()
-    log_probs = unigram_log_probs(train_video, vocab_size)
-    most_frequent = int(np.argmax(log_probs))
-    count = len(val_set) if max_examples is None else min(max_examples, len(val_set))
-    totals = dict.fromkeys(["ce", "correct", "tokens", "uni_ce", "uni_correct", "copy_correct"], 0.0)
-    for start in range(0, count, batch_size):
-        items = [val_set[i] for i in range(start, min(start + batch_size, count))]
-        tokens = torch.stack([it["input_ids"] for it in items]).to(device)
-        actions = torch.stack([it["actions"] for it in items]).to(device) if "actions" in items[0] else None
-        sums = teacher_forced_sums(model, tokens, actions)
-        totals["ce"] += float(sums.ce_sum.sum())
-        totals["correct"] += float(sums.correct_sum.sum())
-        totals["tokens"] += float(sums.num_tokens.sum())
-        totals["uni_ce"] += unigram_sums(log_probs, tokens)[0]
-        totals["uni_correct"] += float((tokens[:, 1:] == most_frequent).sum())
-        totals["copy_correct"] += copy_previous_sums(tokens)[0]
-    n = max(totals["tokens"], 1.0)
-    return {
-        "num_windows": count, "num_tokens": int(totals["tokens"]),
-        "model_cross_entropy": totals["ce"] / n, "model_accuracy": totals["correct"] / n,
-        "unigram_cross_entropy": totals["uni_ce"] / n, "unigram_accuracy": totals["uni_correct"] / n,
-        "copy_previous_accuracy": totals["copy_correct"] / n,
-    }
-
-
-def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path | None = None,
-                        val_data_dir: str | Path | None = None, window_size: int | None = None, stride: int = 1,
-                        batch_size: int = 8, max_examples: int | None = None) -> dict[str, float]:
-    """The teacher-forced metric of a saved model with its two references (built-in data by default)."""
-    model = STMaskGIT.from_pretrained(checkpoint_dir)
-    config = model.config
-    train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config)
-    val_set = open_eval_dataset(val_dir, config, stride, window_size)
-    train_set = RawTokenDataset(train_dir, window_size or config.T, stride)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return evaluate_with_references(model, val_set, train_set.video, config.image_vocab_size, batch_size,
-                                    max_examples, device)
-
-
-def format_eval_table(metrics: dict[str, float]) -> str:
-    """A Markdown table: model vs the two trivial references."""
-    return "\n".join([
-        f"Teacher-forced evaluation on {metrics['num_windows']} val windows ({metrics['num_tokens']} scored tokens)",
-        "",
-        "| predictor | cross-entropy (nats/token) | token accuracy |",
-        "|---|---|---|",
-        f"| model | {metrics['model_cross_entropy']:.4f} | {metrics['model_accuracy']:.4f} |",
-        f"| unigram of train tokens | {metrics['unigram_cross_entropy']:.4f} | {metrics['unigram_accuracy']:.4f} |",
-        f"| copy previous frame | - | {metrics['copy_previous_accuracy']:.4f} |",
-    ])
+def psnr(mean_squared_error: float, peak: float) -> float:
+    """Peak signal-to-noise ratio in dB; inf when the error is 0."""
+    if mean_squared_error <= 0:
+        return math.inf
+    return 10.0 * math.log10(peak ** 2 / mean_squared_error)

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import numpy as np
 import torch
 
 from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
 from genie.config import GenieConfig
-from genie.evaluation import teacher_forced_sums
+from genie.eval_report import evaluate_batches, training_metrics
+from genie.evaluation import EvalOptions
 from genie.factorization import unfactorize_token_ids
 from genie.model import STMaskGIT, token_cross_entropy
-
-
-def batch_generator(seed: int, step: int, micro_step: int, stream: int = 0) -> torch.Generator:
-    """A CPU generator seeded from the batch's coordinates (no shared state to save or to race on)."""
-    state = np.random.SeedSequence([seed, step, micro_step, stream]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+from genie.seeding import batch_generator
 
 
 def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], step: int, generator: torch.Generator,
@@ -91,22 +86,25 @@ class AutoregressiveObjective(Objective):
         return self.collator(batch, generator=generator)
 
     def evaluate(self, model, batches, gather, seed, step=0):
-        """Val loss under the training corruption (fixed draws) and the teacher-forced challenge metric.
+        """Val loss under the training corruption (fixed draws), the teacher-forced challenge metric and
+        rollouts (genie/eval_report.py, the same functions as scripts/evaluate.py).
 
         `gather` collects per-window rows from all processes, each val window exactly once.
         """
-        sums = torch.zeros(5, dtype=torch.float64)
+        loss_sums = torch.zeros(2, dtype=torch.float64)  # cross-entropy sum, scored tokens
         device = model.pos_embed_TSC.device
-        for index, batch in enumerate(batches):
-            inputs = to_device(self.make_batch(batch, step=index, generator=batch_generator(seed, 0, index, stream=1)),
-                               device)
-            batch = to_device(batch, device)
-            masked_rows = masked_loss_rows(model, inputs)[0][:, [0, 2]]  # cross-entropy sum, scored tokens
-            rows = torch.cat([masked_rows, teacher_forced_rows(model, batch)], dim=1)
-            sums += gather(rows).double().cpu().sum(0)
-        loss_sum, scored, tf_ce, tf_correct, tf_tokens = sums.tolist()
-        return {"loss": loss_sum / max(scored, 1), "tf_cross_entropy": tf_ce / max(tf_tokens, 1),
-                "tf_accuracy": tf_correct / max(tf_tokens, 1), "num_windows_tokens": int(tf_tokens)}
+
+        def with_val_loss(batches):
+            nonlocal loss_sums
+            for index, batch in enumerate(batches):
+                inputs = to_device(self.make_batch(batch, step=index,
+                                                   generator=batch_generator(seed, 0, index, stream=1)), device)
+                loss_sums += gather(masked_loss_rows(model, inputs)[0][:, [0, 2]]).double().cpu().sum(0)
+                yield batch
+
+        report = evaluate_batches(model, with_val_loss(batches), EvalOptions(seed=seed), gather=gather, device=device)
+        loss_sum, scored = loss_sums.tolist()
+        return {"loss": loss_sum / max(scored, 1), **training_metrics(report), "num_windows_tokens": report["num_tokens"]}
 
 
 def masked_loss_rows(model: STMaskGIT, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,12 +116,6 @@ def masked_loss_rows(model: STMaskGIT, inputs: dict[str, torch.Tensor]) -> tuple
     rows = torch.stack([(token_ce * weights).sum(dim=(1, 2)), (token_correct * weights).sum(dim=(1, 2)),
                         weights.sum(dim=(1, 2))], dim=1)
     return rows, logits
-
-
-def teacher_forced_rows(model: STMaskGIT, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(B, 3): per window, teacher-forced cross-entropy sum, correct tokens, scored tokens."""
-    tf = teacher_forced_sums(model, batch["input_ids"], batch.get("actions"))
-    return torch.stack([tf.ce_sum, tf.correct_sum, tf.num_tokens], dim=1)
 
 
 class MaskedPretrainObjective(Objective):
@@ -150,30 +142,37 @@ class MaskedPretrainObjective(Objective):
 
     def evaluate(self, model, batches, gather, seed, step=0):
         """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus
-        the teacher-forced metric."""
+        the teacher-forced metric and rollouts (genie/eval_report.py)."""
         ratios = self.masking.ratios_for_eval()
         sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
-        tf_sums = torch.zeros(3, dtype=torch.float64)
-        picture = None
+        pictures = []
         device = model.pos_embed_TSC.device
-        for index, batch in enumerate(batches):
-            for r, ratio in enumerate(ratios):
-                inputs = to_device(self.collator(batch, generator=batch_generator(seed, 0, index, stream=2 + r),
-                                                 ratio=ratio), device)
-                rows, logits = masked_loss_rows(model, inputs)
-                sums[r] += gather(rows).double().cpu().sum(0)
-                if index == 0 and r == len(ratios) // 2 and self.picture_writer is not None:
-                    predicted = unfactorize_token_ids(logits.argmax(-1), model.config.num_factored_vocabs,
-                                                      model.config.factored_vocab_size)
-                    picture = self.picture_writer(step, inputs["input_ids"], predicted, inputs["labels"], ratio)
-            tf_sums += gather(teacher_forced_rows(model, to_device(batch, device))).double().cpu().sum(0)
+
+        def with_masked_loss(batches):
+            for index, batch in enumerate(batches):
+                for r, ratio in enumerate(ratios):
+                    generator = batch_generator(seed, 0, index, stream=2 + r)
+                    inputs = to_device(self.collator(batch, generator=generator, ratio=ratio), device)
+                    rows, logits = masked_loss_rows(model, inputs)
+                    sums[r] += gather(rows).double().cpu().sum(0)
+                    if index == 0 and r == len(ratios) // 2 and self.picture_writer is not None:
+                        pictures.append(self._draw(model, step, inputs, logits, ratio))
+                yield batch
+
+        report = evaluate_batches(model, with_masked_loss(batches), EvalOptions(seed=seed), gather=gather,
+                                  device=device)
         metrics = {}
         for ratio, (ce, correct, scored) in zip(ratios, sums.tolist()):
             metrics[f"masked_loss@{ratio:g}"] = ce / max(scored, 1)
             metrics[f"masked_accuracy@{ratio:g}"] = correct / max(scored, 1)
         metrics["loss"] = sum(metrics[f"masked_loss@{r:g}"] for r in ratios) / len(ratios)
-        metrics["tf_cross_entropy"] = tf_sums[0].item() / max(tf_sums[2].item(), 1)
-        metrics["tf_accuracy"] = tf_sums[1].item() / max(tf_sums[2].item(), 1)
-        if picture is not None:
-            metrics["picture"] = picture  # the trainer's logger sends it to the trackers as an image
+        metrics.update(training_metrics(report))
+        if pictures:
+            metrics["picture"] = pictures[0]  # the trainer's logger sends it to the trackers as an image
         return metrics
+
+    def _draw(self, model, step, inputs, logits, ratio):
+        """The picture of masked input | prediction | truth for the first val windows; returns its path."""
+        predicted = unfactorize_token_ids(logits.argmax(-1), model.config.num_factored_vocabs,
+                                          model.config.factored_vocab_size)
+        return self.picture_writer(step, inputs["input_ids"], predicted, inputs["labels"], ratio)

@@ -30,7 +30,8 @@ from genie.checkpoint import CheckpointError, save_model_folder
 from genie.config import ConfigError
 from genie.data import RawTokenDataset, open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
 from genie.model import STMaskGIT
-from genie.objectives import Objective, batch_generator, make_global_batch, to_device
+from genie.objectives import Objective, make_global_batch, to_device
+from genie.seeding import batch_generator
 from genie.run_folder import TRAINER_STATE, find_checkpoint, prepare_output_dir
 from genie.run_logging import MetricsLogger, TrainingMeter
 from genie.training_args import TrainingArguments

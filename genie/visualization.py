@@ -82,3 +82,40 @@ def masked_prediction_writer(output_dir: str | Path, val_dir: str | Path, side: 
                          title=f"step {step}: masked input (magenta = masked, ratio {ratio:g}) | prediction | truth")
 
     return write
+
+
+def plot_eval_report(report: dict, path: str | Path) -> Path:
+    """eval.png: teacher-forced cross-entropy and accuracy per frame, rollout accuracy (and PSNR) per
+    horizon; the model against its trivial references."""
+    rollout = report.get("rollout")
+    panels = 2 + (1 if rollout else 0) + (1 if rollout and "psnr_per_horizon" in rollout else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.6))
+    frames = list(range(1, report["frames_scored"] + 1))
+    axes[0].plot(frames, report["cross_entropy_per_frame"], "o-", label="model")
+    if "unigram_cross_entropy_per_frame" in report:
+        axes[0].plot(frames, report["unigram_cross_entropy_per_frame"], "s--", label="unigram (full token)")
+    axes[0].set(xlabel="frame t (true frames < t given)", ylabel="cross-entropy (nats/token)", title="teacher-forced CE",
+                xticks=frames)
+    for key, label, style in (("accuracy", "model (MaskGIT samples)", "o-"), ("argmax_accuracy", "model (argmax)", "x:"),
+                              ("copy_previous_accuracy", "copy previous frame", "s--")):
+        if f"{key}_per_frame" in report:
+            axes[1].plot(frames, report[f"{key}_per_frame"], style, label=label)
+    axes[1].set(xlabel="frame t", ylabel="token accuracy", title="teacher-forced accuracy", xticks=frames)
+    if rollout:
+        h = rollout["horizons"]
+        axes[2].plot(h, rollout["accuracy_per_horizon"], "o-", label="model rollout")
+        axes[2].plot(h, rollout["copy_accuracy_per_horizon"], "s--", label="copy last prompt frame")
+        axes[2].set(xlabel="horizon (frames after the prompt)", ylabel="token accuracy", title="rollout accuracy",
+                    xticks=h)
+    if panels == 4:
+        axes[3].plot(h, rollout["psnr_per_horizon"], "o-", label="model rollout")
+        axes[3].plot(h, rollout["copy_psnr_per_horizon"], "s--", label="copy last prompt frame")
+        axes[3].set(xlabel="horizon", ylabel="PSNR (dB)", title="rollout PSNR", xticks=h)
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -7,7 +7,8 @@ same process, and their ratio; plus the benchmark process's peak memory.
 Each benchmark runs in its own child process, so its peak memory (RSS on CPU, max allocated on GPU)
 is its own. The naive references live here, not in the library: a model with hand-written softmax
 attention and boolean-index embedding gathers, per-sample per-frame Python mask loops, a Python loop
-over frames for the window index, and MaskGIT decoding that recomputes the whole prefix every step.
+over frames for the window index, and MaskGIT decoding (generation and the teacher-forced evaluation)
+that recomputes the whole prefix every step.
 """
 from __future__ import annotations
 
@@ -225,6 +226,30 @@ def bench_generation(smoke: bool) -> list[dict]:
     return results
 
 
+def bench_eval(smoke: bool) -> list[dict]:
+    """The teacher-forced challenge metric through the KV cache vs recomputing every prefix (T = 16)."""
+    from genie.evaluation import EvalOptions, teacher_forced_sums
+
+    config = bench_config(TINY, smoke)
+    torch.manual_seed(0)
+    model = STMaskGIT(config).to(DEVICE).eval()
+    batch = 1 if smoke else 4
+    tokens = torch.randint(0, config.image_vocab_size, (batch, config.T, config.S)).to(DEVICE)
+    results = []
+    for loss_only in (False, True):
+        def run(use_cache, loss_only=loss_only):
+            options = EvalOptions(loss_only=loss_only, use_cache=use_cache)
+            return teacher_forced_sums(model, tokens, None, options, torch.Generator(DEVICE).manual_seed(0))
+        cached, full = run(True), run(False)
+        assert torch.allclose(cached["tf_ce"], full["tf_ce"], rtol=1e-4), "cache and recompute disagree"
+        ours = timed(lambda: run(True), 1 if smoke else 3)
+        naive = timed(lambda: run(False), 1 if smoke else 2)
+        name = "eval_teacher_forced_loss_only" if loss_only else "eval_teacher_forced_2steps"
+        results.append({"benchmark": name, "unit": "s/window", "T": config.T, "batch": batch,
+                        "ours": ours / batch, "naive": naive / batch, "ratio": naive / ours})
+    return results
+
+
 def run_one(name: str, smoke: bool) -> list[dict]:
     if name == "train_tiny":
         return [bench_train("tiny", smoke)]
@@ -236,10 +261,12 @@ def run_one(name: str, smoke: bool) -> list[dict]:
         return [bench_index(smoke)]
     if name == "generation":
         return bench_generation(smoke)
+    if name == "eval":
+        return bench_eval(smoke)
     raise SystemExit(f"unknown benchmark {name!r}")
 
 
-BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation"]
+BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval"]
 
 
 def peak_memory_mb() -> dict:

@@ -1,7 +1,9 @@
-"""Evaluate a checkpoint with the challenge metric (temporally teacher-forced cross-entropy and accuracy),
-beside the unigram and copy-previous-frame references on the same windows.
+"""Evaluate a checkpoint as the 1X challenge does (teacher-forced cross-entropy of the first MaskGIT pass,
+accuracy of the final MaskGIT samples), with autoregressive rollouts per horizon, beside the unigram
+and copy-previous-frame references on the same windows.
 
-    python scripts/evaluate.py --checkpoint_dir runs/main/final_model [--val_data_dir D --train_data_dir D]
+    python scripts/evaluate.py --checkpoint_dir runs/main/final_model [--val_data_dir V --train_data_dir D]
+        [--output_dir O]   # writes O/eval.json, O/eval.md, O/eval.png
 """
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genie.cli import parse, run_cli
-from genie.evaluation import evaluate_checkpoint, format_eval_table
+from genie.config import ConfigError
+from genie.decoding import SamplingConfig
+from genie.eval_report import evaluate_checkpoint, format_report, json_safe
+from genie.evaluation import EvalOptions
+from genie.visualization import plot_eval_report
 
 
 @dataclass
@@ -18,21 +24,42 @@ class EvaluateArguments:
     checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors)."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Default: the built-in val split."})
     train_data_dir: str | None = field(default=None, metadata={"help": "For the unigram reference. Default: built-in."})
-    window_size: int | None = None
-    stride: int = 1
+    stride: int | None = field(default=None, metadata={
+        "help": "Frames between window frames. Default: 2 Hz from the data's metadata hz (30 Hz -> 15)."})
     batch_size: int = 8
     max_examples: int | None = field(default=None, metadata={"help": "Stop after this many val windows."})
-    output_json: str | None = field(default=None, metadata={"help": "Also write the metrics here."})
+    maskgit_steps: int = field(default=2, metadata={"help": "MaskGIT steps per frame (the challenge: 2)."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy (the challenge)."})
+    unmask_mode: str = field(default="random", metadata={
+        "help": "random (the reference's default) | confidence (deterministic) | gumbel"})
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = field(default=0, metadata={"help": "Seeds random unmasking and sampling, per batch."})
+    loss_only: bool = field(default=False, metadata={"help": "Cross-entropy alone: no sampling, no rollout (fastest)."})
+    rollout: bool = field(default=True, metadata={"help": "--no_rollout skips the rollouts."})
+    num_prompt_frames: int | None = field(default=None, metadata={
+        "help": "Rollout prompt frames. Default: the config's num_prompt_frames (T // 2 if that leaves none)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Write eval.json, eval.md and eval.png here."})
 
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse([EvaluateArguments], __doc__.split("\n")[0], argv)
-    metrics = evaluate_checkpoint(args.checkpoint_dir, args.train_data_dir, args.val_data_dir, args.window_size,
-                                  args.stride, args.batch_size, args.max_examples)
-    print(format_eval_table(metrics))
-    if args.output_json:
-        Path(args.output_json).write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    try:
+        sampling = SamplingConfig(args.maskgit_steps, args.temperature, args.top_k, args.top_p, args.unmask_mode)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed)
+    report = evaluate_checkpoint(args.checkpoint_dir, args.train_data_dir, args.val_data_dir, options,
+                                 args.batch_size, args.max_examples, args.stride)
+    table = format_report(report)
+    print(table)
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
+        (out / "eval.md").write_text(table + "\n")
+        plot_eval_report(report, out / "eval.png")
+    return report
 
 
 if __name__ == "__main__":

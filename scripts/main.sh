@@ -22,9 +22,9 @@ $PY train.py "${COMMON[@]}" --output_dir "$RUN/autoregressive" --max_train_steps
   --masked_pretrain_checkpoint "$RUN/masked_pretrain" --eval_every_n_steps 1000
 
 echo "== evaluation (temporally teacher-forced, all val windows)"
-$PY scripts/evaluate.py --checkpoint_dir "$RUN/autoregressive/final_model" --output_json "$RUN/eval.json" | tee "$RUN/eval.md"
+$PY scripts/evaluate.py --checkpoint_dir "$RUN/autoregressive/final_model" --output_dir "$RUN"
 
 echo "== generation: 4 prompt frames -> 4 new frames, 4 MaskGIT steps"
 $PY scripts/generate.py --checkpoint_dir "$RUN/autoregressive/final_model" --output_dir "$RUN/generated" \
   --num_prompt_frames 4 --maskgit_steps 4 --num_examples 3
-echo "== done: numbers in $RUN/eval.md; pictures in $RUN/generated/strip.png and $RUN/masked_pretrain/pictures/"
+echo "== done: numbers in $RUN/eval.md (and eval.json, eval.png); pictures in $RUN/generated/strip.png and $RUN/masked_pretrain/pictures/"

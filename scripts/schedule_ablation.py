@@ -26,7 +26,8 @@ from matplotlib import pyplot as plt  # noqa: E402
 
 from genie.cli import parse, run_cli  # noqa: E402
 from genie.config import ConfigError, GenieConfig  # noqa: E402
-from genie.evaluation import evaluate_checkpoint  # noqa: E402
+from genie.eval_report import evaluate_checkpoint, json_safe  # noqa: E402
+from genie.evaluation import EvalOptions  # noqa: E402
 from genie.masked_pretrain_config import MaskedPretrainConfig  # noqa: E402
 from genie.run_logging import read_metrics  # noqa: E402
 from genie.schedules import MASK_SCHEDULES  # noqa: E402
@@ -103,9 +104,9 @@ def run_arm(args: AblationArguments, arm: str, seed: int, root: Path) -> dict:
     stage2_dir = arm_dir / "stage2"
     run_autoregressive(stage_arguments(args, seed, stage2_steps, stage2_dir), hand_off)
 
-    metrics = evaluate_checkpoint(stage2_dir / "final_model", args.train_data_dir, args.val_data_dir,
-                                  stride=args.stride, batch_size=16, max_examples=args.final_eval_examples)
-    metrics.update(arm=arm, seed=seed)
+    metrics = evaluate_checkpoint(stage2_dir / "final_model", args.train_data_dir, args.val_data_dir, EvalOptions(),
+                                  batch_size=16, max_examples=args.final_eval_examples, stride=args.stride)
+    metrics = json_safe(metrics | {"arm": arm, "seed": seed})
     result_path.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -119,7 +120,7 @@ def write_results(args: AblationArguments, results: list[dict], root: Path) -> s
     rows = []
     for arm in arms:
         runs = [r for r in results if r["arm"] == arm]
-        ce, acc = mean_std([r["model_cross_entropy"] for r in runs]), mean_std([r["model_accuracy"] for r in runs])
+        ce, acc = mean_std([r["cross_entropy"] for r in runs]), mean_std([r["accuracy"] for r in runs])
         rows.append({"arm": arm, "seeds": len(runs), "tf_cross_entropy_mean": ce[0], "tf_cross_entropy_std": ce[1],
                      "tf_accuracy_mean": acc[0], "tf_accuracy_std": acc[1]})
     ref = results[0]

@@ -84,10 +84,11 @@ def test_bad_input(case, tiny_data, tmp_path, capsys):
     if cli == "evaluate":
         STMaskGIT(GenieConfig(**TINY)).save_pretrained(tmp_path / "ckpt")
         (tmp_path / "ckpt" / "model.safetensors").write_bytes(b"\x00" * 64)
-        result = tmp_path / "eval.json"
+        result = tmp_path / "eval" / "eval.json"
+        result.parent.mkdir()
         result.write_text("previous result")
         argv = ["--checkpoint_dir", str(tmp_path / "ckpt"), "--val_data_dir", str(tiny_data[1]),
-                "--train_data_dir", str(tiny_data[0]), "--output_json", str(result)]
+                "--train_data_dir", str(tiny_data[0]), "--output_dir", str(result.parent)]
         main = evaluate.main
     else:
         if how == "missing":

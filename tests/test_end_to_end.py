@@ -79,12 +79,24 @@ def test_evaluate_and_generate_scripts(trained_run, tiny_data, capsys):
 
     out, _ = trained_run
     train_dir, val_dir = tiny_data
-    metrics = evaluate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
-                             "--train_data_dir", str(train_dir), "--output_json", str(out / "eval.json")])
+    report = evaluate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
+                            "--train_data_dir", str(train_dir), "--output_dir", str(out / "eval"),
+                            "--max_examples", "32", "--seed", "7"])
     printed = capsys.readouterr().out
-    assert "| model |" in printed and "| unigram of train tokens |" in printed and "| copy previous frame |" in printed
-    assert metrics["model_cross_entropy"] < metrics["unigram_cross_entropy"]
-    assert 0 <= metrics["copy_previous_accuracy"] <= 1
+    assert "| model |" in printed and "| unigram of train tokens (full token" in printed
+    assert "| copy previous frame |" in printed and "| token accuracy: copy last prompt frame |" in printed
+    assert report["cross_entropy"] < report["unigram_cross_entropy"]
+    assert 0 <= report["copy_previous_accuracy"] <= 1
+    written = json.loads((out / "eval" / "eval.json").read_text())
+    assert len(written["cross_entropy_per_frame"]) == len(written["accuracy_per_frame"]) == 3  # frames 1..T-1
+    assert len(written["rollout"]["accuracy_per_horizon"]) == len(written["rollout"]["psnr_per_horizon"]) == 2
+    assert {"eval.json", "eval.md", "eval.png"} <= {p.name for p in (out / "eval").iterdir()}
+    # One set of numbers: the final val/ metrics of training (4 batches of 8 windows, seed 7) are
+    # computed by the same functions on the same windows with the same seeds.
+    final = [r for r in read_metrics(out / "metrics.jsonl") if "val/tf_accuracy" in r][-1]
+    assert final["val/tf_cross_entropy"] == pytest.approx(report["cross_entropy"], abs=1e-6)
+    assert final["val/tf_accuracy"] == pytest.approx(report["accuracy"], abs=1e-9)
+    assert final["val/rollout_accuracy"] == pytest.approx(report["rollout"]["accuracy"], abs=1e-9)
     summary = generate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
                              "--num_prompt_frames", "2", "--num_examples", "2", "--maskgit_steps", "2",
                              "--output_dir", str(out / "gen")])

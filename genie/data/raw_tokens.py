@@ -128,6 +128,11 @@ class RawTokenDataset(Dataset):
                 f"{(window_size - 1) * stride + 1} frames) fits inside a segment; the longest segment has {longest} "
                 "frames: lower --window_size or --stride")
 
+    @staticmethod
+    def read_metadata(data_dir: str | Path) -> dict[str, Any]:
+        """A split's metadata.json, checked (one-line DataFormatError when it is missing or wrong)."""
+        return _read_metadata(Path(data_dir))
+
     def _check_token_range(self) -> None:
         """Token ids must lie in [0, vocab_size): checked on evenly spaced frames, never silently wrapped."""
         if self.num_images == 0:
