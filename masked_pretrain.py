@@ -1,5 +1,6 @@
 """Stage 1: masked pretraining (MaskViT / MaskGIT style) of the ST world model, with bidirectional
-temporal attention and a mask ratio that follows a schedule over training.
+temporal attention and a mask ratio that follows a schedule over training. The stage-1 settings
+may also sit in the --genie_config file (e.g. "mask_schedule": "exponential"); flags override them.
 
     python masked_pretrain.py                         # tiny config on the built-in dataset
     python masked_pretrain.py --genie_config configs/genie_35m.json --train_data_dir D --val_data_dir V \
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 from genie.cli import parse, run_cli
 from genie.masked_pretrain_config import MaskedPretrainConfig
-from genie.stages import MASKED_PRETRAIN_OUTPUT_DIR, run_masked_pretrain
+from genie.stages import MASKED_PRETRAIN_OUTPUT_DIR, run_masked_pretrain, stage1_fields_of_config_file
 from genie.training_args import TrainingArguments
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, masking = parse([TrainingArguments, MaskedPretrainConfig], __doc__.split("\n")[0], argv)
+    args, masking = parse([TrainingArguments, MaskedPretrainConfig], __doc__.split("\n")[0], argv,
+                          defaults_from=lambda flags: stage1_fields_of_config_file(flags.genie_config))
     if args.output_dir == TrainingArguments.output_dir:  # the flag's default names the stage-2 folder
         args.output_dir = MASKED_PRETRAIN_OUTPUT_DIR
     return run_masked_pretrain(args, masking)

@@ -1,8 +1,10 @@
 """Shared command-line plumbing: parse dataclass arguments and turn user errors into one-line exits."""
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Callable, TypeVar
 
 from transformers import HfArgumentParser
@@ -14,14 +16,55 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from genie.checkpoint import CheckpointError
     from genie.config import ConfigError
     from genie.data import DataFormatError
-    from genie.trainer import NonFiniteLossError
+    from genie.trainer import NonFiniteLossError, NothingToLearnError
 
-    return (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, NonFiniteLossError)
+    return (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, NonFiniteLossError, NothingToLearnError)
 
 
-def parse(dataclass_types, description: str, argv: list[str] | None = None):
-    parser = HfArgumentParser(dataclass_types, description=description)
-    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+def check_flag(ok: bool, flag: str, value, what: str) -> None:
+    """A wrong flag value is a one-line ConfigError naming the flag, its value and what it must be."""
+    if not ok:
+        from genie.config import ConfigError
+
+        raise ConfigError(f"--{flag} {value!r} {what}")
+
+
+def check_output_folder(path: str | Path | None, flag: str = "output_dir") -> None:
+    """An output folder must be a folder (or not exist yet) that can be written."""
+    if path is None:
+        return
+    path = Path(path)
+    check_flag(not path.exists() or path.is_dir(), flag, str(path), "is a file, not a folder; choose a folder path")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    check_flag(os.access(existing, os.W_OK | os.X_OK), flag, str(path), f"cannot be written ({existing} is not "
+               "writable); choose a folder you can write")
+
+
+class ArgumentParser(HfArgumentParser):
+    """HfArgumentParser whose mistakes (a bad value, a missing or unknown flag) are one-line user errors."""
+
+    def error(self, message: str):
+        from genie.config import ConfigError
+
+        raise ConfigError(f"{message}; see --help")
+
+
+def parse(dataclass_types, description: str, argv: list[str] | None = None,
+          defaults_from: Callable[[argparse.Namespace], dict] | None = None):
+    """Parse the command line into the dataclasses; an unknown flag is a one-line error naming it.
+
+    `defaults_from(first_pass_namespace)` may supply defaults that explicit flags override (e.g. the
+    stage-1 fields of the --genie_config file)."""
+    from genie.config import ConfigError
+
+    parser = ArgumentParser(dataclass_types, description=description)
+    if defaults_from is not None:
+        parser.set_defaults(**defaults_from(parser.parse_known_args(argv)[0]))
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False,
+                                                          return_remaining_strings=True)
+    if unknown:
+        raise ConfigError(f"unknown flag(s) {' '.join(unknown)}; see --help for the flags of this command")
+    return parsed
 
 
 def run_cli(main: Callable[[], T]) -> T:

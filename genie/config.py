@@ -58,6 +58,7 @@ class GenieConfig:
         self._check_types()
         _require(self.num_layers >= 1, "num_layers", self.num_layers, "must be >= 1")
         _require(self.num_heads >= 1, "num_heads", self.num_heads, "must be >= 1")
+        _require(self.d_model >= 1, "d_model", self.d_model, "must be >= 1")
         _require(self.d_model % self.num_heads == 0, "d_model", self.d_model,
                  f"must be divisible by num_heads={self.num_heads}")
         _require(self.T >= 2, "T", self.T, "must be >= 2 (a prompt frame and a predicted frame)")
@@ -78,7 +79,8 @@ class GenieConfig:
             value = getattr(self, name)
             _require(0.0 <= value <= 1.0, name, value, "must be in [0, 1]")
         _require(self.num_prompt_frames >= 1, "num_prompt_frames", self.num_prompt_frames, "must be >= 1")
-        _require(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "must be > 0")
+        _require(self.mlp_ratio > 0 and int(self.d_model * self.mlp_ratio) >= 1, "mlp_ratio", self.mlp_ratio,
+                 f"must give an MLP of width int(d_model * mlp_ratio) >= 1 (d_model = {self.d_model})")
         _require(self.temporal_attention in TEMPORAL_ATTENTION_MODES, "temporal_attention",
                  self.temporal_attention, f"must be one of {TEMPORAL_ATTENTION_MODES}")
         for name, dim in self.action_dims.items():
@@ -114,11 +116,14 @@ class GenieConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "GenieConfig":
+    def from_dict(cls, values: dict[str, Any], source: str = "config", also_known: tuple[str, ...] = ()
+                  ) -> "GenieConfig":
+        """`also_known`: other fields the file may hold (read elsewhere), listed in the unknown-field error."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown config field(s) {unknown}; known fields are {sorted(known)}")
+            raise ConfigError(f"{source}: unknown config field(s) {unknown}; known fields are "
+                              f"{sorted(known | set(also_known))}")
         missing = sorted(f.name for f in dataclasses.fields(cls)
                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                          and f.name not in values)

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from genie.config import ConfigError
 from genie.data import RawTokenDataset, challenge_stride, open_eval_dataset, resolve_data_dirs
 from genie.data.builtin import tokenizer_from_metadata
 from genie.evaluation import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
@@ -140,6 +141,11 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
     options = options or EvalOptions()
     model = STMaskGIT.from_pretrained(checkpoint_dir).eval()
     config = model.config
+    if options.rollout and not options.loss_only:
+        try:
+            options.prompt_frames(config.T, config.num_prompt_frames)
+        except ValueError as error:
+            raise ConfigError(f"--num_prompt_frames: {error}") from None
     train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config)
     val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir))
     log_probs = unigram_log_probs(RawTokenDataset(train_dir, 1, 1).video, config.image_vocab_size)

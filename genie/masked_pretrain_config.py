@@ -1,12 +1,16 @@
 """Settings of masked pretraining (stage 1): the mask-ratio schedule and the mask pattern.
 
-Also the command-line flags of masked_pretrain.py (parsed by transformers.HfArgumentParser).
+Also the command-line flags of masked_pretrain.py (parsed by transformers.HfArgumentParser); the
+same fields may sit in the model config JSON, where they become the flags' defaults.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from genie.config import ConfigError
+from genie.config import ConfigError, GenieConfig, read_json_object
 from genie.schedules import MASK_SCHEDULES
 
 MASK_PATTERNS = ("random", "block", "tube")
@@ -25,7 +29,7 @@ class MaskedPretrainConfig:
     block_aspect_min: float = 0.75
     block_aspect_max: float = 1.5
     prompt_frame_period: int = field(default=0, metadata={
-        "help": "If > 0, every k-th frame (t % k == 0) stays fully visible."})
+        "help": "If > 0, every k-th frame (t = 0, k, 2k, ...) stays fully visible."})
     lattice_stride: int = field(default=0, metadata={"help": "If > 0, a spatial lattice of this stride stays visible."})
     lattice_offset: int = 0
     temporal_attention: str = field(default="bidirectional", metadata={
@@ -61,5 +65,37 @@ class MaskedPretrainConfig:
         if not ratios or any(not 0 < r <= 1 for r in ratios):
             raise ConfigError(f"--eval_mask_ratios {self.eval_mask_ratios!r} must hold ratios in (0, 1]")
 
+    def check_scores_tokens(self, num_frames: int, tokens_per_frame: int) -> None:
+        """Refuse settings under which some training batches would mask (and so score) no token at all."""
+        if self.prompt_frame_period == 1:
+            raise ConfigError("--prompt_frame_period 1 keeps every frame visible, so no token is ever masked; "
+                              "use 0 (off) or a period >= 2")
+        if self.lattice_stride == 1:
+            raise ConfigError("--lattice_stride 1 keeps every token visible, so no token is ever masked; "
+                              "use 0 (off) or a stride >= 2")
+        for name in ("initial_mask_ratio", "final_mask_ratio"):
+            ratio = getattr(self, name)
+            masked = round(ratio * tokens_per_frame) if self.mask_pattern == "random" else (1 if ratio > 0 else 0)
+            if masked == 0:
+                raise ConfigError(f"--{name} {ratio} masks 0 of the {tokens_per_frame} tokens of a frame, so the steps "
+                                  f"at that end of the schedule would score nothing; use a ratio >= "
+                                  f"{1 / tokens_per_frame:.4g}")
+
     def ratios_for_eval(self) -> list[float]:
         return [float(r) for r in self.eval_mask_ratios.split(",") if r.strip()]
+
+
+STAGE1_FIELDS = tuple(f.name for f in dataclasses.fields(MaskedPretrainConfig))
+
+
+def read_config_file(path: str | Path) -> tuple[GenieConfig, dict[str, Any]]:
+    """A model config file that may also hold stage-1 fields (mask schedule, ratios, pattern), as the
+    masked-pretraining write-up puts them: returns (the model config, the stage-1 fields found)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass a GenieConfig JSON file such as configs/tiny.json")
+    values = read_json_object(path, ConfigError, what="config file ")
+    stage1 = {k: values.pop(k) for k in STAGE1_FIELDS if k in values}
+    return GenieConfig.from_dict(values, source=str(path), also_known=STAGE1_FIELDS), stage1

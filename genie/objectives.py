@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import torch
 
 from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
-from genie.config import GenieConfig
+from genie.config import ConfigError, GenieConfig
 from genie.eval_report import evaluate_batches, training_metrics
 from genie.evaluation import EvalOptions
 from genie.factorization import unfactorize_token_ids
@@ -67,6 +67,10 @@ class Objective:
         """Scalars to log with every optimizer step (e.g. the current mask ratio)."""
         return {}
 
+    def settings(self) -> dict[str, Any]:
+        """The objective's own settings, which a resumed run must share (e.g. the mask schedule)."""
+        return {}
+
     def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, seed: int,
                  step: int = 0) -> dict[str, Any]:
         raise NotImplementedError
@@ -80,6 +84,11 @@ class AutoregressiveObjective(Objective):
 
     def __init__(self, config: GenieConfig):
         super().__init__(config)
+        if config.num_prompt_frames >= config.T:
+            # Loading such a config is fine (reference checkpoints have it); training on it is not:
+            # the collator's clean prompt would cover the whole window.
+            raise ConfigError(f"config field 'num_prompt_frames' = {config.num_prompt_frames} must be < T = {config.T} "
+                              "to train stage 2 (frames after the prompt are the targets); lower it in the config")
         self.collator = get_maskgit_collator(config)
 
     def make_batch(self, batch, step, generator):
@@ -126,6 +135,7 @@ class MaskedPretrainObjective(Objective):
 
     def __init__(self, config: GenieConfig, masking, picture_writer=None):
         super().__init__(config)
+        masking.check_scores_tokens(config.T, config.S)
         self.masking = masking
         self.temporal_attention = masking.temporal_attention
         self.collator = get_masked_pretrain_collator(masking, config)
@@ -139,6 +149,9 @@ class MaskedPretrainObjective(Objective):
 
     def step_metrics(self, step: int) -> dict[str, float]:
         return {"mask_ratio": self.collator.mask_ratio(step)}
+
+    def settings(self) -> dict[str, Any]:
+        return {f"masking.{k}": v for k, v in vars(self.masking).items()}
 
     def evaluate(self, model, batches, gather, seed, step=0):
         """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus

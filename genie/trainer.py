@@ -32,13 +32,18 @@ from genie.data import RawTokenDataset, open_eval_dataset, open_train_dataset, r
 from genie.model import STMaskGIT
 from genie.objectives import Objective, make_global_batch, to_device
 from genie.seeding import batch_generator
-from genie.run_folder import TRAINER_STATE, find_checkpoint, prepare_output_dir
+from genie.run_folder import (TRAINER_STATE, check_output_dir, check_resumable, discard_replaced_run, find_checkpoint,
+                              prepare_output_dir, read_trainer_state, restore_replaced_run)
 from genie.run_logging import MetricsLogger, TrainingMeter
 from genie.training_args import TrainingArguments
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class NothingToLearnError(RuntimeError):
+    """A training batch masks (and so scores) no token."""
 
 
 class StopRequest:
@@ -106,15 +111,14 @@ class Trainer:
                  run_info: dict[str, Any] | None = None):
         self.args, self.objective = args, objective
         self.output_dir = Path(args.output_dir)
+        check_output_dir(self.output_dir, args.overwrite_output_dir, bool(args.resume_from_checkpoint))
         model.set_temporal_attention(objective.temporal_attention)
         self.config = model.config
         self.accelerator = self._build_accelerator()
         set_seed(args.seed)
         self.train_set, self.val_set = self._build_datasets()
-        # Check the checkpoint before anything is written, so that a wrong path changes nothing.
         self.checkpoint = (find_checkpoint(self.output_dir, args.resume_from_checkpoint)
                            if args.resume_from_checkpoint else None)
-        self._write_run_config(run_info or {})
         self.model, self.optimizer, self.train_loader, self.val_loader = self._build_model_and_loaders(model)
         self.unwrapped = self.accelerator.unwrap_model(self.model)
         # Only the training forward is compiled; saving and evaluation use the plain module.
@@ -123,15 +127,18 @@ class Trainer:
         self.max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
         objective.set_total_steps(self.max_steps)
         self.scheduler = self._build_scheduler()
-        self._init_trackers()
         self.step, self.epoch, self.batches_done = 0, 0, 0
         if self.checkpoint is not None:
             self._resume(self.checkpoint)
+        # Everything is checked (inputs, data, resume): only now is the run folder written.
+        self.replaced_run = self._write_run_folder(run_info or {})
+        self._init_trackers()
         self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.accelerator)
         self.progress: tqdm | None = None
         self.stop: StopRequest | None = None
         self.meter = TrainingMeter(self.accelerator.device)
-        self.nonfinite = torch.zeros((), dtype=torch.long, device=self.accelerator.device)
+        # Micro-batches of the current optimizer step with a non-finite loss / with no scored token.
+        self.bad_batches = torch.zeros(2, dtype=torch.long, device=self.accelerator.device)
         self.skipped_steps = 0
 
     # ----- set-up -----
@@ -158,15 +165,37 @@ class Trainer:
         # Validation windows never share frames, as in the reference evaluation.
         return train, open_eval_dataset(val_dir, config, args.stride, args.window_size)
 
-    def _write_run_config(self, run_info: dict[str, Any]) -> None:
+    def _write_run_folder(self, run_info: dict[str, Any]) -> Path | None:
+        """Create the output folder (a replaced run is moved aside until this run has a checkpoint) and
+        write config.json: the run's arguments, model config, data and what really ran."""
         run_config = {"stage": self.objective.name, "args": dataclasses.asdict(self.args),
                       "genie_config": self.config.to_dict(), "train_data_dir": str(self.train_set.data_dir),
                       "val_data_dir": str(self.val_set.data_dir), "num_processes": self.accelerator.num_processes,
+                      "mixed_precision": self.accelerator.mixed_precision, "device": str(self.accelerator.device),
                       **run_info}
+        aside = None
         if self.accelerator.is_main_process:
-            prepare_output_dir(self.output_dir, self.args.overwrite_output_dir, bool(self.args.resume_from_checkpoint))
+            aside = prepare_output_dir(self.output_dir, self.args.overwrite_output_dir,
+                                       bool(self.args.resume_from_checkpoint))
+            if aside is not None:
+                print(f"moved the previous run in {self.output_dir} to {aside}; it is deleted when this run writes "
+                      "its first checkpoint, and put back if this run fails before that")
             (self.output_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
         self.accelerator.wait_for_everyone()
+        return aside
+
+    def run_fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must share with the run that resumes it: the stage and its settings, the
+        model config and the arguments that fix the data order."""
+        args = self.args
+        fingerprint = {"stage": self.objective.name, **self.objective.settings(),
+                       "per_device_train_batch_size": args.per_device_train_batch_size,
+                       "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
+                       "stride": args.stride, "window_size": self.train_set.window_size,
+                       "filter_overlaps": args.filter_overlaps, "num_processes": self.accelerator.num_processes,
+                       "train_data_dir": str(Path(self.train_set.data_dir).resolve())}
+        model = {f"model.{k}": v for k, v in self.config.to_dict().items() if k != "temporal_attention"}
+        return {**fingerprint, **model}
 
     def _build_model_and_loaders(self, model: STMaskGIT):
         args, accelerator = self.args, self.accelerator
@@ -205,18 +234,22 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """What trainer_state.json holds beside Accelerate's model / optimizer / RNG files."""
         return {"step": self.step, "epoch": self.epoch, "batches_done_in_epoch": self.batches_done,
-                "max_steps": self.max_steps, "lr_scheduler": self.scheduler.state_dict()}
+                "max_steps": self.max_steps, "lr_scheduler": self.scheduler.state_dict(),
+                "run": self.run_fingerprint()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], state["batches_done_in_epoch"]
         self.scheduler.load_state_dict(state["lr_scheduler"])
 
     def _resume(self, checkpoint: Path) -> None:
+        """Check that the checkpoint belongs to this kind of run, then load it; writes nothing."""
+        state = read_trainer_state(checkpoint)
+        if not self.args.allow_resume_mismatch:
+            check_resumable(checkpoint, state.get("run"), self.run_fingerprint())
         try:
             # Accelerate reads weights with safetensors and the optimizer / RNG files with
             # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
             self.accelerator.load_state(str(checkpoint))
-            state = json.loads((checkpoint / TRAINER_STATE).read_text())
         except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CheckpointError(f"cannot resume from {checkpoint}: {type(error).__name__}: {first_line[:300]}; "
@@ -287,18 +320,24 @@ class Trainer:
         with self.accelerator.autocast():
             out = self.forward_model(**inputs)
         loss = out.loss.detach()
-        self.nonfinite += ~torch.isfinite(loss)
+        scored = inputs["loss_denominator"] if "loss_denominator" in inputs else inputs["loss_mask"].sum()
+        self.bad_batches += torch.stack([~torch.isfinite(loss), scored == 0])
         self.accelerator.backward(out.loss)
         return loss
 
     def _optimizer_step(self) -> None:
-        """Clip and step, unless a micro-batch of this step had a non-finite loss (then stop or skip).
+        """Clip and step, unless a micro-batch of this step had a non-finite loss (then stop or skip) or
+        scored no token (then stop: the masking settings leave nothing to learn).
 
-        One scalar per optimizer step crosses to the host, so that a non-finite loss never reaches
-        the weights (--no_nonfinite_check moves it to logging steps)."""
+        Two counters per optimizer step cross to the host, so that a non-finite loss never reaches
+        the weights (--no_nonfinite_check moves the check to logging steps)."""
         args = self.args
-        bad = args.nonfinite_check and self.accelerator.reduce(self.nonfinite, "sum").item() > 0
-        self.nonfinite.zero_()
+        nonfinite, unscored = self.accelerator.reduce(self.bad_batches, "sum").tolist() if args.nonfinite_check else (0, 0)
+        self.bad_batches.zero_()
+        if unscored:
+            raise NothingToLearnError(f"step {self.step + 1}: a batch masks no token, so there is nothing to learn; "
+                                      "raise the mask ratios or loosen --prompt_frame_period / --lattice_stride")
+        bad = nonfinite > 0
         if bad and not args.skip_nonfinite:
             raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}; no checkpoint was written for it "
                                      "(last good one: the newest step_N/); lower --learning_rate, check "
@@ -360,6 +399,8 @@ class Trainer:
             self._write_trainer_state(tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
+            discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
+            self.replaced_run = None
         accelerator.wait_for_everyone()
 
     def _write_trainer_state(self, folder: Path) -> None:
@@ -384,20 +425,28 @@ class Trainer:
         self.accelerator.print(f"saved final model to {final_dir}")
         return final_metrics
 
-    def close(self) -> None:
-        """The single shutdown path, also after an error: signal handlers back, progress bar and trackers closed."""
+    def close(self, failed: bool = False) -> None:
+        """The single shutdown path, also after an error: signal handlers back, progress bar and trackers
+        closed; a run replaced by --overwrite_output_dir is put back if this run failed before its first
+        checkpoint."""
         if self.stop is not None:
             self.stop.restore()
         if self.progress is not None:
             self.progress.close()
         self.accelerator.end_training()
+        if failed and self.accelerator.is_main_process and self.replaced_run is not None:
+            restore_replaced_run(self.output_dir, self.replaced_run)
+            print(f"this run failed before its first checkpoint: the previous run is back in {self.output_dir}")
 
 
 def run_training(args: TrainingArguments, objective: Objective, model: STMaskGIT,
                  run_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train `model` with `objective` and always shut down cleanly; returns the final evaluation metrics."""
     trainer = Trainer(args, objective, model, run_info)
+    failed = True
     try:
-        return trainer.train()
+        result = trainer.train()
+        failed = False
+        return result
     finally:
-        trainer.close()
+        trainer.close(failed)

@@ -4,13 +4,24 @@ Flag names follow the reference `train.py` (github 1x-technologies/1xgpt) where 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+import torch
+
+from genie.cli import check_flag
+
+# transformers schedulers that need nothing but the warmup and total steps (others need a metric or extra kwargs)
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
 
 
 @dataclass
 class TrainingArguments:
     # Model and data
-    genie_config: str = field(default="configs/tiny.json", metadata={"help": "GenieConfig JSON file."})
+    genie_config: str | None = field(default=None, metadata={
+        "help": "GenieConfig JSON file (it may also hold the stage-1 fields, which train.py ignores). Default: "
+                "configs/tiny.json, or for train.py the architecture of --masked_pretrain_checkpoint."})
     train_data_dir: str | None = field(default=None, metadata={
         "help": "1X-format token folder (metadata.json, video.bin, segment_ids.bin). Default: the built-in dataset."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Validation folder. Default: the built-in dataset."})
@@ -36,7 +47,7 @@ class TrainingArguments:
     adam_eps: float = 1e-8
     max_grad_norm: float = 1.0
     lr_scheduler_type: str = field(default="linear", metadata={
-        "help": "transformers scheduler name: linear, cosine, constant, constant_with_warmup, polynomial, ..."})
+        "help": "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup or inverse_sqrt."})
     num_warmup_steps: int = 0
     num_train_epochs: int = 1
     max_train_steps: int | None = field(default=None, metadata={"help": "Overrides num_train_epochs when given."})
@@ -57,22 +68,39 @@ class TrainingArguments:
     report_to: str = field(default="none", metadata={"help": "none, wandb (offline unless logged in), tensorboard, or all."})
     dataloader_num_workers: int = 0
 
-    def __post_init__(self) -> None:
-        from genie.config import ConfigError
+    allow_resume_mismatch: bool = field(default=False, metadata={
+        "help": "Resume even though the stage, the model config or the arguments that fix the data order differ "
+                "from the checkpoint's (by default that is refused)."})
 
+    def __post_init__(self) -> None:
+        """Every flag is checked here, before anything is read or written: one line naming the flag."""
         positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
                     "stride", "num_train_epochs", "eval_every_n_steps", "max_eval_steps", "checkpointing_steps",
                     "log_every_n_steps")
         for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} {getattr(self, name)} must be >= 1")
-        if self.max_train_steps is not None and self.max_train_steps < 1:
-            raise ConfigError(f"--max_train_steps {self.max_train_steps} must be >= 1")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"--learning_rate {self.learning_rate} must be > 0")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ConfigError(f"--mixed_precision {self.mixed_precision!r} must be one of no, bf16, fp16")
-        if self.report_to not in ("none", "wandb", "tensorboard", "all"):
-            raise ConfigError(f"--report_to {self.report_to!r} must be one of none, wandb, tensorboard, all")
-        if self.dataloader_num_workers < 0 or self.num_warmup_steps < 0:
-            raise ConfigError("--dataloader_num_workers and --num_warmup_steps must be >= 0")
+            check_flag(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        check_flag(self.max_train_steps is None or self.max_train_steps >= 1, "max_train_steps", self.max_train_steps,
+               "must be >= 1")
+        check_flag(self.window_size is None or self.window_size >= 2, "window_size", self.window_size, "must be >= 2")
+        check_flag(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate,
+               "must be a finite number > 0")
+        check_flag(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay,
+               "must be a finite number >= 0")
+        for name in ("adam_beta_1", "adam_beta_2"):
+            check_flag(0.0 <= getattr(self, name) < 1.0, name, getattr(self, name), "must be in [0, 1)")
+        check_flag(math.isfinite(self.adam_eps) and self.adam_eps > 0, "adam_eps", self.adam_eps, "must be a finite number > 0")
+        check_flag(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm,
+               "must be a finite number >= 0 (0 turns clipping off)")
+        check_flag(0 <= self.seed < 2 ** 32, "seed", self.seed, "must be in [0, 2**32)")
+        check_flag(self.dataloader_num_workers >= 0, "dataloader_num_workers", self.dataloader_num_workers, "must be >= 0")
+        check_flag(self.num_warmup_steps >= 0, "num_warmup_steps", self.num_warmup_steps, "must be >= 0")
+        check_flag(self.lr_scheduler_type in LR_SCHEDULERS, "lr_scheduler_type", self.lr_scheduler_type,
+               f"is not supported; choose one of {', '.join(LR_SCHEDULERS)}")
+        check_flag(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
+               "must be one of no, bf16, fp16")
+        check_flag(self.mixed_precision != "fp16" or torch.cuda.is_available(), "mixed_precision", self.mixed_precision,
+               "needs a GPU (there is none here); use bf16 or no")
+        check_flag(self.report_to in ("none", "wandb", "tensorboard", "all"), "report_to", self.report_to,
+               "must be one of none, wandb, tensorboard, all")
+        check_flag(bool(self.output_dir), "output_dir", self.output_dir, "must name a folder")
+

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genie.cli import parse, run_cli
+from genie.cli import check_flag, check_output_folder, parse, run_cli
 from genie.config import ConfigError
 from genie.decoding import SamplingConfig
 from genie.eval_report import evaluate_checkpoint, format_report, json_safe
 from genie.evaluation import EvalOptions
+from genie.run_folder import model_folder
 from genie.visualization import plot_eval_report
 
 
@@ -41,6 +42,16 @@ class EvaluateArguments:
         "help": "Rollout prompt frames. Default: the config's num_prompt_frames (T // 2 if that leaves none)."})
     output_dir: str | None = field(default=None, metadata={"help": "Write eval.json, eval.md and eval.png here."})
 
+    def __post_init__(self) -> None:
+        check_flag(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        check_flag(self.max_examples is None or self.max_examples >= 1, "max_examples", self.max_examples,
+                   "must be >= 1 (leave it out to evaluate every window)")
+        check_flag(self.stride is None or self.stride >= 1, "stride", self.stride, "must be >= 1")
+        check_flag(self.num_prompt_frames is None or self.num_prompt_frames >= 1, "num_prompt_frames",
+                   self.num_prompt_frames, "must be >= 1")
+        check_flag(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        check_output_folder(self.output_dir)
+
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse([EvaluateArguments], __doc__.split("\n")[0], argv)
@@ -49,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed)
-    report = evaluate_checkpoint(args.checkpoint_dir, args.train_data_dir, args.val_data_dir, options,
+    report = evaluate_checkpoint(model_folder(args.checkpoint_dir), args.train_data_dir, args.val_data_dir, options,
                                  args.batch_size, args.max_examples, args.stride)
     table = format_report(report)
     print(table)

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genie.cli import parse, run_cli
+from genie.cli import check_flag, check_output_folder, parse, run_cli
 from genie.config import ConfigError
 from genie.data import open_eval_dataset, resolve_data_dirs
 from genie.data.builtin import tokenizer_from_metadata
 from genie.decoding import SamplingConfig, generate
 from genie.model import STMaskGIT
+from genie.run_folder import model_folder
 from genie.visualization import save_gif, save_grid
 
 
@@ -39,6 +40,17 @@ class GenerateArguments:
     choice_temperature: float = 4.5
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_flag(self.num_examples >= 1, "num_examples", self.num_examples, "must be >= 1")
+        check_flag(self.example_offset >= 0, "example_offset", self.example_offset, "must be >= 0")
+        check_flag(self.stride >= 1, "stride", self.stride, "must be >= 1")
+        check_flag(self.num_prompt_frames is None or self.num_prompt_frames >= 1, "num_prompt_frames",
+                   self.num_prompt_frames, "must be >= 1 (leave it out for T // 2)")
+        check_flag(self.num_new_frames is None or self.num_new_frames >= 1, "num_new_frames", self.num_new_frames,
+                   "must be >= 1 (leave it out to fill the window)")
+        check_flag(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        check_output_folder(self.output_dir)
+
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse([GenerateArguments], __doc__.split("\n")[0], argv)
@@ -47,13 +59,14 @@ def main(argv: list[str] | None = None) -> dict:
                                   args.choice_temperature)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    model = STMaskGIT.from_pretrained(args.checkpoint_dir).eval()
+    model = STMaskGIT.from_pretrained(model_folder(args.checkpoint_dir)).eval()
     config = model.config
-    num_prompt = args.num_prompt_frames or config.T // 2
-    num_new = args.num_new_frames or config.T - num_prompt
-    if num_prompt < 1 or num_prompt + num_new > config.T:
-        raise ConfigError(f"--num_prompt_frames {num_prompt} + --num_new_frames {num_new} must be >= 1 frame of "
-                          f"prompt and fit in the model's T = {config.T}")
+    num_prompt = config.T // 2 if args.num_prompt_frames is None else args.num_prompt_frames
+    check_flag(num_prompt < config.T, "num_prompt_frames", num_prompt,
+               f"must be < the model's T = {config.T}: at least one frame must be generated")
+    num_new = config.T - num_prompt if args.num_new_frames is None else args.num_new_frames
+    check_flag(num_prompt + num_new <= config.T, "num_new_frames", num_new,
+               f"does not fit: --num_prompt_frames {num_prompt} + {num_new} new frames exceed the model's T = {config.T}")
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]
     val_set = open_eval_dataset(val_dir, config, args.stride)
     indices = [i % len(val_set) for i in range(args.example_offset, args.example_offset + args.num_examples)]

@@ -76,7 +76,7 @@ def test_malformed_folders_give_one_line_errors(tmp_path):
     (path / "metadata.json").write_text(json.dumps({**meta, "token_dtype": "nonsense"}))
     _expect(path, "is not a numpy dtype")
     (path / "metadata.json").write_text(json.dumps({**meta, "vocab_size": 100}))
-    _expect(path, "frame 6 holds token id 111 outside \\[0, vocab_size=100\\)")
+    _expect(path, "frame 6 holds token id 100 outside \\[0, vocab_size=100\\)")
     (path / "metadata.json").write_text(json.dumps(meta))
     _expect(path, r"action stream 'driving_command' \(3 float32", action_dims={"driving_command": 3})
     _expect(path, "no window of 12 frames .* longest segment has 10 frames", window_size=12)

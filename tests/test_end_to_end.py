@@ -107,7 +107,7 @@ def test_evaluate_and_generate_scripts(trained_run, tiny_data, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--genie_config", "nope.json"], "config file nope.json does not exist"),
     (["--train_data_dir", "/nonexistent", "--val_data_dir", "/nonexistent"], "data folder /nonexistent does not exist"),
-    (["--learning_rate", "-1"], "--learning_rate -1.0 must be > 0"),
+    (["--learning_rate", "-1"], "--learning_rate -1.0 must be a finite number > 0"),
 ])
 def test_cli_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
     result = subprocess.run([sys.executable, "train.py", "--output_dir", str(tmp_path / "o"), *args],

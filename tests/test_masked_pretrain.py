@@ -27,9 +27,9 @@ def windows(b=16, t=4, s=16):
 def test_collator_masks_exactly_the_scheduled_count_per_frame(tiny_config):
     collate = get_masked_pretrain_collator(MaskedPretrainConfig(), tiny_config, total_steps=10)
     batch = windows()
-    for step in (0, 5, 10):
+    for step in (0, 5, 9):  # steps 0..9 of 10: progress = step / 9
         out = collate(batch, generator=torch.Generator().manual_seed(step), step=step)
-        count = round(mask_ratio_at(step / 10, 0.8, 0.1, "cosine") * 16)
+        count = round(mask_ratio_at(step / 9, 0.8, 0.1, "cosine") * 16)
         assert (out["loss_mask"][:, 1:].sum(-1) == count).all()
         assert not out["loss_mask"][:, 0].any()  # mask_all_frames=False keeps frame 0 visible
         assert torch.equal(out["loss_mask"], out["input_ids"] == tiny_config.mask_token_id)
@@ -124,7 +124,16 @@ def run_stage1(tiny_config, tiny_data, out, steps, **extra):
 
 
 def expected_count(step, total):
-    return [round(mask_ratio_at(step / total, 0.8, 0.1, "linear") * 16)]
+    return [round(mask_ratio_at(step / (total - 1), 0.8, 0.1, "linear") * 16)]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "exponential"])
+@pytest.mark.parametrize("total_steps", [2, 5, 1000])
+def test_first_step_trains_at_the_initial_and_last_step_at_the_final_ratio(tiny_config, schedule, total_steps):
+    masking = MaskedPretrainConfig(initial_mask_ratio=0.8, final_mask_ratio=0.1, mask_schedule=schedule)
+    collate = get_masked_pretrain_collator(masking, tiny_config, total_steps=total_steps)
+    assert collate.mask_ratio(0) == 0.8
+    assert collate.mask_ratio(total_steps - 1) == pytest.approx(0.1, abs=1e-12)
 
 
 def test_ratio_follows_the_optimizer_step_with_workers(tiny_config, tiny_data, tmp_path):
@@ -132,7 +141,7 @@ def test_ratio_follows_the_optimizer_step_with_workers(tiny_config, tiny_data, t
     assert [s for s, _ in seen] == list(range(8))
     assert all(counts == expected_count(s, 8) for s, counts in seen)
     logged = [r["mask_ratio"] for r in read_metrics(tmp_path / "w" / "metrics.jsonl") if "mask_ratio" in r]
-    assert logged == pytest.approx([mask_ratio_at(s / 8, 0.8, 0.1, "linear") for s in range(8)])
+    assert logged == pytest.approx([mask_ratio_at(s / 7, 0.8, 0.1, "linear") for s in range(8)])
 
 
 def test_ratio_follows_the_optimizer_step_with_accumulation(tiny_config, tiny_data, tmp_path):

@@ -17,6 +17,7 @@ from genie.config import GenieConfig
 from genie.factorization import factorize_token_ids, unfactorize_token_ids
 from genie.masking import (bernoulli_per_frame, block_mask, frames_from, maskable_after_first_frame,
                            maskable_between_prompt_frames, maskable_off_lattice, random_mask)
+from genie.data.raw_tokens import DataFormatError
 from genie.schedules import mask_ratio_at
 
 
@@ -25,6 +26,18 @@ def stack_features(features: Sequence[Mapping[str, torch.Tensor]] | Mapping[str,
     if isinstance(features, Mapping):
         return dict(features)
     return {key: torch.stack([f[key] for f in features]) for key in features[0]}
+
+
+def as_windows(batch: dict[str, torch.Tensor], config: GenieConfig) -> dict[str, torch.Tensor]:
+    """Batched items with input_ids (B, T, S); the reference's flat layout (B, T*S), as its
+    RawTokenDataset yields, is reshaped. Any other shape is a one-line error."""
+    tokens, t, s = batch["input_ids"], config.T, config.S
+    if tokens.ndim == 2 and tokens.shape[1] == t * s:
+        return {**batch, "input_ids": tokens.reshape(tokens.shape[0], t, s)}
+    if tokens.ndim != 3 or tuple(tokens.shape[1:]) != (t, s):
+        raise DataFormatError(f"input_ids of shape {tuple(tokens.shape)} do not fit the model config: expected "
+                              f"(batch, T={t}, S={s}) or the flat (batch, T*S={t * s})")
+    return batch
 
 
 def apply_mask(batch: Mapping[str, torch.Tensor], mask: torch.Tensor, mask_token_id: int,
@@ -59,8 +72,8 @@ class AutoregressiveMaskGITCollator:
         self.config = config
 
     def __call__(self, features, generator: torch.Generator | None = None, step: int = 0) -> dict[str, torch.Tensor]:
-        batch = stack_features(features)
         cfg = self.config
+        batch = as_windows(stack_features(features), cfg)
         tokens = batch["input_ids"]
         b, t, s = tokens.shape
         k, v = cfg.num_factored_vocabs, cfg.factored_vocab_size
@@ -99,7 +112,7 @@ def get_maskgit_collator(config: GenieConfig) -> AutoregressiveMaskGITCollator:
 class MaskedPretrainCollator:
     """Stage-1 batches (MaskViT / MaskGIT style): each sample and each frame gets its own mask.
 
-    The ratio is the schedule's value at the optimizer step passed in (`step` of `total_steps`), or a
+    The ratio is the schedule's value at the optimizer step passed in (`step` of 0..total_steps-1), or a
     fixed `ratio` (evaluation). The pattern is random (exactly round(ratio*S) tokens per frame), block
     or tube; optional periodic prompt frames and a visible spatial lattice are ANDed in; frame 0
     stays visible unless `mask_all_frames`.
@@ -109,9 +122,11 @@ class MaskedPretrainCollator:
         self.config, self.model_config, self.total_steps = config, model_config, max(total_steps, 1)
 
     def mask_ratio(self, step: int) -> float:
+        """The schedule's ratio at optimizer step `step` of 0..total_steps-1: the first step trains at
+        initial_mask_ratio, the last at final_mask_ratio."""
         c = self.config
-        return mask_ratio_at(step / self.total_steps, c.initial_mask_ratio, c.final_mask_ratio, c.mask_schedule,
-                             c.exponential_k)
+        progress = step / max(self.total_steps - 1, 1)
+        return mask_ratio_at(progress, c.initial_mask_ratio, c.final_mask_ratio, c.mask_schedule, c.exponential_k)
 
     def build_mask(self, shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None) -> torch.Tensor:
         """True = masked: the pattern at `ratio`, ANDed with the configured visibility constraints."""
@@ -135,7 +150,7 @@ class MaskedPretrainCollator:
 
     def __call__(self, features, generator: torch.Generator | None = None, step: int = 0,
                  ratio: float | None = None) -> dict[str, torch.Tensor]:
-        batch = stack_features(features)
+        batch = as_windows(stack_features(features), self.model_config)
         shape = tuple(batch["input_ids"].shape)
         mask = self.build_mask(shape, self.mask_ratio(step) if ratio is None else ratio, generator)
         return apply_mask(batch, mask, self.model_config.mask_token_id)

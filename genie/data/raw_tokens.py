@@ -16,11 +16,11 @@ from torch.utils.data import Dataset
 
 from genie.checkpoint import atomic_directory
 from genie.config import GenieConfig, read_json_object
+from genie.data.checks import first_nonfinite_frame, first_token_out_of_range
 
 # Action streams the 1X challenge ships, with their per-frame dims.
 KNOWN_ACTION_DIMS = {"driving_command": 2, "neck_desired": 1, "l_hand_closure": 1, "r_hand_closure": 1,
                      "joint_pos": 21}
-_TOKEN_CHECK_FRAMES = 256  # frames read to check token ids against the vocabulary
 
 
 class DataFormatError(ValueError):
@@ -118,7 +118,7 @@ class RawTokenDataset(Dataset):
                                   f"action stream '{name}' ({dim} float32 per frame)")
             for name, dim in self.action_dims.items()
         }
-        self._check_token_range()
+        self._check_contents()
         self.start_indices = window_start_indices(self.segment_ids if filter_interrupts else None, n, window_size,
                                                   stride, filter_overlaps)
         if len(self.start_indices) == 0:
@@ -133,18 +133,19 @@ class RawTokenDataset(Dataset):
         """A split's metadata.json, checked (one-line DataFormatError when it is missing or wrong)."""
         return _read_metadata(Path(data_dir))
 
-    def _check_token_range(self) -> None:
-        """Token ids must lie in [0, vocab_size): checked on evenly spaced frames, never silently wrapped."""
-        if self.num_images == 0:
-            return
-        frames = np.unique(np.linspace(0, self.num_images - 1, min(_TOKEN_CHECK_FRAMES, self.num_images)).astype(np.int64))
-        sample = np.asarray(self.video[frames]).reshape(len(frames), -1).astype(np.int64)
-        bad_frames = ((sample >= self.vocab_size) | (sample < 0)).any(axis=1)
-        if bad_frames.any():
-            first = int(np.argmax(bad_frames))
-            raise DataFormatError(f"{self.data_dir / 'video.bin'}: frame {int(frames[first])} holds token id "
-                                  f"{int(sample[first].max())} outside [0, vocab_size={self.vocab_size}); "
-                                  "fix vocab_size in metadata.json or the tokens")
+    def _check_contents(self) -> None:
+        """Every token id lies in [0, vocab_size) (never silently wrapped) and every action value is finite:
+        the whole files are read once, in chunks."""
+        bad_token = first_token_out_of_range(self.video, self.vocab_size)
+        if bad_token is not None:
+            frame, token = bad_token
+            raise DataFormatError(f"{self.data_dir / 'video.bin'}: frame {frame} holds token id {token} outside "
+                                  f"[0, vocab_size={self.vocab_size}); fix vocab_size in metadata.json or the tokens")
+        for name, values in self.actions.items():
+            frame = first_nonfinite_frame(values)
+            if frame is not None:
+                raise DataFormatError(f"{self.data_dir / 'actions' / (name + '.bin')}: frame {frame} holds a NaN or "
+                                      "infinite value; fix or drop that action stream")
 
     def __len__(self) -> int:
         return len(self.start_indices)
