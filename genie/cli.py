@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -36,8 +37,20 @@ def check_output_folder(path: str | Path | None, flag: str = "output_dir") -> No
     path = Path(path)
     check_flag(not path.exists() or path.is_dir(), flag, str(path), "is a file, not a folder; choose a folder path")
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    check_flag(os.access(existing, os.W_OK | os.X_OK), flag, str(path), f"cannot be written ({existing} is not "
-               "writable); choose a folder you can write")
+    check_flag(_writable(existing), flag, str(path), f"cannot be written ({existing} is not writable); choose a "
+               "folder you can write")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in `folder`: permissions, and (for root, whom permissions do not stop)
+    an anonymous temporary file that leaves no trace."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 class ArgumentParser(HfArgumentParser):

@@ -112,8 +112,20 @@ class GenieConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_portable_dict(self) -> dict[str, Any]:
+        """The form saved in a model's config.json: the fields the reference implementation knows, plus
+        temporal_attention / action_dims only where they differ from what the reference computes (causal,
+        no actions). A causal, action-free model thus loads into the reference with the same logits;
+        any other model carries a field the reference refuses, instead of loading with other logits."""
+        values = self.to_dict()
+        if values["temporal_attention"] == "causal":
+            del values["temporal_attention"]
+        if not values["action_dims"]:
+            del values["action_dims"]
+        return values
+
     def to_json_file(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        Path(path).write_text(json.dumps(self.to_portable_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config", also_known: tuple[str, ...] = ()

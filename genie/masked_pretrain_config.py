@@ -85,7 +85,8 @@ class MaskedPretrainConfig:
         return [float(r) for r in self.eval_mask_ratios.split(",") if r.strip()]
 
 
-STAGE1_FIELDS = tuple(f.name for f in dataclasses.fields(MaskedPretrainConfig))
+# temporal_attention is also a model config field, and in a config file it is read as that one.
+STAGE1_FIELDS = tuple(f.name for f in dataclasses.fields(MaskedPretrainConfig) if f.name != "temporal_attention")
 
 
 def read_config_file(path: str | Path) -> tuple[GenieConfig, dict[str, Any]]:

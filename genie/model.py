@@ -43,6 +43,7 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         self.action_proj = nn.Linear(config.action_dim, config.d_model) if config.action_dims else None
         self.decoder = STTransformer(config)
         self.out_x_proj = nn.Linear(config.d_model, config.num_factored_vocabs * config.factored_vocab_size)
+        self._hub_mixin_config = config.to_portable_dict()  # what save_pretrained writes to config.json
         self.init_weights()
 
     @property
@@ -63,7 +64,7 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
     def set_temporal_attention(self, mode: str) -> None:
         """Switch the default temporal attention ("causal" | "bidirectional"), e.g. at the stage-1 -> 2 hand-off."""
         self.config = self.config.replace(temporal_attention=mode)
-        self._hub_mixin_config = self.config  # what save_pretrained writes to config.json
+        self._hub_mixin_config = self.config.to_portable_dict()  # what save_pretrained writes to config.json
 
     def compute_logits(self, tokens: torch.Tensor, actions: torch.Tensor | None = None,
                        causal: bool | None = None) -> torch.Tensor:

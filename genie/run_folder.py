@@ -115,7 +115,10 @@ def check_resumable(checkpoint: Path, saved: dict[str, Any] | None, current: dic
     """Refuse to resume a checkpoint whose stage, model config or data-order arguments differ from this run's."""
     if saved is None:  # written before checkpoints recorded their run; nothing to compare
         return
-    differing = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+    def importance(key: str) -> tuple[int, str]:  # the stage first, the masking settings last
+        return ({"stage": 0}.get(key, 3 if key.startswith("masking.") else 2 if key.startswith("model.") else 1), key)
+
+    differing = sorted((key for key in set(saved) | set(current) if saved.get(key) != current.get(key)), key=importance)
     if differing:
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in differing[:4])
         raise CheckpointError(f"cannot resume from {checkpoint}: it was made with other settings ({details}); use the "

@@ -250,6 +250,34 @@ def bench_eval(smoke: bool) -> list[dict]:
     return results
 
 
+def bench_token_check(smoke: bool) -> dict:
+    """The whole-file token-range check over a 10M-frame video.bin (4x4 uint32 tokens, 640 MB), made and
+    removed here; the naive reference reads the whole file into memory at once."""
+    import tempfile
+
+    from genie.data.checks import first_token_out_of_range
+
+    num_frames = 100_000 if smoke else 10_000_000
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/video.bin"
+        rng = np.random.default_rng(0)
+        with open(path, "wb") as f:
+            for start in range(0, num_frames, 1_000_000):
+                rng.integers(0, 2 ** 18, (min(1_000_000, num_frames - start), 4, 4), dtype=np.uint32).tofile(f)
+        video = np.memmap(path, dtype=np.uint32, mode="r", shape=(num_frames, 4, 4))
+        start = time.perf_counter()
+        assert first_token_out_of_range(video, 2 ** 18) is None
+        ours = time.perf_counter() - start
+        rss_after_ours = peak_memory_mb()
+        start = time.perf_counter()
+        assert not (np.asarray(np.fromfile(path, dtype=np.uint32)) >= 2 ** 18).any()
+        naive = time.perf_counter() - start
+        size = video.nbytes
+    return {"benchmark": "token_check_whole_file", "unit": "s", "frames": num_frames, "bytes": size,
+            "ours": ours, "naive": naive, "ratio": naive / ours, "ours_gb_per_s": size / ours / 1e9,
+            "peak_rss_mb_after_ours": rss_after_ours.get("peak_rss_mb")}
+
+
 def run_one(name: str, smoke: bool) -> list[dict]:
     if name == "train_tiny":
         return [bench_train("tiny", smoke)]
@@ -263,10 +291,12 @@ def run_one(name: str, smoke: bool) -> list[dict]:
         return bench_generation(smoke)
     if name == "eval":
         return bench_eval(smoke)
+    if name == "token_check":
+        return [bench_token_check(smoke)]
     raise SystemExit(f"unknown benchmark {name!r}")
 
 
-BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval"]
+BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "token_check"]
 
 
 def peak_memory_mb() -> dict:

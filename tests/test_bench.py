@@ -14,6 +14,6 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
     names = [line["benchmark"] for line in lines]
     assert names == ["train_step_tiny", "train_step_mid", "masking_random", "dataset_index",
                      "generation_tiny_2steps", "generation_tiny_8steps", "eval_teacher_forced_2steps",
-                     "eval_teacher_forced_loss_only"]
+                     "eval_teacher_forced_loss_only", "token_check_whole_file"]
     for line in lines:
         assert line["ours"] > 0 and line["naive"] > 0 and line["ratio"] > 0 and line["peak_rss_mb"] > 0

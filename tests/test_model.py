@@ -125,3 +125,24 @@ def test_corrupted_and_missing_weights(tmp_path, tiny_config):
         STMaskGIT.from_pretrained(tmp_path / "m")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         STMaskGIT.from_pretrained(tmp_path / "nowhere")
+
+
+def test_saved_configs_load_into_the_reference_only_when_they_mean_the_same(tmp_path, tiny_config):
+    """The reference GenieConfig takes exactly the fields of its own config.json: a causal, action-free
+    model saves just those; a bidirectional or action-conditioned one saves a field it refuses."""
+    import json
+
+    reference_fields = set(json.loads((FIXTURE_DIR / "checkpoint" / "config.json").read_text()))
+    plain = tiny_config.replace(action_dims={})
+    STMaskGIT(plain).save_pretrained(tmp_path / "plain")
+    assert set(json.loads((tmp_path / "plain" / "config.json").read_text())) == reference_fields
+    bidirectional = STMaskGIT(plain)
+    bidirectional.set_temporal_attention("bidirectional")
+    bidirectional.save_pretrained(tmp_path / "bidirectional")
+    STMaskGIT(tiny_config).save_pretrained(tmp_path / "actions")
+    assert "temporal_attention" in json.loads((tmp_path / "bidirectional" / "config.json").read_text())
+    assert "action_dims" in json.loads((tmp_path / "actions" / "config.json").read_text())
+    # and all of them load back here unchanged
+    assert STMaskGIT.from_pretrained(tmp_path / "plain").config == plain
+    assert STMaskGIT.from_pretrained(tmp_path / "bidirectional").config.temporal_attention == "bidirectional"
+    assert STMaskGIT.from_pretrained(tmp_path / "actions").config.action_dims == tiny_config.action_dims

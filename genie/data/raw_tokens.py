@@ -28,6 +28,9 @@ class DataFormatError(ValueError):
 
 
 def _read_metadata(data_dir: Path) -> dict[str, Any]:
+    if data_dir.is_file():
+        raise DataFormatError(f"data folder {data_dir} is a file; pass a folder in the 1X format (metadata.json, "
+                              "video.bin, segment_ids.bin)")
     if not data_dir.is_dir():
         raise DataFormatError(f"data folder {data_dir} does not exist; pass a folder in the 1X format "
                               "(metadata.json, video.bin, segment_ids.bin) or omit the flag to use the built-in dataset")
