@@ -36,6 +36,28 @@ class KVCache:
         self.length += n
 
 
+class ConcatKVCache:
+    """One layer's past keys/values given as tensors, e.g. the inputs of an exported graph: `extend`
+    concatenates the new keys/values after them and keeps the new ones (`new_k`, `new_v`) so that the
+    graph can return them; the caller owns the storage, so `commit` has nothing to do."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
+        self.k, self.v = k, v
+        self.new_k: torch.Tensor | None = None
+        self.new_v: torch.Tensor | None = None
+
+    @property
+    def length(self):
+        return self.k.shape[2]
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.new_k, self.new_v = k, v
+        return torch.cat([self.k, k], dim=2), torch.cat([self.v, v], dim=2)
+
+    def commit(self, n: int) -> None:
+        pass
+
+
 class SelfAttention(nn.Module):
     """Self-attention over the middle axis of (batch, sequence, d_model).
 
@@ -58,7 +80,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         return self.attend(x, causal)
 
-    def attend(self, x: torch.Tensor, causal: bool = False, cache: KVCache | None = None) -> torch.Tensor:
+    def attend(self, x: torch.Tensor, causal: bool = False,
+               cache: KVCache | ConcatKVCache | None = None) -> torch.Tensor:
         """Attention output. With `cache` the queries of `x` also attend to the cached keys/values of
         earlier positions (all visible) and the new positions are written into the cache; with
         `causal` the new positions see each other causally."""

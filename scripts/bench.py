@@ -278,6 +278,37 @@ def bench_token_check(smoke: bool) -> dict:
             "peak_rss_mb_after_ours": rss_after_ours.get("peak_rss_mb")}
 
 
+def bench_onnx(smoke: bool) -> list[dict]:
+    """MaskGIT generation (8 prompt -> 8 new frames, KV cache) on ONNX Runtime vs PyTorch, same loop, CPU."""
+    import tempfile
+
+    from genie.decoding import SamplingConfig, generate
+    from genie.onnx_export import export_onnx
+    from genie.ort_backend import OnnxRuntimeModel
+
+    results = []
+    for size, spec in (("tiny", TINY), ("mid", MID)):
+        config = bench_config(spec, smoke)
+        torch.manual_seed(0)
+        model = STMaskGIT(config).eval()
+        num_prompt = config.T // 2
+        new = config.T - num_prompt
+        prompt = torch.randint(0, config.image_vocab_size, (1, num_prompt, config.S))
+        with tempfile.TemporaryDirectory() as folder:
+            export_onnx(model, folder)
+            ort_model = OnnxRuntimeModel(folder)
+            for steps in (2, 8):
+                cfg = SamplingConfig(maskgit_steps=steps, temperature=0.0, unmask_mode="confidence")
+                with torch.no_grad():
+                    torch_s = timed(lambda c=cfg: generate(model, prompt, new, c), 1 if smoke else 3)
+                ort_s = timed(lambda c=cfg: generate(ort_model, prompt, new, c), 1 if smoke else 3)
+                results.append({"benchmark": f"onnxruntime_generation_{size}_{steps}steps", "unit": "s/frame",
+                                "layers": config.num_layers, "d_model": config.d_model, "prompt_frames": num_prompt,
+                                "new_frames": new, "ours": ort_s / new, "naive": torch_s / new,
+                                "ratio": torch_s / ort_s, "note": "ours = ONNX Runtime, naive = PyTorch eager"})
+    return results
+
+
 def run_one(name: str, smoke: bool) -> list[dict]:
     if name == "train_tiny":
         return [bench_train("tiny", smoke)]
@@ -293,10 +324,12 @@ def run_one(name: str, smoke: bool) -> list[dict]:
         return bench_eval(smoke)
     if name == "token_check":
         return [bench_token_check(smoke)]
+    if name == "onnx":
+        return bench_onnx(smoke)
     raise SystemExit(f"unknown benchmark {name!r}")
 
 
-BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "token_check"]
+BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "token_check", "onnx"]
 
 
 def peak_memory_mb() -> dict:

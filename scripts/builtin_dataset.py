@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genie.data.builtin import DEFAULT_ROOT, write_builtin_dataset
+from genie.data.builtin import DEFAULT_ROOT, WORLD_VERSION, write_builtin_dataset
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val_frames", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    out = Path(args.out_dir) if args.out_dir else DEFAULT_ROOT / f"grid{args.grid}-vocab{args.vocab}-seed{args.seed}"
+    out = Path(args.out_dir) if args.out_dir else DEFAULT_ROOT / f"world{WORLD_VERSION}-grid{args.grid}-vocab{args.vocab}-seed{args.seed}"
     train, val = write_builtin_dataset(out, args.grid, args.vocab, args.train_frames, args.val_frames, args.seed)
     print(f"wrote {train} and {val}")
 

@@ -2,6 +2,7 @@
 for the built-in dataset, a GIF and a PNG strip (prompt | prediction | truth).
 
     python scripts/generate.py --checkpoint_dir runs/main/final_model --num_prompt_frames 4 --maskgit_steps 4
+    python scripts/generate.py ... --backend onnxruntime --onnx_dir O     # the same loop on ONNX Runtime
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from genie.data import open_eval_dataset, resolve_data_dirs
 from genie.data.builtin import tokenizer_from_metadata
 from genie.decoding import SamplingConfig, generate
 from genie.model import STMaskGIT
+from genie.protocols import MaskGITModel
 from genie.run_folder import model_folder
 from genie.visualization import save_gif, save_grid
 
@@ -39,8 +41,13 @@ class GenerateArguments:
     unmask_mode: str = field(default="random", metadata={"help": "confidence | gumbel | random"})
     choice_temperature: float = 4.5
     seed: int = 0
+    backend: str = field(default="pytorch", metadata={"help": "pytorch | onnxruntime (needs --onnx_dir)"})
+    onnx_dir: str | None = field(default=None, metadata={"help": "A folder written by scripts/export_onnx.py."})
 
     def __post_init__(self) -> None:
+        check_flag(self.backend in ("pytorch", "onnxruntime"), "backend", self.backend, "must be pytorch or onnxruntime")
+        check_flag(self.backend == "pytorch" or self.onnx_dir is not None, "onnx_dir", self.onnx_dir,
+                   "is needed with --backend onnxruntime: pass the folder written by scripts/export_onnx.py")
         check_flag(self.num_examples >= 1, "num_examples", self.num_examples, "must be >= 1")
         check_flag(self.example_offset >= 0, "example_offset", self.example_offset, "must be >= 0")
         check_flag(self.stride >= 1, "stride", self.stride, "must be >= 1")
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
                                   args.choice_temperature)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    model = STMaskGIT.from_pretrained(model_folder(args.checkpoint_dir)).eval()
+    model = load_backend(args)
     config = model.config
     num_prompt = config.T // 2 if args.num_prompt_frames is None else args.num_prompt_frames
     check_flag(num_prompt < config.T, "num_prompt_frames", num_prompt,
@@ -85,12 +92,21 @@ def main(argv: list[str] | None = None) -> dict:
     np.savez(out / "tokens.npz", generated=tokens.numpy(), truth=truth.numpy(), num_prompt_frames=num_prompt)
     summary = {"num_examples": len(items), "num_prompt_frames": num_prompt, "num_new_frames": num_new,
                "generated_token_accuracy": accuracy, "copy_last_prompt_frame_accuracy": copy_accuracy,
-               "sampling": vars(sampling), "files": ["tokens.npz"]}
+               "sampling": vars(sampling), "backend": args.backend, "files": ["tokens.npz"]}
     summary["files"] += write_pictures(out, val_set.metadata, tokens, truth, num_prompt, config.h)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"generated {num_new} frames for {len(items)} examples: token accuracy {accuracy:.4f} "
           f"(copying the last prompt frame: {copy_accuracy:.4f}); wrote {', '.join(summary['files'])} to {out}")
     return summary
+
+
+def load_backend(args: GenerateArguments) -> MaskGITModel:
+    """The PyTorch model, or its ONNX export run by ONNX Runtime: the decoding loop is the same."""
+    if args.backend == "onnxruntime":
+        from genie.ort_backend import OnnxRuntimeModel
+
+        return OnnxRuntimeModel(args.onnx_dir)
+    return STMaskGIT.from_pretrained(model_folder(args.checkpoint_dir)).eval()
 
 
 def write_pictures(out: Path, metadata: dict, tokens: torch.Tensor, truth: torch.Tensor, num_prompt: int,

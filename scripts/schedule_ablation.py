@@ -40,7 +40,7 @@ SCRATCH = "scratch"
 @dataclass
 class AblationArguments:
     output_dir: str = "results/schedule_ablation"
-    genie_config: str = "configs/ablation.json"
+    genie_config: str = "configs/small.json"
     train_data_dir: str | None = None
     val_data_dir: str | None = None
     stride: int = 1

@@ -14,6 +14,8 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
     names = [line["benchmark"] for line in lines]
     assert names == ["train_step_tiny", "train_step_mid", "masking_random", "dataset_index",
                      "generation_tiny_2steps", "generation_tiny_8steps", "eval_teacher_forced_2steps",
-                     "eval_teacher_forced_loss_only", "token_check_whole_file"]
+                     "eval_teacher_forced_loss_only", "token_check_whole_file", "onnxruntime_generation_tiny_2steps",
+                     "onnxruntime_generation_tiny_8steps", "onnxruntime_generation_mid_2steps",
+                     "onnxruntime_generation_mid_8steps"]
     for line in lines:
         assert line["ours"] > 0 and line["naive"] > 0 and line["ratio"] > 0 and line["peak_rss_mb"] > 0

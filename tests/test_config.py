@@ -5,18 +5,33 @@ import pytest
 from genie.config import ConfigError, GenieConfig
 from tests.conftest import FIXTURE_DIR, TINY
 
-# The reference repo's genie/configs/magvit_n32_h8_d256.json (GENIE_138M), field for field.
-REFERENCE_138M = {"num_layers": 32, "num_heads": 8, "d_model": 256, "T": 16, "S": 256, "image_vocab_size": 262144,
+# The reference repo's genie/configs/magvit_n32_h8_d256.json, field for field: the GENIE_35M size
+# (32 layers of d_model 256; GENIE_138M is the same with d_model 512).
+REFERENCE_MAGVIT_N32_H8_D256 = {"num_layers": 32, "num_heads": 8, "d_model": 256, "T": 16, "S": 256, "image_vocab_size": 262144,
                   "use_mup": False, "num_factored_vocabs": 2, "qkv_bias": False, "proj_bias": True, "attn_drop": 0.0,
                   "qk_norm": False, "mlp_ratio": 4.0, "mlp_drop": 0.0, "mlp_bias": True}
 
 
-def test_reference_config_loads_unchanged(tmp_path):
-    path = tmp_path / "magvit_n32_h8_d256.json"
-    path.write_text(json.dumps(REFERENCE_138M))
+def test_reference_config_file_is_shipped_unchanged_and_loads():
+    from tests.conftest import REPO_ROOT
+
+    path = REPO_ROOT / "configs" / "magvit_n32_h8_d256.json"
+    assert json.loads(path.read_text()) == REFERENCE_MAGVIT_N32_H8_D256
     config = GenieConfig.from_json_file(path)
     assert (config.num_layers, config.d_model, config.factored_vocab_size) == (32, 256, 512)
     assert config.mask_token_id == 262144 and config.h == 16
+
+
+@pytest.mark.parametrize("name, millions", [("magvit_n32_h8_d256", 35), ("genie_35m", 35), ("genie_138m", 138)])
+def test_config_sizes_are_the_published_model_sizes(name, millions):
+    import torch
+
+    from genie.model import STMaskGIT
+    from tests.conftest import REPO_ROOT
+
+    with torch.device("meta"):  # count parameters without allocating them
+        model = STMaskGIT(GenieConfig.from_json_file(REPO_ROOT / "configs" / f"{name}.json"))
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == millions
 
 
 def test_fixture_config_with_prompt_frames_beyond_T_loads():

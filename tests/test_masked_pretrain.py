@@ -219,3 +219,53 @@ def test_hand_off_refuses_another_architecture(stage1_run, tiny_data, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="did stage 1 finish"):
         train.main(stage1_args(other, tiny_data, tmp_path / "o", "--masked_pretrain_checkpoint", str(tmp_path / "empty")))
+
+
+# The masked-pretraining write-up's form: stage-1 fields beside the architecture in one JSON file.
+WRITE_UP_FIELDS = {"initial_mask_ratio": 0.9, "final_mask_ratio": 0.05, "mask_schedule": "exponential",
+                   "mask_all_frames": True}
+
+
+def write_up_config(tmp_path):
+    from tests.conftest import TINY
+
+    path = tmp_path / "with_stage1.json"
+    path.write_text(json.dumps({**TINY, **WRITE_UP_FIELDS}))
+    return str(path)
+
+
+def stage1_from_file(tiny_data, tmp_path, *flags):
+    train_dir, val_dir = tiny_data
+    masked_pretrain.main(["--genie_config", write_up_config(tmp_path), "--train_data_dir", str(train_dir),
+                          "--val_data_dir", str(val_dir), "--output_dir", str(tmp_path / "s1"), "--max_train_steps",
+                          "2", "--per_device_train_batch_size", "4", "--max_eval_steps", "1", *flags])
+    return json.loads((tmp_path / "s1" / "config.json").read_text())["masked_pretrain"]
+
+
+def test_stage1_fields_in_the_config_file_are_the_defaults(tiny_data, tmp_path):
+    used = stage1_from_file(tiny_data, tmp_path)
+    assert {k: used[k] for k in WRITE_UP_FIELDS} == WRITE_UP_FIELDS
+
+
+def test_flags_override_the_stage1_fields_of_the_config_file(tiny_data, tmp_path):
+    used = stage1_from_file(tiny_data, tmp_path, "--mask_schedule", "linear", "--final_mask_ratio", "0.2")
+    assert (used["mask_schedule"], used["final_mask_ratio"], used["initial_mask_ratio"]) == ("linear", 0.2, 0.9)
+
+
+def test_train_py_ignores_the_stage1_fields_and_records_that(tiny_data, tmp_path, capsys):
+    train_dir, val_dir = tiny_data
+    train.main(["--genie_config", write_up_config(tmp_path), "--train_data_dir", str(train_dir), "--val_data_dir",
+                str(val_dir), "--output_dir", str(tmp_path / "s2"), "--max_train_steps", "1",
+                "--per_device_train_batch_size", "4", "--max_eval_steps", "1"])
+    assert json.loads((tmp_path / "s2" / "config.json").read_text())["ignored_config_fields"] == WRITE_UP_FIELDS
+    assert "ignores the stage-1 field(s)" in capsys.readouterr().out
+
+
+def test_unknown_fields_beside_stage1_fields_are_still_refused(tmp_path):
+    from genie.masked_pretrain_config import read_config_file
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({**json.loads(open(write_up_config(tmp_path)).read()), "mask_sched": "linear"}))
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['mask_sched'\]; known fields are .*"
+                                          r"'initial_mask_ratio'.*'num_layers'"):
+        read_config_file(path)

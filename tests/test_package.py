@@ -47,7 +47,8 @@ def test_no_script_or_test_patches_sys_path():
 
 def declared_requirements() -> tuple[list[str], list[str]]:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    pyproject = project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    pyproject = project["dependencies"] + extras["dev"] + extras["onnx"]
     lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
     requirements = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     return pyproject, requirements

@@ -1,8 +1,11 @@
 """The built-in dataset: a procedural sprite world tokenized by a fixed patch tokenizer.
 
-Each segment has its own static textured background, a few sprites that bounce off the walls and
-one sprite steered by the per-frame action `driving_command` (dx, dy in {-1, 0, 1} patches per
-frame). Sprites move a whole patch per frame, so the token dynamics are crisp and learnable.
+Each segment has its own static textured background, three one-patch sprites that move along a row
+or a column and turn around at the walls (drawn with a bright edge facing their next move), and one
+solid sprite steered by the per-frame action `driving_command` (dy, dx in {-1, 0, 1} patches per
+frame). Sprites move a whole patch (one token) per frame, so the next frame follows from the last
+one and its action: the dynamics are crisp and learnable, and copying the last frame is wrong
+exactly where something moves.
 
 The tokenizer writes each p x p patch of a `levels`-level grey image as a base-`levels` number:
 - "challenge": 3x3 patches, 4 levels -> 4**9 = 2**18 tokens, factorizable as 2 x 512 (like 1X data);
@@ -76,15 +79,32 @@ def _background(rng: np.random.Generator, size: int, patch: int) -> np.ndarray:
     return np.where(grain, (coarse + 1) % 3, coarse)
 
 
+WORLD_VERSION = 2  # part of the cached folder's name: a changed world is written anew
+DIRECTIONS = np.array([[0, 1], [0, -1], [1, 0], [-1, 0]])  # right, left, down, up (rows, columns)
+
+
+def _sprite(patch: int, direction: np.ndarray) -> np.ndarray:
+    """A one-patch sprite whose bright edge (level 3) faces the way it moves, on level 2."""
+    sprite = np.full((patch, patch), 2)
+    dy, dx = direction
+    if dx:
+        sprite[:, -1 if dx > 0 else 0] = 3
+    else:
+        sprite[-1 if dy > 0 else 0, :] = 3
+    return sprite
+
+
 def _segment(rng: np.random.Generator, length: int, grid: int, patch: int, num_bouncers: int
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Render one segment: (length, grid*patch, grid*patch) grey levels and (length, 2) actions."""
+    """Render one segment: (length, grid*patch, grid*patch) grey levels and (length, 2) actions.
+
+    Bouncers move one patch per frame along a row or a column and turn around at the walls; each is
+    drawn with its bright edge facing its next move, so the next frame follows from this one. The
+    steered sprite (solid level 3) moves by the frame's action (dy, dx in {-1, 0, 1})."""
     size = grid * patch
     background = _background(rng, size, patch)
-    # Positions and velocities in patch units; bouncers are 2x2 patches, the steered sprite 1x1.
-    pos = rng.integers(0, grid - 1, size=(num_bouncers, 2))
-    vel = rng.choice([-1, 1], size=(num_bouncers, 2)) * rng.integers(0, 2, size=(num_bouncers, 2))
-    vel[(vel == 0).all(axis=1), 0] = 1
+    pos = rng.integers(0, grid, size=(num_bouncers, 2))
+    vel = DIRECTIONS[rng.integers(0, 4, size=num_bouncers)]
     agent = rng.integers(0, grid, size=2)
     action = np.zeros(2, dtype=np.int64)
     frames = np.empty((length, size, size), dtype=np.int64)
@@ -95,14 +115,13 @@ def _segment(rng: np.random.Generator, length: int, grid: int, patch: int, num_b
                 action = rng.integers(-1, 2, size=2)
             agent = np.clip(agent + action, 0, grid - 1)
             pos = pos + vel
-            off = (pos < 0) | (pos > grid - 2)
-            vel = np.where(off, -vel, vel)
-            pos = np.clip(pos, 0, grid - 2)
             actions[t] = action  # the command that produced frame t from frame t-1
+        # Turn around before the wall, so that the drawn direction is always the next move.
+        blocked = ((pos + vel) < 0) | ((pos + vel) > grid - 1)
+        vel = np.where(blocked, -vel, vel)
         frame = background.copy()
-        for (y, x) in pos:
-            frame[y * patch:(y + 2) * patch, x * patch:(x + 2) * patch] = 2
-            frame[y * patch + 1:(y + 2) * patch - 1, x * patch + 1:(x + 2) * patch - 1] = 3
+        for (y, x), v in zip(pos, vel):
+            frame[y * patch:(y + 1) * patch, x * patch:(x + 1) * patch] = _sprite(patch, v)
         ay, ax = agent
         frame[ay * patch:(ay + 1) * patch, ax * patch:(ax + 1) * patch] = 3
         frames[t] = frame
@@ -110,7 +129,7 @@ def _segment(rng: np.random.Generator, length: int, grid: int, patch: int, num_b
 
 
 def make_split(num_frames: int, grid: int, tokenizer: PatchTokenizer, seed: int, min_segment: int = 48,
-               max_segment: int = 128, num_bouncers: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               max_segment: int = 128, num_bouncers: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tokens (N, grid, grid), segment ids (N,) and actions (N, 2) for a split; deterministic by seed."""
     rng = np.random.default_rng(seed)
     tokens, segment_ids, actions = [], [], []
@@ -131,7 +150,8 @@ def write_builtin_dataset(root: str | Path, grid: int = 16, vocab_size: int = 26
     """Write train/ and val/ splits under `root` (val uses its own seed, so its segments are unseen)."""
     root = Path(root)
     tokenizer = PatchTokenizer.for_vocab(vocab_size)
-    extra = {"builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}, "builtin_seed": seed}
+    extra = {"builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}, "builtin_seed": seed,
+             "builtin_world_version": WORLD_VERSION}
     paths = []
     for split, frames, split_seed in (("train", train_frames, seed), ("val", val_frames, seed + 1_000_003)):
         tokens, segment_ids, actions = make_split(frames, grid, tokenizer, split_seed)
@@ -142,7 +162,7 @@ def write_builtin_dataset(root: str | Path, grid: int = 16, vocab_size: int = 26
 
 def builtin_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | Path = DEFAULT_ROOT) -> tuple[Path, Path]:
     """Train and val folders of the built-in dataset for this frame size and vocabulary, made if missing."""
-    folder = Path(root) / f"grid{grid}-vocab{vocab_size}-seed{seed}"
+    folder = Path(root) / f"world{WORLD_VERSION}-grid{grid}-vocab{vocab_size}-seed{seed}"
     train, val = folder / "train", folder / "val"
     if not ((train / "metadata.json").is_file() and (val / "metadata.json").is_file()):
         write_builtin_dataset(folder, grid=grid, vocab_size=vocab_size, seed=seed)
