@@ -2,6 +2,7 @@
 genie/evaluation.py and turns the sums into one report (totals, per-frame and per-horizon arrays)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -11,8 +12,10 @@ import numpy as np
 import torch
 
 from genie.config import ConfigError
-from genie.data import RawTokenDataset, challenge_stride, open_eval_dataset, resolve_data_dirs
+from genie.data import (CosmosV2Dataset, DataOptions, challenge_stride, frame_arrays, open_dataset,
+                        open_eval_dataset, resolve_data_dirs)
 from genie.data.builtin import tokenizer_from_metadata
+from genie.data.cosmos_v2 import LATENT_PER_CLIP
 from genie.evaluation import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
 from genie.model import STMaskGIT
 from genie.protocols import MaskGITModel
@@ -20,7 +23,8 @@ from genie.protocols import MaskGITModel
 # sum key -> report name; each becomes a total and a per-frame array
 _PER_FRAME = {"tf_ce": "cross_entropy", "tf_correct": "accuracy", "tf_argmax_correct": "argmax_accuracy",
               "copy_previous_correct": "copy_previous_accuracy", "unigram_ce": "unigram_cross_entropy",
-              "unigram_correct": "unigram_accuracy"}
+              "unigram_correct": "unigram_accuracy", "block_ce": "block_cross_entropy",
+              "block_argmax_correct": "block_argmax_accuracy"}
 
 
 def pixel_decoder(metadata: dict, side: int) -> tuple[PixelDecoder | None, float | None]:
@@ -35,6 +39,15 @@ def pixel_decoder(metadata: dict, side: int) -> tuple[PixelDecoder | None, float
     return decode, float(tokenizer.levels - 1)
 
 
+def options_for_dataset(options: EvalOptions, dataset) -> EvalOptions:
+    """v2.0 windows are a context clip then a target clip: score the target's 3 latent frames, teacher-
+    forced and all masked at once, and roll out from the context clip."""
+    if not isinstance(dataset, CosmosV2Dataset):
+        return options
+    return dataclasses.replace(options, first_frame=LATENT_PER_CLIP, block_masked=True,
+                               num_prompt_frames=options.num_prompt_frames or LATENT_PER_CLIP)
+
+
 def accumulate(totals: dict[str, torch.Tensor], sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Add per-window sums (B, ...) of one batch into running totals over windows."""
     for key, value in sums.items():
@@ -43,11 +56,12 @@ def accumulate(totals: dict[str, torch.Tensor], sums: dict[str, torch.Tensor]) -
 
 
 def summarize(totals: dict[str, torch.Tensor], num_windows: int, tokens_per_frame: int,
-              pixels_per_frame: int | None = None, peak: float | None = None) -> dict[str, Any]:
-    """Totals over windows -> the report: means over tokens, per frame (t = 1..T-1) and per horizon."""
+              pixels_per_frame: int | None = None, peak: float | None = None, first_frame: int = 1) -> dict[str, Any]:
+    """Totals over windows -> the report: means over tokens, per scored frame (t = first_frame..T-1)
+    and per horizon."""
     frame_tokens = num_windows * tokens_per_frame
     num_frames = len(totals["tf_ce"])
-    report: dict[str, Any] = {"num_windows": num_windows, "frames_scored": num_frames,
+    report: dict[str, Any] = {"num_windows": num_windows, "frames_scored": num_frames, "first_frame": first_frame,
                               "num_tokens": frame_tokens * num_frames}
     for key, name in _PER_FRAME.items():
         if key in totals:
@@ -120,10 +134,10 @@ def evaluate_batches(model: MaskGITModel, batches: Iterable[dict[str, torch.Tens
     if not num_windows:
         raise ValueError("no validation window was evaluated")
     pixels = None if decode_pixels is None else decode_pixels(tokens[:1, :1].cpu()).shape[-1]
-    return summarize(totals, num_windows, tokens_per_frame, pixels, peak)
+    return summarize(totals, num_windows, tokens_per_frame, pixels, peak, options.first_frame)
 
 
-def dataset_batches(dataset: RawTokenDataset, batch_size: int, max_examples: int | None = None):
+def dataset_batches(dataset, batch_size: int, max_examples: int | None = None):
     """Batches of the first `max_examples` windows of `dataset`, in order."""
     count = len(dataset) if max_examples is None else min(max_examples, len(dataset))
     for start in range(0, count, batch_size):
@@ -133,8 +147,8 @@ def dataset_batches(dataset: RawTokenDataset, batch_size: int, max_examples: int
 
 def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path | None = None,
                         val_data_dir: str | Path | None = None, options: EvalOptions | None = None,
-                        batch_size: int = 8, max_examples: int | None = None, stride: int | None = None
-                        ) -> dict[str, Any]:
+                        batch_size: int = 8, max_examples: int | None = None, stride: int | None = None,
+                        data: DataOptions | None = None) -> dict[str, Any]:
     """The full report of a saved model on a val split (built-in data by default): teacher-forced
     metric, rollouts, and the unigram and copy references on the same windows. Windows are the
     config's T frames, non-overlapping, at 2 Hz unless `stride` is given."""
@@ -146,9 +160,11 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
             options.prompt_frames(config.T, config.num_prompt_frames)
         except ValueError as error:
             raise ConfigError(f"--num_prompt_frames: {error}") from None
-    train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config)
-    val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir))
-    log_probs = unigram_log_probs(RawTokenDataset(train_dir, 1, 1).video, config.image_vocab_size)
+    data = data or DataOptions()
+    train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config, data)
+    val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir, data), data=data)
+    options = options_for_dataset(options, val_set)
+    log_probs = unigram_log_probs(frame_arrays(open_dataset(train_dir, config, data=data)), config.image_vocab_size)
     decode_pixels, peak = pixel_decoder(val_set.metadata, config.h)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = evaluate_batches(model.to(device), dataset_batches(val_set, batch_size, max_examples), options,

@@ -37,6 +37,8 @@ class EvalOptions:
     num_prompt_frames: int | None = None  # rollout prompt; default: the config's, if it leaves a frame to generate
     seed: int = 0
     use_cache: bool | None = None  # default: whenever the model is causal
+    first_frame: int = 1  # frames first_frame..T-1 are scored (v2.0: 3, the target clip after the context clip)
+    block_masked: bool = False  # also score frames first_frame.. all masked at once, in one pass
 
     def prompt_frames(self, num_frames: int, config_prompt_frames: int) -> int:
         k = self.num_prompt_frames or (config_prompt_frames if config_prompt_frames < num_frames else num_frames // 2)
@@ -47,11 +49,11 @@ class EvalOptions:
 
 def teacher_forced_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None,
                         options: EvalOptions, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Per window and frame t = 1..T-1, sums over the frame's S tokens, each (B, T-1):
+    """Per window and scored frame t = first_frame..T-1, sums over the frame's S tokens, each (B, frames):
     tf_ce (first-pass cross-entropy), tf_argmax_correct, and tf_correct (final MaskGIT samples;
     absent with `loss_only`)."""
     ce, argmax_correct, correct = [], [], []
-    frames = decode_frames(model, tokens, 1, options.sampling, actions, generator, options.use_cache,
+    frames = decode_frames(model, tokens, options.first_frame, options.sampling, actions, generator, options.use_cache,
                            teacher_forced=True, first_pass_only=options.loss_only)
     for t, frame, first_logits in frames:
         token_ce, token_correct = token_cross_entropy(first_logits[:, None], tokens[:, t:t + 1], model.config)
@@ -63,6 +65,17 @@ def teacher_forced_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torc
     if correct:
         sums["tf_correct"] = torch.stack(correct, dim=1)
     return sums
+
+
+def block_masked_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None, first_frame: int
+                      ) -> dict[str, torch.Tensor]:
+    """All frames from `first_frame` masked at once, one pass (e.g. v2.0's whole target clip given the
+    context clip): per window and frame, block_ce and block_argmax_correct summed over its tokens."""
+    inputs = tokens.clone()
+    inputs[:, first_frame:] = model.mask_token_id
+    logits = model.compute_logits(inputs, actions)[:, first_frame:]
+    token_ce, token_correct = token_cross_entropy(logits, tokens[:, first_frame:], model.config)
+    return {"block_ce": token_ce.sum(dim=-1), "block_argmax_correct": token_correct.sum(dim=-1).to(token_ce.dtype)}
 
 
 def rollout_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None, num_prompt: int,
@@ -86,8 +99,8 @@ def rollout_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tenso
 
 
 def reference_sums(tokens: torch.Tensor, unigram_log_probs: np.ndarray | None) -> dict[str, torch.Tensor]:
-    """Trivial references on frames 1..T-1 of the same windows, each (B, T-1): copy_previous_correct
-    and, with unigram log-probabilities of the training tokens, unigram_ce and unigram_correct."""
+    """Trivial references on frames 1.. of `tokens`, each (B, frames - 1): copy_previous_correct and,
+    with unigram log-probabilities of the training tokens, unigram_ce and unigram_correct."""
     sums = {"copy_previous_correct": (tokens[:, 1:] == tokens[:, :-1]).sum(dim=-1).double()}
     if unigram_log_probs is not None:
         target = tokens[:, 1:].cpu().numpy()
@@ -106,24 +119,29 @@ def score_windows(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tens
     so a rerun gives the same numbers."""
     device = tokens.device
     sums = teacher_forced_sums(model, tokens, actions, options, batch_generator(options.seed, 0, batch_index, 10, device))
+    if options.block_masked:
+        sums.update(block_masked_sums(model, tokens, actions, options.first_frame))
     if options.rollout and not options.loss_only:
         k = options.prompt_frames(tokens.shape[1], model.config.num_prompt_frames)
         sums.update(rollout_sums(model, tokens, actions, k, options,
                                  batch_generator(options.seed, 0, batch_index, 11, device), decode_pixels))
-    sums.update(reference_sums(tokens, unigram_log_probs))
+    sums.update(reference_sums(tokens[:, options.first_frame - 1:], unigram_log_probs))
     return {k: v.double().cpu() for k, v in sums.items()}
 
 
-def unigram_log_probs(train_video: np.ndarray, vocab_size: int, max_frames: int = 200_000,
+def unigram_log_probs(train_frames: np.ndarray | list[np.ndarray], vocab_size: int, max_frames: int = 200_000,
                       chunk_frames: int = 4096) -> np.ndarray:
     """log p(token) over the full token vocabulary from training-token frequencies (add-one smoothing);
-    reads at most `max_frames` evenly spaced frames of the (N, s, s) memmap, in chunks."""
-    n = len(train_video)
-    frames = np.unique(np.linspace(0, n - 1, min(n, max_frames)).astype(np.int64))
+    reads at most `max_frames` evenly spaced frames of the (N, s, s) memmaps (one per shard), in chunks."""
+    arrays = train_frames if isinstance(train_frames, list) else [train_frames]
+    total = sum(len(a) for a in arrays)
     counts = np.ones(vocab_size, dtype=np.float64)
-    for start in range(0, len(frames), chunk_frames):
-        chunk = np.asarray(train_video[frames[start:start + chunk_frames]]).reshape(-1).astype(np.int64)
-        counts += np.bincount(chunk, minlength=vocab_size)[:vocab_size]
+    for array in arrays:
+        n = len(array)
+        frames = np.unique(np.linspace(0, n - 1, max(1, min(n, max_frames * n // max(total, 1)))).astype(np.int64))
+        for start in range(0, len(frames), chunk_frames):
+            chunk = np.asarray(array[frames[start:start + chunk_frames]]).reshape(-1).astype(np.int64)
+            counts += np.bincount(chunk, minlength=vocab_size)[:vocab_size]
     return np.log(counts / counts.sum())
 
 

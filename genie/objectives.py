@@ -71,8 +71,9 @@ class Objective:
         """The objective's own settings, which a resumed run must share (e.g. the mask schedule)."""
         return {}
 
-    def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, seed: int,
+    def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, options: EvalOptions,
                  step: int = 0) -> dict[str, Any]:
+        """Val metrics over `batches`; `options` (with its seed) say how windows are scored."""
         raise NotImplementedError
 
 
@@ -94,7 +95,7 @@ class AutoregressiveObjective(Objective):
     def make_batch(self, batch, step, generator):
         return self.collator(batch, generator=generator)
 
-    def evaluate(self, model, batches, gather, seed, step=0):
+    def evaluate(self, model, batches, gather, options, step=0):
         """Val loss under the training corruption (fixed draws), the teacher-forced challenge metric and
         rollouts (genie/eval_report.py, the same functions as scripts/evaluate.py).
 
@@ -107,11 +108,11 @@ class AutoregressiveObjective(Objective):
             nonlocal loss_sums
             for index, batch in enumerate(batches):
                 inputs = to_device(self.make_batch(batch, step=index,
-                                                   generator=batch_generator(seed, 0, index, stream=1)), device)
+                                                   generator=batch_generator(options.seed, 0, index, stream=1)), device)
                 loss_sums += gather(masked_loss_rows(model, inputs)[0][:, [0, 2]]).double().cpu().sum(0)
                 yield batch
 
-        report = evaluate_batches(model, with_val_loss(batches), EvalOptions(seed=seed), gather=gather, device=device)
+        report = evaluate_batches(model, with_val_loss(batches), options, gather=gather, device=device)
         loss_sum, scored = loss_sums.tolist()
         return {"loss": loss_sum / max(scored, 1), **training_metrics(report), "num_windows_tokens": report["num_tokens"]}
 
@@ -153,7 +154,7 @@ class MaskedPretrainObjective(Objective):
     def settings(self) -> dict[str, Any]:
         return {f"masking.{k}": v for k, v in vars(self.masking).items()}
 
-    def evaluate(self, model, batches, gather, seed, step=0):
+    def evaluate(self, model, batches, gather, options, step=0):
         """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus
         the teacher-forced metric and rollouts (genie/eval_report.py)."""
         ratios = self.masking.ratios_for_eval()
@@ -164,7 +165,7 @@ class MaskedPretrainObjective(Objective):
         def with_masked_loss(batches):
             for index, batch in enumerate(batches):
                 for r, ratio in enumerate(ratios):
-                    generator = batch_generator(seed, 0, index, stream=2 + r)
+                    generator = batch_generator(options.seed, 0, index, stream=2 + r)
                     inputs = to_device(self.collator(batch, generator=generator, ratio=ratio), device)
                     rows, logits = masked_loss_rows(model, inputs)
                     sums[r] += gather(rows).double().cpu().sum(0)
@@ -172,8 +173,7 @@ class MaskedPretrainObjective(Objective):
                         pictures.append(self._draw(model, step, inputs, logits, ratio))
                 yield batch
 
-        report = evaluate_batches(model, with_masked_loss(batches), EvalOptions(seed=seed), gather=gather,
-                                  device=device)
+        report = evaluate_batches(model, with_masked_loss(batches), options, gather=gather, device=device)
         metrics = {}
         for ratio, (ce, correct, scored) in zip(ratios, sums.tolist()):
             metrics[f"masked_loss@{ratio:g}"] = ce / max(scored, 1)

@@ -107,7 +107,8 @@ def run_masked_pretrain(args: TrainingArguments, masking: MaskedPretrainConfig) 
     """Stage 1: masked pretraining with the given mask schedule and pattern (masked_pretrain.py fills
     them from its flags over the config file's stage-1 fields)."""
     config, model, _ = initial_model(args)
-    val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]
+    val_dir = (Path(args.val_data_dir) if args.val_data_dir
+               else resolve_data_dirs(None, None, config, args.data_options())[1])
     pictures = masked_prediction_writer(args.output_dir, val_dir, config.h, config.mask_token_id)
     objective = MaskedPretrainObjective(config, masking, pictures)
     return run_training(args, objective, model, run_info={"masked_pretrain": vars(masking)})

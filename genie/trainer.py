@@ -22,13 +22,15 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, set_seed
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from genie.checkpoint import CheckpointError, save_model_folder
 from genie.config import ConfigError
-from genie.data import RawTokenDataset, open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
+from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
+from genie.eval_report import options_for_dataset
+from genie.evaluation import EvalOptions
 from genie.model import STMaskGIT
 from genie.objectives import Objective, make_global_batch, to_device
 from genie.seeding import batch_generator
@@ -157,13 +159,14 @@ class Trainer:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
 
-    def _build_datasets(self) -> tuple[RawTokenDataset, RawTokenDataset]:
+    def _build_datasets(self) -> tuple[Dataset, Dataset]:
         args, config = self.args, self.config
+        data = args.data_options()
         with self.accelerator.main_process_first():  # the built-in dataset is written once, by the main process
-            train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config)
-        train = open_train_dataset(train_dir, config, args.stride, args.window_size, args.filter_overlaps)
+            train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config, data)
+        train = open_train_dataset(train_dir, config, args.stride, args.window_size, args.filter_overlaps, data)
         # Validation windows never share frames, as in the reference evaluation.
-        return train, open_eval_dataset(val_dir, config, args.stride, args.window_size)
+        return train, open_eval_dataset(val_dir, config, args.stride, args.window_size, data)
 
     def _write_run_folder(self, run_info: dict[str, Any]) -> Path | None:
         """Create the output folder (a replaced run is moved aside until this run has a checkpoint) and
@@ -379,8 +382,9 @@ class Trainer:
         self.model.eval()
         batches = (b for _, b in zip(range(self.args.max_eval_steps), self.val_loader))
         with torch.no_grad(), self.accelerator.autocast():
-            metrics = self.objective.evaluate(self.unwrapped, batches, self.accelerator.gather_for_metrics,
-                                              self.args.seed, step=self.step)
+            options = options_for_dataset(EvalOptions(seed=self.args.seed), self.val_set)
+            metrics = self.objective.evaluate(self.unwrapped, batches, self.accelerator.gather_for_metrics, options,
+                                              step=self.step)
         self.model.train()
         return metrics
 

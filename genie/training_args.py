@@ -28,6 +28,10 @@ class TrainingArguments:
     window_size: int | None = field(default=None, metadata={"help": "Frames per window; must equal the config's T (default T)."})
     stride: int = field(default=1, metadata={"help": "Frames between consecutive window frames (1X v1.1 at 30 Hz: use 15)."})
     filter_overlaps: bool = field(default=False, metadata={"help": "Use each training frame in at most one window."})
+    data_format: str = field(default="auto", metadata={
+        "help": "auto (from the folder's layout) | v1.1 | v2.0 (sharded Cosmos tokens with robot states)."})
+    state_pooling: str = field(default="last", metadata={
+        "help": "v2.0: the robot state of a latent frame: its last raw frame's (last) or their mean (mean)."})
 
     # Run folder
     output_dir: str = field(default="runs/train", metadata={"help": "Run folder: config, step_N/ checkpoints, final model, metrics."})
@@ -103,4 +107,10 @@ class TrainingArguments:
         check_flag(self.report_to in ("none", "wandb", "tensorboard", "all"), "report_to", self.report_to,
                "must be one of none, wandb, tensorboard, all")
         check_flag(bool(self.output_dir), "output_dir", self.output_dir, "must name a folder")
+        self.data_options()  # checks --data_format and --state_pooling
+
+    def data_options(self):
+        from genie.data import DataOptions
+
+        return DataOptions(self.data_format, self.state_pooling)
 

@@ -18,6 +18,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -121,8 +122,10 @@ def make_batch(config: GenieConfig, batch_size: int):
     labels = torch.randint(0, config.image_vocab_size, (batch_size, config.T, config.S), generator=g)
     mask = torch.rand(labels.shape, generator=g) < 0.5
     mask[:, 0] = False
-    return {k: v.to(DEVICE) for k, v in
-            {"input_ids": labels.masked_fill(mask, config.mask_token_id), "labels": labels, "loss_mask": mask}.items()}
+    batch = {"input_ids": labels.masked_fill(mask, config.mask_token_id), "labels": labels, "loss_mask": mask}
+    if config.action_dims:
+        batch["actions"] = torch.randn(batch_size, config.T, config.action_dim, generator=g)
+    return {k: v.to(DEVICE) for k, v in batch.items()}
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -132,8 +135,10 @@ def bench_config(spec: dict, smoke: bool) -> GenieConfig:
 
 
 def bench_train(size: str, smoke: bool) -> dict:
-    batch_size = 2 if size == "tiny" else 1
-    config = bench_config(TINY if size == "tiny" else MID, smoke)
+    batch_size = 1 if size == "mid" else 2
+    specs = {"tiny": TINY, "mid": MID,
+             "v2_tiny": json.loads((Path(__file__).resolve().parents[1] / "configs" / "cosmos_v2_tiny.json").read_text())}
+    config = bench_config(specs[size], smoke)
     torch.manual_seed(0)
     batch = make_batch(config, batch_size)
     tokens = batch_size * config.T * config.S
@@ -309,6 +314,47 @@ def bench_onnx(smoke: bool) -> list[dict]:
     return results
 
 
+def bench_v2_index(smoke: bool) -> dict:
+    """Opening a v2.0 train split of 11.25M raw frames in 100 shards (tiny 1x1 latent frames; the states
+    files are sparse): every size and content check plus the window index. Made and removed here; the
+    naive reference is a Python loop over clips."""
+    import tempfile
+
+    from genie.data.cosmos_v2 import CosmosV2Dataset
+
+    shards, frames = (4, 20_000) if smoke else (100, 112_500)  # 100 x 112,500 = 11.25M raw frames
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for i in range(shards):
+            for sub in ("videos", "robot_states", "segment_indices", "metadata"):
+                (root / sub).mkdir(exist_ok=True)
+            clips = -(-frames // 17)
+            rng.integers(0, 64000, (clips, 3, 1, 1), dtype=np.int32).tofile(root / "videos" / f"video_{i}.bin")
+            lengths = rng.integers(300, 3000, frames // 300 + 1)
+            np.repeat(np.arange(len(lengths)), lengths)[:frames].astype(np.int32).tofile(
+                root / "segment_indices" / f"segment_idx_{i}.bin")
+            with open(root / "robot_states" / f"states_{i}.bin", "wb") as f:
+                f.truncate(frames * 25 * 4)  # sparse zeros
+            (root / "metadata" / f"metadata_{i}.json").write_text(json.dumps({"shard_num_frames": frames, "shard_ind": i}))
+        (root / "metadata.json").write_text(json.dumps({"num_shards": shards, "hz": 30, "num_images": shards * frames,
+                                                        "s": 1}))
+        start = time.perf_counter()
+        dataset = CosmosV2Dataset(root, window_size=6)
+        ours = time.perf_counter() - start
+        start = time.perf_counter()
+        loop = 0
+        for shard in dataset.shards:
+            seg = np.asarray(shard.segment_idx)
+            for c in range(len(shard.video) - 1):
+                last = 17 * (c + 2) - 1
+                loop += last < frames and seg[17 * c] == seg[last] and len(np.unique(seg[17 * c:last + 1])) == 1
+        naive = time.perf_counter() - start
+        assert loop == len(dataset)
+    return {"benchmark": "v2_open_and_index", "unit": "s", "raw_frames": shards * frames, "shards": shards,
+            "windows": len(dataset), "ours": ours, "naive": naive, "ratio": naive / ours}
+
+
 def run_one(name: str, smoke: bool) -> list[dict]:
     if name == "train_tiny":
         return [bench_train("tiny", smoke)]
@@ -326,10 +372,15 @@ def run_one(name: str, smoke: bool) -> list[dict]:
         return [bench_token_check(smoke)]
     if name == "onnx":
         return bench_onnx(smoke)
+    if name == "v2_index":
+        return [bench_v2_index(smoke)]
+    if name == "v2_tokens":
+        return [bench_train("v2_tiny", smoke)]
     raise SystemExit(f"unknown benchmark {name!r}")
 
 
-BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "token_check", "onnx"]
+BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "token_check", "onnx",
+              "v2_index", "v2_tokens"]
 
 
 def peak_memory_mb() -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from genie.cli import check_flag, check_output_folder, parse, run_cli
 from genie.config import ConfigError
+from genie.data import DataOptions
 from genie.decoding import SamplingConfig
 from genie.eval_report import evaluate_checkpoint, format_report, json_safe
 from genie.evaluation import EvalOptions
@@ -41,6 +42,8 @@ class EvaluateArguments:
     num_prompt_frames: int | None = field(default=None, metadata={
         "help": "Rollout prompt frames. Default: the config's num_prompt_frames (T // 2 if that leaves none)."})
     output_dir: str | None = field(default=None, metadata={"help": "Write eval.json, eval.md and eval.png here."})
+    data_format: str = field(default="auto", metadata={"help": "auto | v1.1 | v2.0"})
+    state_pooling: str = field(default="last", metadata={"help": "v2.0: last | mean"})
 
     def __post_init__(self) -> None:
         check_flag(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
         raise ConfigError(str(error)) from None
     options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed)
     report = evaluate_checkpoint(model_folder(args.checkpoint_dir), args.train_data_dir, args.val_data_dir, options,
-                                 args.batch_size, args.max_examples, args.stride)
+                                 args.batch_size, args.max_examples, args.stride,
+                                 DataOptions(args.data_format, args.state_pooling))
     table = format_report(report)
     print(table)
     if args.output_dir:

@@ -15,7 +15,7 @@ import torch
 
 from genie.cli import check_flag, check_output_folder, parse, run_cli
 from genie.config import ConfigError
-from genie.data import open_eval_dataset, resolve_data_dirs
+from genie.data import DataOptions, open_eval_dataset, resolve_data_dirs
 from genie.data.builtin import tokenizer_from_metadata
 from genie.decoding import SamplingConfig, generate
 from genie.model import STMaskGIT
@@ -41,6 +41,8 @@ class GenerateArguments:
     unmask_mode: str = field(default="random", metadata={"help": "confidence | gumbel | random"})
     choice_temperature: float = 4.5
     seed: int = 0
+    data_format: str = field(default="auto", metadata={"help": "auto | v1.1 | v2.0"})
+    state_pooling: str = field(default="last", metadata={"help": "v2.0: last | mean"})
     backend: str = field(default="pytorch", metadata={"help": "pytorch | onnxruntime (needs --onnx_dir)"})
     onnx_dir: str | None = field(default=None, metadata={"help": "A folder written by scripts/export_onnx.py."})
 
@@ -74,8 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
     num_new = config.T - num_prompt if args.num_new_frames is None else args.num_new_frames
     check_flag(num_prompt + num_new <= config.T, "num_new_frames", num_new,
                f"does not fit: --num_prompt_frames {num_prompt} + {num_new} new frames exceed the model's T = {config.T}")
-    val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config)[1]
-    val_set = open_eval_dataset(val_dir, config, args.stride)
+    data = DataOptions(args.data_format, args.state_pooling)
+    val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config, data)[1]
+    val_set = open_eval_dataset(val_dir, config, args.stride, data=data)
     indices = [i % len(val_set) for i in range(args.example_offset, args.example_offset + args.num_examples)]
     items = [val_set[i] for i in indices]
     truth = torch.stack([it["input_ids"] for it in items])

@@ -16,6 +16,6 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
                      "generation_tiny_2steps", "generation_tiny_8steps", "eval_teacher_forced_2steps",
                      "eval_teacher_forced_loss_only", "token_check_whole_file", "onnxruntime_generation_tiny_2steps",
                      "onnxruntime_generation_tiny_8steps", "onnxruntime_generation_mid_2steps",
-                     "onnxruntime_generation_mid_8steps"]
+                     "onnxruntime_generation_mid_8steps", "v2_open_and_index", "train_step_v2_tiny"]
     for line in lines:
         assert line["ours"] > 0 and line["naive"] > 0 and line["ratio"] > 0 and line["peak_rss_mb"] > 0

@@ -11,6 +11,7 @@ import train
 from data import get_masked_pretrain_collator
 from genie.checkpoint import CheckpointError
 from genie.config import ConfigError
+from genie.evaluation import EvalOptions
 from genie.masked_pretrain_config import MaskedPretrainConfig
 from genie.objectives import MaskedPretrainObjective
 from genie.run_logging import read_metrics
@@ -81,7 +82,7 @@ def test_objective_attention_mode_and_eval_ratios(tiny_config):
     model = STMaskGIT(tiny_config.replace(temporal_attention="bidirectional")).eval()
     batch = {**windows(b=4), "actions": torch.zeros(4, 4, 2)}
     with torch.no_grad():
-        metrics = objective.evaluate(model, [batch], lambda x: x, seed=0)
+        metrics = objective.evaluate(model, [batch], lambda x: x, EvalOptions(seed=0))
     assert {"masked_loss@0.3", "masked_loss@0.6", "masked_accuracy@0.3", "tf_cross_entropy"} <= set(metrics)
 
 

@@ -1,11 +1,12 @@
 """The built-in dataset: a procedural sprite world tokenized by a fixed patch tokenizer.
 
-Each segment has its own static textured background, three one-patch sprites that move along a row
-or a column and turn around at the walls (drawn with a bright edge facing their next move), and one
-solid sprite steered by the per-frame action `driving_command` (dy, dx in {-1, 0, 1} patches per
-frame). Sprites move a whole patch (one token) per frame, so the next frame follows from the last
-one and its action: the dynamics are crisp and learnable, and copying the last frame is wrong
-exactly where something moves.
+Each segment has its own static textured background, three one-patch sprites that swing back and
+forth over three patches along a row or a column (one patch per frame, a 4-frame period; drawn with
+a bright edge facing their next move), and one solid sprite steered by the per-frame action
+`driving_command` (dy, dx in {-1, 0, 1} patches per frame). Sprites move a whole patch (one token)
+per frame: copying the last frame is wrong exactly where something moves, while the swinging motion
+is predictable from the frames before (it repeats every 4 frames) and the steered sprite's from its
+action.
 
 The tokenizer writes each p x p patch of a `levels`-level grey image as a base-`levels` number:
 - "challenge": 3x3 patches, 4 levels -> 4**9 = 2**18 tokens, factorizable as 2 x 512 (like 1X data);
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genie.checkpoint import atomic_directory
+from genie.data.cosmos_v2 import RAW_PER_CLIP, STATE_DIM, write_v2_split
 from genie.data.raw_tokens import write_token_dataset
 
 # Where the training commands write the built-in dataset on first use: data/builtin under the
@@ -79,7 +82,7 @@ def _background(rng: np.random.Generator, size: int, patch: int) -> np.ndarray:
     return np.where(grain, (coarse + 1) % 3, coarse)
 
 
-WORLD_VERSION = 2  # part of the cached folder's name: a changed world is written anew
+WORLD_VERSION = 3  # part of the cached folder's name: a changed world is written anew
 DIRECTIONS = np.array([[0, 1], [0, -1], [1, 0], [-1, 0]])  # right, left, down, up (rows, columns)
 
 
@@ -94,17 +97,21 @@ def _sprite(patch: int, direction: np.ndarray) -> np.ndarray:
     return sprite
 
 
+SWING = np.array([0, 1, 2, 1])  # a swinging sprite's offset along its axis over its 4-frame period
+
+
 def _segment(rng: np.random.Generator, length: int, grid: int, patch: int, num_bouncers: int
              ) -> tuple[np.ndarray, np.ndarray]:
     """Render one segment: (length, grid*patch, grid*patch) grey levels and (length, 2) actions.
 
-    Bouncers move one patch per frame along a row or a column and turn around at the walls; each is
-    drawn with its bright edge facing its next move, so the next frame follows from this one. The
-    steered sprite (solid level 3) moves by the frame's action (dy, dx in {-1, 0, 1})."""
+    Swinging sprites go back and forth over three patches along a row or a column, one patch per
+    frame (a 4-frame period), drawn with their bright edge facing their next move. The steered
+    sprite (solid level 3) moves by the frame's action (dy, dx in {-1, 0, 1})."""
     size = grid * patch
     background = _background(rng, size, patch)
-    pos = rng.integers(0, grid, size=(num_bouncers, 2))
-    vel = DIRECTIONS[rng.integers(0, 4, size=num_bouncers)]
+    axis = DIRECTIONS[rng.choice([0, 2], size=num_bouncers)]  # along a row or a column
+    start = rng.integers(0, grid, size=(num_bouncers, 2)) % (grid - 2 * axis)  # the swing fits in the frame
+    phase = rng.integers(0, len(SWING), size=num_bouncers)
     agent = rng.integers(0, grid, size=2)
     action = np.zeros(2, dtype=np.int64)
     frames = np.empty((length, size, size), dtype=np.int64)
@@ -114,13 +121,12 @@ def _segment(rng: np.random.Generator, length: int, grid: int, patch: int, num_b
             if rng.random() < 0.25:  # sticky random policy: change command now and then
                 action = rng.integers(-1, 2, size=2)
             agent = np.clip(agent + action, 0, grid - 1)
-            pos = pos + vel
             actions[t] = action  # the command that produced frame t from frame t-1
-        # Turn around before the wall, so that the drawn direction is always the next move.
-        blocked = ((pos + vel) < 0) | ((pos + vel) > grid - 1)
-        vel = np.where(blocked, -vel, vel)
+        step = (t + phase) % len(SWING)
+        pos = start + axis * SWING[step][:, None]
+        heading = axis * np.sign(SWING[(step + 1) % len(SWING)] - SWING[step])[:, None]
         frame = background.copy()
-        for (y, x), v in zip(pos, vel):
+        for (y, x), v in zip(pos, heading):
             frame[y * patch:(y + 1) * patch, x * patch:(x + 1) * patch] = _sprite(patch, v)
         ay, ax = agent
         frame[ay * patch:(ay + 1) * patch, ax * patch:(ax + 1) * patch] = 3
@@ -173,3 +179,41 @@ def tokenizer_from_metadata(metadata: dict) -> PatchTokenizer | None:
     """The built-in tokenizer recorded in a split's metadata, or None for other data."""
     spec = metadata.get("builtin_tokenizer")
     return PatchTokenizer(spec["patch"], spec["levels"]) if spec else None
+
+
+def _v2_shard(raw_tokens: np.ndarray, segment_ids: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
+    """A v2.0 shard from raw frames: each clip of 17 raw frames becomes 3 latent frames, those at raw
+    offsets 0, 8 and 16 (the last raw frame each latent frame covers); the last, partial clip repeats
+    its final raw frame. States: the steering action in columns 0-1, zeros elsewhere (25 columns)."""
+    n = len(raw_tokens)
+    clips = -(-n // RAW_PER_CLIP)
+    raw = np.minimum(np.arange(clips)[:, None] * RAW_PER_CLIP + np.array([0, 8, 16]), n - 1)
+    states = np.zeros((n, STATE_DIM), dtype=np.float32)
+    states[:, :2] = actions
+    return {"video": raw_tokens[raw], "segment_idx": segment_ids, "states": states}
+
+
+def write_builtin_v2_dataset(root: str | Path, grid: int = 8, vocab_size: int = 256, shards: int = 3,
+                             frames_per_shard: int = 4000, val_frames: int = 2000, seed: int = 0) -> tuple[Path, Path]:
+    """The built-in world in the v2.0 layout: a sharded train/ and a flat val/ split."""
+    root = Path(root)
+    tokenizer = PatchTokenizer.for_vocab(vocab_size)
+    extra = {"s": grid, "vocab_size": vocab_size, "builtin_world_version": WORLD_VERSION, "builtin_seed": seed,
+             "builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}}
+    splits = {"train": ([seed + i for i in range(shards)], frames_per_shard, True),
+              "val": ([seed + 1_000_003], val_frames, False)}
+    for split, (seeds, frames, sharded) in splits.items():
+        parts = [_v2_shard(*make_split(frames, grid, tokenizer, s)) for s in seeds]
+        with atomic_directory(root / split) as tmp:
+            write_v2_split(tmp, parts, sharded, extra_metadata=extra)
+    return root / "train", root / "val"
+
+
+def builtin_v2_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | Path = DEFAULT_ROOT
+                            ) -> tuple[Path, Path]:
+    """Train and val folders of the built-in world in the v2.0 layout, made if missing."""
+    folder = Path(root) / f"v2-world{WORLD_VERSION}-grid{grid}-vocab{vocab_size}-seed{seed}"
+    train, val = folder / "train", folder / "val"
+    if not ((train / "metadata.json").is_file() and (val / "metadata.json").is_file()):
+        write_builtin_v2_dataset(folder, grid=grid, vocab_size=vocab_size, seed=seed)
+    return train, val

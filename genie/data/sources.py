@@ -1,41 +1,88 @@
-"""Which folders a command reads and how its datasets are opened (the recipes every command shares)."""
+"""Which folders a command reads and how its datasets are opened (the recipes every command shares).
+
+Two formats sit behind one dataset interface: 1X v1.1 (`RawTokenDataset`) and v2.0
+(`CosmosV2Dataset`), chosen from the folder's layout unless `data_format` forces one.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from genie.config import GenieConfig
-from genie.data.builtin import builtin_dataset_dirs
-from genie.data.raw_tokens import RawTokenDataset
+from genie.data.builtin import builtin_dataset_dirs, builtin_v2_dataset_dirs
+from genie.data.cosmos_v2 import STATE_POOLING, STATE_STREAM, CosmosV2Dataset, is_v2_folder
+from genie.data.raw_tokens import DataFormatError, RawTokenDataset
+
+DATA_FORMATS = ("auto", "v1.1", "v2.0")
 
 
-def resolve_data_dirs(train_dir: str | Path | None, val_dir: str | Path | None, config: GenieConfig
-                      ) -> tuple[Path, Path]:
-    """The train/val folders: the given ones, or the built-in dataset matching the config (made if missing)."""
+@dataclass
+class DataOptions:
+    """How a folder is read: its format ("auto" = from its layout) and, for v2.0, how robot states
+    are pooled per latent frame."""
+    data_format: str = "auto"
+    state_pooling: str = "last"
+
+    def __post_init__(self) -> None:
+        if self.data_format not in DATA_FORMATS:
+            raise DataFormatError(f"--data_format {self.data_format!r} must be one of {', '.join(DATA_FORMATS)}")
+        if self.state_pooling not in STATE_POOLING:
+            raise DataFormatError(f"--state_pooling {self.state_pooling!r} must be one of {', '.join(STATE_POOLING)}")
+
+    def format_of(self, data_dir: Path) -> str:
+        if self.data_format != "auto":
+            return self.data_format
+        return "v2.0" if is_v2_folder(Path(data_dir)) else "v1.1"
+
+
+def resolve_data_dirs(train_dir: str | Path | None, val_dir: str | Path | None, config: GenieConfig,
+                      data: DataOptions | None = None) -> tuple[Path, Path]:
+    """The train/val folders: the given ones, or the built-in dataset matching the config (made if
+    missing): in the v2.0 layout when asked for or when the config conditions on robot states."""
     if train_dir and val_dir:
         return Path(train_dir), Path(val_dir)
-    builtin_train, builtin_val = builtin_dataset_dirs(grid=config.h, vocab_size=config.image_vocab_size)
+    v2 = (data is not None and data.data_format == "v2.0") or STATE_STREAM in config.action_dims
+    dirs = builtin_v2_dataset_dirs if v2 else builtin_dataset_dirs
+    builtin_train, builtin_val = dirs(grid=config.h, vocab_size=config.image_vocab_size)
     return Path(train_dir or builtin_train), Path(val_dir or builtin_val)
 
 
-def open_eval_dataset(val_dir: str | Path, config: GenieConfig, stride: int = 1,
-                      window_size: int | None = None) -> RawTokenDataset:
-    """Validation windows as the challenge scores them: non-overlapping, checked against the model config."""
-    dataset = RawTokenDataset(val_dir, window_size or config.T, stride, filter_overlaps=True,
-                              action_dims=config.action_dims)
+def open_dataset(data_dir: str | Path, config: GenieConfig, stride: int = 1, window_size: int | None = None,
+                 filter_overlaps: bool = False, data: DataOptions | None = None):
+    """Windows of a folder in either format, checked against the model config."""
+    data = data or DataOptions()
+    window = window_size or config.T
+    if data.format_of(Path(data_dir)) == "v2.0":
+        dataset = CosmosV2Dataset(data_dir, window, stride, filter_overlaps, with_states=bool(config.action_dims),
+                                  state_pooling=data.state_pooling)
+    else:
+        dataset = RawTokenDataset(data_dir, window, stride, filter_overlaps=filter_overlaps,
+                                  action_dims=config.action_dims)
     dataset.check_compatible(config)
     return dataset
+
+
+def open_eval_dataset(val_dir: str | Path, config: GenieConfig, stride: int = 1, window_size: int | None = None,
+                      data: DataOptions | None = None):
+    """Validation windows as the challenge scores them: non-overlapping, checked against the model config."""
+    return open_dataset(val_dir, config, stride, window_size, filter_overlaps=True, data=data)
 
 
 def open_train_dataset(train_dir: str | Path, config: GenieConfig, stride: int = 1, window_size: int | None = None,
-                       filter_overlaps: bool = False) -> RawTokenDataset:
+                       filter_overlaps: bool = False, data: DataOptions | None = None):
     """Training windows, checked against the model config."""
-    dataset = RawTokenDataset(train_dir, window_size or config.T, stride, filter_overlaps=filter_overlaps,
-                              action_dims=config.action_dims)
-    dataset.check_compatible(config)
-    return dataset
+    return open_dataset(train_dir, config, stride, window_size, filter_overlaps, data)
 
 
-def challenge_stride(data_dir: str | Path) -> int:
-    """The stride that samples a split at 2 Hz, as the challenge evaluates (hz 30 -> 15); 1 without `hz`."""
+def challenge_stride(data_dir: str | Path, data: DataOptions | None = None) -> int:
+    """The stride that samples a split at 2 Hz, as the challenge evaluates (hz 30 -> 15); 1 without `hz`.
+    v2.0 windows are consecutive clips: always 1."""
+    if (data or DataOptions()).format_of(Path(data_dir)) == "v2.0":
+        return 1
     hz = RawTokenDataset.read_metadata(data_dir).get("hz")
     return max(1, round(hz / 2)) if isinstance(hz, (int, float)) and hz > 0 else 1
+
+
+def frame_arrays(dataset) -> list:
+    """The token frames of a dataset of either format, as (frames, s, s) arrays (for token statistics)."""
+    return dataset.frame_arrays() if hasattr(dataset, "frame_arrays") else [dataset.video]
