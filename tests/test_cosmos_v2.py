@@ -123,10 +123,12 @@ def test_malformed_v2_folders_give_one_line_errors_and_write_nothing(tmp_path, c
 
 @pytest.fixture
 def tiny_v2_config(tmp_path):
+    """configs/cosmos_v2_tiny.json at the built-in world's 256 token ids (64,000-way logits would make
+    these runs slow on a CPU; the vocabulary size is otherwise irrelevant to what is tested)."""
     def make(side=8):
         config = json.loads((REPO_ROOT / "configs" / "cosmos_v2_tiny.json").read_text())
         path = tmp_path / f"v2_{side}.json"
-        path.write_text(json.dumps({**config, "S": side * side}))
+        path.write_text(json.dumps({**config, "S": side * side, "image_vocab_size": 256}))
         return str(path)
     return make
 
