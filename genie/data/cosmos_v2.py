@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from genie.config import GenieConfig, read_json_object
 from genie.data.checks import first_nonfinite_frame, first_token_out_of_range
-from genie.data.raw_tokens import DataFormatError, window_start_indices
+from genie.data.raw_tokens import DataFormatError, check_fits_model, window_start_indices
 
 RAW_PER_CLIP, LATENT_PER_CLIP, STATE_DIM = 17, 3, 25
 DEFAULT_SIDE, DEFAULT_VOCAB = 32, 64000
@@ -198,19 +198,11 @@ class CosmosV2Dataset(Dataset):
 
     def check_compatible(self, config: GenieConfig) -> None:
         """Raise a one-line error when the model config cannot read this data."""
-        where = self.data_dir
-        if self.s * self.s != config.S:
-            raise DataFormatError(f"{where}: latent frames are {self.s}x{self.s} = {self.s * self.s} tokens but the "
-                                  f"model config has S = {config.S}; use a config with S = {self.s * self.s}")
-        if self.window_size != config.T:
-            raise DataFormatError(f"{where}: --window_size {self.window_size} differs from the model config's "
-                                  f"T = {config.T}; set them equal")
-        if self.vocab_size > config.image_vocab_size:
-            raise DataFormatError(f"{where}: vocab_size {self.vocab_size} exceeds the model's image_vocab_size "
-                                  f"{config.image_vocab_size}; use a config whose vocabulary covers the data")
+        check_fits_model(self, config)
         if self.with_states and config.action_dims != {STATE_STREAM: STATE_DIM}:
-            raise DataFormatError(f"{where}: v2.0 data conditions on 25 robot states per frame; the model config needs "
-                                  f'"action_dims": {{"{STATE_STREAM}": {STATE_DIM}}} (it has {config.action_dims})')
+            raise DataFormatError(f"{self.data_dir}: v2.0 data conditions on 25 robot states per frame; the model "
+                                  f'config needs "action_dims": {{"{STATE_STREAM}": {STATE_DIM}}} (it has '
+                                  f"{config.action_dims})")
 
 
 def write_v2_split(out_dir: str | Path, shards: list[dict[str, np.ndarray]], sharded: bool, hz: int = 30,

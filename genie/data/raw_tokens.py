@@ -168,16 +168,21 @@ class RawTokenDataset(Dataset):
 
     def check_compatible(self, config: GenieConfig) -> None:
         """Raise a one-line error when the model config cannot read this data."""
-        where = self.data_dir
-        if self.s * self.s != config.S:
-            raise DataFormatError(f"{where}: frames are {self.s}x{self.s} = {self.s * self.s} tokens but the model "
-                                  f"config has S = {config.S}; use a config with S = {self.s * self.s}")
-        if self.window_size != config.T:
-            raise DataFormatError(f"{where}: --window_size {self.window_size} differs from the model config's "
-                                  f"T = {config.T}; set them equal")
-        if self.vocab_size > config.image_vocab_size:
-            raise DataFormatError(f"{where}: vocab_size {self.vocab_size} exceeds the model's image_vocab_size "
-                                  f"{config.image_vocab_size}; use a config whose vocabulary covers the data")
+        check_fits_model(self, config)
+
+
+def check_fits_model(dataset, config: GenieConfig) -> None:
+    """One-line errors when a dataset's frames, windows or vocabulary do not fit the model config."""
+    where, side = dataset.data_dir, dataset.s
+    if side * side != config.S:
+        raise DataFormatError(f"{where}: frames are {side}x{side} = {side * side} tokens but the model "
+                              f"config has S = {config.S}; use a config with S = {side * side}")
+    if dataset.window_size != config.T:
+        raise DataFormatError(f"{where}: --window_size {dataset.window_size} differs from the model config's "
+                              f"T = {config.T}; set them equal")
+    if dataset.vocab_size > config.image_vocab_size:
+        raise DataFormatError(f"{where}: vocab_size {dataset.vocab_size} exceeds the model's image_vocab_size "
+                              f"{config.image_vocab_size}; use a config whose vocabulary covers the data")
 
 
 def _longest_segment(segment_ids: np.ndarray | None, num_frames: int) -> int:
