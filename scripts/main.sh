@@ -17,7 +17,9 @@ STAGE2_STEPS=${MAIN_STAGE2_STEPS:-800}
 COMMON=(--genie_config "$CONFIG" --seed "${MAIN_SEED:-42}" --learning_rate 3e-3 --lr_scheduler_type cosine
         --num_warmup_steps 20 --per_device_train_batch_size 16 --log_every_n_steps 50 --max_eval_steps 4
         --eval_every_n_steps 100000 --checkpointing_steps 100000)
-quiet() { "$@" 2>&1 | grep -v -E "it/s|s/it" || true; }  # keep the log readable: no progress bars
+# Keep the log readable: progress-bar updates (carriage-return separated) are dropped, every other
+# line (results, errors) is kept, and a failing command still stops the job (pipefail + set -e).
+quiet() { "$@" 2>&1 | tr '\r' '\n' | { grep -v -E "it/s|s/it" || true; }; }
 
 echo "== stage 1: masked pretraining ($STAGE1_STEPS steps, mask ratio 0.8 -> 0.1 cosine) -> $RUN/masked_pretrain"
 quiet $PY masked_pretrain.py "${COMMON[@]}" --output_dir "$RUN/masked_pretrain" --max_train_steps "$STAGE1_STEPS" \
