@@ -2,7 +2,7 @@
 `from data import RawTokenDataset, get_maskgit_collator, get_masked_pretrain_collator`.
 It re-exports `genie.data` (where everything lives) and defines nothing."""
 from genie.data import (KNOWN_ACTION_DIMS, AutoregressiveMaskGITCollator, CosmosV2Dataset,  # noqa: F401
-                        DataFormatError, DataOptions, frame_arrays, open_dataset,
+                        DataFormatError, DataOptions, open_dataset,
                         MaskedPretrainCollator, RawTokenDataset, apply_mask, challenge_stride, get_masked_pretrain_collator,
                         get_maskgit_collator, open_eval_dataset, open_train_dataset, resolve_data_dirs,
                         stack_features, window_start_indices, write_token_dataset)

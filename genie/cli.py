@@ -10,12 +10,14 @@ from typing import Callable, TypeVar
 
 from transformers import HfArgumentParser
 
+from genie.config import ConfigError
+
 T = TypeVar("T")
+
 
 # Errors that mean "the user gave a wrong input"; anything else is a bug and keeps its traceback.
 def user_error_types() -> tuple[type[BaseException], ...]:
     from genie.checkpoint import CheckpointError
-    from genie.config import ConfigError
     from genie.data import DataFormatError
     from genie.trainer import NonFiniteLossError, NothingToLearnError
 
@@ -25,8 +27,6 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 def check_flag(ok: bool, flag: str, value, what: str) -> None:
     """A wrong flag value is a one-line ConfigError naming the flag, its value and what it must be."""
     if not ok:
-        from genie.config import ConfigError
-
         raise ConfigError(f"--{flag} {value!r} {what}")
 
 
@@ -57,8 +57,6 @@ class ArgumentParser(HfArgumentParser):
     """HfArgumentParser whose mistakes (a bad value, a missing or unknown flag) are one-line user errors."""
 
     def error(self, message: str):
-        from genie.config import ConfigError
-
         raise ConfigError(f"{message}; see --help")
 
 
@@ -68,8 +66,6 @@ def parse(dataclass_types, description: str, argv: list[str] | None = None,
 
     `defaults_from(first_pass_namespace)` may supply defaults that explicit flags override (e.g. the
     stage-1 fields of the --genie_config file)."""
-    from genie.config import ConfigError
-
     parser = ArgumentParser(dataclass_types, description=description)
     if defaults_from is not None:
         parser.set_defaults(**defaults_from(parser.parse_known_args(argv)[0]))

@@ -149,12 +149,8 @@ class GenieConfig:
     @classmethod
     def from_json_file(cls, path: str | Path) -> "GenieConfig":
         """Load a config from a JSON file, or from a folder holding `config.json`."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "config.json"
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass a GenieConfig JSON file such as configs/tiny.json")
-        return cls.from_dict(read_json_object(path, ConfigError, what="config file "), source=str(path))
+        path, values = read_config_values(path)
+        return cls.from_dict(values, source=str(path))
 
     def replace(self, **changes: Any) -> "GenieConfig":
         return dataclasses.replace(self, **changes)
@@ -178,6 +174,16 @@ class GenieConfig:
             if wrong_bool or not isinstance(value, expected):
                 raise ConfigError(f"config field '{f.name}' = {value!r} has type {type(value).__name__}, "
                                   f"expected {type_name}")
+
+
+def read_config_values(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(the file, its JSON object) for a config file, or a folder holding `config.json`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass a GenieConfig JSON file such as configs/tiny.json")
+    return path, read_json_object(path, ConfigError, what="config file ")
 
 
 def read_json_object(path: Path, error_type: type[Exception], what: str = "") -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from genie.config import ConfigError
-from genie.data import (CosmosV2Dataset, DataOptions, challenge_stride, frame_arrays, open_dataset,
+from genie.data import (CosmosV2Dataset, DataOptions, challenge_stride, open_dataset,
                         open_eval_dataset, resolve_data_dirs)
 from genie.data.builtin import tokenizer_from_metadata
 from genie.data.cosmos_v2 import LATENT_PER_CLIP
@@ -164,7 +164,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
     train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config, data)
     val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir, data), data=data)
     options = options_for_dataset(options, val_set)
-    log_probs = unigram_log_probs(frame_arrays(open_dataset(train_dir, config, data=data)), config.image_vocab_size)
+    log_probs = unigram_log_probs(open_dataset(train_dir, config, data=data).frame_arrays(), config.image_vocab_size)
     decode_pixels, peak = pixel_decoder(val_set.metadata, config.h)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = evaluate_batches(model.to(device), dataset_batches(val_set, batch_size, max_examples), options,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genie.config import ConfigError, GenieConfig, read_json_object
+from genie.config import ConfigError, GenieConfig, read_config_values
 from genie.schedules import MASK_SCHEDULES
 
 MASK_PATTERNS = ("random", "block", "tube")
@@ -65,7 +65,7 @@ class MaskedPretrainConfig:
         if not ratios or any(not 0 < r <= 1 for r in ratios):
             raise ConfigError(f"--eval_mask_ratios {self.eval_mask_ratios!r} must hold ratios in (0, 1]")
 
-    def check_scores_tokens(self, num_frames: int, tokens_per_frame: int) -> None:
+    def check_scores_tokens(self, tokens_per_frame: int) -> None:
         """Refuse settings under which some training batches would mask (and so score) no token at all."""
         if self.prompt_frame_period == 1:
             raise ConfigError("--prompt_frame_period 1 keeps every frame visible, so no token is ever masked; "
@@ -92,11 +92,6 @@ STAGE1_FIELDS = tuple(f.name for f in dataclasses.fields(MaskedPretrainConfig) i
 def read_config_file(path: str | Path) -> tuple[GenieConfig, dict[str, Any]]:
     """A model config file that may also hold stage-1 fields (mask schedule, ratios, pattern), as the
     masked-pretraining write-up puts them: returns (the model config, the stage-1 fields found)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass a GenieConfig JSON file such as configs/tiny.json")
-    values = read_json_object(path, ConfigError, what="config file ")
+    path, values = read_config_values(path)
     stage1 = {k: values.pop(k) for k in STAGE1_FIELDS if k in values}
     return GenieConfig.from_dict(values, source=str(path), also_known=STAGE1_FIELDS), stage1

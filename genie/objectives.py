@@ -136,7 +136,7 @@ class MaskedPretrainObjective(Objective):
 
     def __init__(self, config: GenieConfig, masking, picture_writer=None):
         super().__init__(config)
-        masking.check_scores_tokens(config.T, config.S)
+        masking.check_scores_tokens(config.S)
         self.masking = masking
         self.temporal_attention = masking.temporal_attention
         self.collator = get_masked_pretrain_collator(masking, config)

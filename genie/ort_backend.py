@@ -64,7 +64,7 @@ class OnnxRuntimeModel:
         names = self.graphs[graph]["inputs"]
         return self.sessions[graph].run(None, {name: inputs[name] for name in names})
 
-    def _actions(self, actions: torch.Tensor | None, tokens: torch.Tensor) -> dict[str, np.ndarray]:
+    def _actions(self, actions: torch.Tensor | None) -> dict[str, np.ndarray]:
         if not self.config.action_dims:
             return {}
         if actions is None:
@@ -72,7 +72,7 @@ class OnnxRuntimeModel:
         return {"actions": actions.detach().cpu().float().numpy()}
 
     def compute_logits(self, tokens: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        (logits,) = self._run("full", tokens=tokens.cpu().long().numpy(), **self._actions(actions, tokens))
+        (logits,) = self._run("full", tokens=tokens.cpu().long().numpy(), **self._actions(actions))
         return torch.from_numpy(logits).to(tokens.device)
 
     def new_kv_cache(self) -> OrtKVCache:
@@ -85,7 +85,7 @@ class OnnxRuntimeModel:
         past_keys, past_values = cache.past(self.config, tokens.shape[0])
         logits, new_keys, new_values = self._run("cached_step", tokens=tokens.cpu().long().numpy(),
                                                  past_keys=past_keys, past_values=past_values,
-                                                 **self._actions(actions, tokens))
+                                                 **self._actions(actions))
         if commit:
             cache.append(new_keys[:, :, :, :commit], new_values[:, :, :, :commit])
         return torch.from_numpy(logits).to(tokens.device)

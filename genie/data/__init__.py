@@ -5,10 +5,10 @@ from genie.data.collators import (AutoregressiveMaskGITCollator, MaskedPretrainC
 from genie.data.cosmos_v2 import CosmosV2Dataset
 from genie.data.raw_tokens import (KNOWN_ACTION_DIMS, DataFormatError, RawTokenDataset, window_start_indices,
                                    write_token_dataset)
-from genie.data.sources import (DataOptions, challenge_stride, frame_arrays, open_dataset, open_eval_dataset,
+from genie.data.sources import (DataOptions, challenge_stride, open_dataset, open_eval_dataset,
                                 open_train_dataset, resolve_data_dirs)
 
 __all__ = ["AutoregressiveMaskGITCollator", "CosmosV2Dataset", "DataFormatError", "DataOptions", "KNOWN_ACTION_DIMS",
-           "MaskedPretrainCollator", "RawTokenDataset", "apply_mask", "challenge_stride", "frame_arrays",
+           "MaskedPretrainCollator", "RawTokenDataset", "apply_mask", "challenge_stride",
            "get_masked_pretrain_collator", "get_maskgit_collator", "open_dataset", "open_eval_dataset",
            "open_train_dataset", "resolve_data_dirs", "stack_features", "window_start_indices", "write_token_dataset"]

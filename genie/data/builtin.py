@@ -156,8 +156,7 @@ def write_builtin_dataset(root: str | Path, grid: int = 16, vocab_size: int = 26
     """Write train/ and val/ splits under `root` (val uses its own seed, so its segments are unseen)."""
     root = Path(root)
     tokenizer = PatchTokenizer.for_vocab(vocab_size)
-    extra = {"builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}, "builtin_seed": seed,
-             "builtin_world_version": WORLD_VERSION}
+    extra = _builtin_metadata(tokenizer, seed)
     paths = []
     for split, frames, split_seed in (("train", train_frames, seed), ("val", val_frames, seed + 1_000_003)):
         tokens, segment_ids, actions = make_split(frames, grid, tokenizer, split_seed)
@@ -166,13 +165,23 @@ def write_builtin_dataset(root: str | Path, grid: int = 16, vocab_size: int = 26
     return paths[0], paths[1]
 
 
-def builtin_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | Path = DEFAULT_ROOT) -> tuple[Path, Path]:
-    """Train and val folders of the built-in dataset for this frame size and vocabulary, made if missing."""
-    folder = Path(root) / f"world{WORLD_VERSION}-grid{grid}-vocab{vocab_size}-seed{seed}"
+def builtin_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | Path = DEFAULT_ROOT,
+                         v2_layout: bool = False) -> tuple[Path, Path]:
+    """Train and val folders of the built-in dataset for this frame size and vocabulary, made if
+    missing: in the v1.1 layout, or with `v2_layout` in the v2.0 one."""
+    prefix = "v2-" if v2_layout else ""
+    folder = Path(root) / f"{prefix}world{WORLD_VERSION}-grid{grid}-vocab{vocab_size}-seed{seed}"
     train, val = folder / "train", folder / "val"
     if not ((train / "metadata.json").is_file() and (val / "metadata.json").is_file()):
-        write_builtin_dataset(folder, grid=grid, vocab_size=vocab_size, seed=seed)
+        write = write_builtin_v2_dataset if v2_layout else write_builtin_dataset
+        write(folder, grid=grid, vocab_size=vocab_size, seed=seed)
     return train, val
+
+
+def _builtin_metadata(tokenizer: PatchTokenizer, seed: int) -> dict:
+    """What a split's metadata records of the built-in world (its tokenizer decodes it to pictures)."""
+    return {"builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}, "builtin_seed": seed,
+            "builtin_world_version": WORLD_VERSION}
 
 
 def tokenizer_from_metadata(metadata: dict) -> PatchTokenizer | None:
@@ -198,8 +207,7 @@ def write_builtin_v2_dataset(root: str | Path, grid: int = 8, vocab_size: int = 
     """The built-in world in the v2.0 layout: a sharded train/ and a flat val/ split."""
     root = Path(root)
     tokenizer = PatchTokenizer.for_vocab(vocab_size)
-    extra = {"s": grid, "vocab_size": vocab_size, "builtin_world_version": WORLD_VERSION, "builtin_seed": seed,
-             "builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}}
+    extra = {"s": grid, "vocab_size": vocab_size, **_builtin_metadata(tokenizer, seed)}
     splits = {"train": ([seed + i for i in range(shards)], frames_per_shard, True),
               "val": ([seed + 1_000_003], val_frames, False)}
     for split, (seeds, frames, sharded) in splits.items():
@@ -208,12 +216,3 @@ def write_builtin_v2_dataset(root: str | Path, grid: int = 8, vocab_size: int = 
             write_v2_split(tmp, parts, sharded, extra_metadata=extra)
     return root / "train", root / "val"
 
-
-def builtin_v2_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | Path = DEFAULT_ROOT
-                            ) -> tuple[Path, Path]:
-    """Train and val folders of the built-in world in the v2.0 layout, made if missing."""
-    folder = Path(root) / f"v2-world{WORLD_VERSION}-grid{grid}-vocab{vocab_size}-seed{seed}"
-    train, val = folder / "train", folder / "val"
-    if not ((train / "metadata.json").is_file() and (val / "metadata.json").is_file()):
-        write_builtin_v2_dataset(folder, grid=grid, vocab_size=vocab_size, seed=seed)
-    return train, val

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 
 from genie.config import GenieConfig, read_json_object
 from genie.data.checks import first_nonfinite_frame, first_token_out_of_range
-from genie.data.raw_tokens import DataFormatError, check_fits_model, window_start_indices
+from genie.data.raw_tokens import DataFormatError, check_fits_model, memmap_checked, window_start_indices
 
 RAW_PER_CLIP, LATENT_PER_CLIP, STATE_DIM = 17, 3, 25
 DEFAULT_SIDE, DEFAULT_VOCAB = 32, 64000
@@ -83,16 +83,6 @@ def read_v2_metadata(data_dir: Path) -> dict[str, Any]:
             "format": "v2.0"}
 
 
-def _memmap(path: Path, dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
-    if not path.is_file():
-        raise DataFormatError(f"{path} is missing; it should hold {what}")
-    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    if path.stat().st_size != expected:
-        raise DataFormatError(f"{path} has {path.stat().st_size} bytes but {what} needs {expected} (shape {shape}); "
-                              "the file is truncated or its metadata is wrong")
-    return np.memmap(path, dtype=dtype, mode="r", shape=shape) if expected else np.zeros(shape, dtype)
-
-
 def open_shard(data_dir: Path, i: int, metadata: dict[str, Any]) -> Shard:
     """One shard's memmaps, with every size checked against its metadata."""
     paths = _paths(data_dir, i, metadata["sharded"])
@@ -107,10 +97,10 @@ def open_shard(data_dir: Path, i: int, metadata: dict[str, Any]) -> Shard:
         raise DataFormatError(f"{paths['video']} has {paths['video'].stat().st_size} bytes, not a multiple of one clip "
                               f"(3 x {side} x {side} int32 = {clip_bytes} bytes); the file is truncated")
     clips = math.ceil(frames / RAW_PER_CLIP)
-    video = _memmap(paths["video"], np.int32, (clips, LATENT_PER_CLIP, side, side),
+    video = memmap_checked(paths["video"], np.int32, (clips, LATENT_PER_CLIP, side, side),
                     f"ceil({frames} raw frames / 17) = {clips} clips of tokens")
-    segments = _memmap(paths["segment_idx"], np.int32, (frames,), "one int32 segment index per raw frame")
-    states = _memmap(paths["states"], np.float32, (frames, STATE_DIM), "25 float32 states per raw frame")
+    segments = memmap_checked(paths["segment_idx"], np.int32, (frames,), "one int32 segment index per raw frame")
+    states = memmap_checked(paths["states"], np.float32, (frames, STATE_DIM), "25 float32 states per raw frame")
     return Shard(i, frames, video, segments, states)
 
 

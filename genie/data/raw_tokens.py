@@ -52,14 +52,15 @@ def _read_metadata(data_dir: Path) -> dict[str, Any]:
     return metadata
 
 
-def _memmap_checked(path: Path, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.memmap:
+def memmap_checked(path: Path, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.memmap:
+    """A read-only memmap of `path` as `shape`; a missing file or a size that does not fit is a one-line error."""
     if not path.is_file():
         raise DataFormatError(f"{path} is missing; it should hold {what}")
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     actual = path.stat().st_size
     if actual != expected:
         raise DataFormatError(f"{path} has {actual} bytes but metadata implies {expected} "
-                              f"({what}, shape {shape}, {np.dtype(dtype).name}); the file is truncated or metadata.json is wrong")
+                              f"({what}, shape {shape}, {np.dtype(dtype).name}); the file is truncated or its metadata is wrong")
     if expected == 0:
         return np.zeros(shape, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", shape=shape)
@@ -108,16 +109,16 @@ class RawTokenDataset(Dataset):
         n, s = self.metadata["num_images"], self.metadata["s"]
         self.num_images, self.s, self.vocab_size = n, s, self.metadata["vocab_size"]
         self.window_size, self.stride = window_size, stride
-        self.video = _memmap_checked(self.data_dir / "video.bin", np.dtype(self.metadata["token_dtype"]), (n, s, s),
+        self.video = memmap_checked(self.data_dir / "video.bin", np.dtype(self.metadata["token_dtype"]), (n, s, s),
                                      "the video tokens")
         seg_path = self.data_dir / "segment_ids.bin"
         if seg_path.is_file() or filter_interrupts:
-            self.segment_ids = _memmap_checked(seg_path, np.dtype(np.int32), (n,), "one int32 segment id per frame")
+            self.segment_ids = memmap_checked(seg_path, np.dtype(np.int32), (n,), "one int32 segment id per frame")
         else:
             self.segment_ids = None
         self.action_dims = dict(action_dims or {})
         self.actions = {
-            name: _memmap_checked(self.data_dir / "actions" / f"{name}.bin", np.dtype(np.float32), (n, dim),
+            name: memmap_checked(self.data_dir / "actions" / f"{name}.bin", np.dtype(np.float32), (n, dim),
                                   f"action stream '{name}' ({dim} float32 per frame)")
             for name, dim in self.action_dims.items()
         }
@@ -152,6 +153,10 @@ class RawTokenDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.start_indices)
+
+    def frame_arrays(self) -> list[np.ndarray]:
+        """The token frames as (frames, s, s) arrays (for token statistics); one array for v1.1."""
+        return [self.video]
 
     def frame_indices(self, idx: int) -> np.ndarray:
         start = int(self.start_indices[idx])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genie.config import GenieConfig
-from genie.data.builtin import builtin_dataset_dirs, builtin_v2_dataset_dirs
+from genie.data.builtin import builtin_dataset_dirs
 from genie.data.cosmos_v2 import STATE_POOLING, STATE_STREAM, CosmosV2Dataset, is_v2_folder
 from genie.data.raw_tokens import DataFormatError, RawTokenDataset
 
@@ -42,8 +42,7 @@ def resolve_data_dirs(train_dir: str | Path | None, val_dir: str | Path | None, 
     if train_dir and val_dir:
         return Path(train_dir), Path(val_dir)
     v2 = (data is not None and data.data_format == "v2.0") or STATE_STREAM in config.action_dims
-    dirs = builtin_v2_dataset_dirs if v2 else builtin_dataset_dirs
-    builtin_train, builtin_val = dirs(grid=config.h, vocab_size=config.image_vocab_size)
+    builtin_train, builtin_val = builtin_dataset_dirs(grid=config.h, vocab_size=config.image_vocab_size, v2_layout=v2)
     return Path(train_dir or builtin_train), Path(val_dir or builtin_val)
 
 
@@ -82,7 +81,3 @@ def challenge_stride(data_dir: str | Path, data: DataOptions | None = None) -> i
     hz = RawTokenDataset.read_metadata(data_dir).get("hz")
     return max(1, round(hz / 2)) if isinstance(hz, (int, float)) and hz > 0 else 1
 
-
-def frame_arrays(dataset) -> list:
-    """The token frames of a dataset of either format, as (frames, s, s) arrays (for token statistics)."""
-    return dataset.frame_arrays() if hasattr(dataset, "frame_arrays") else [dataset.video]
