@@ -3,7 +3,9 @@ genie/evaluation.py and turns the sums into one report (totals, per-frame and pe
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -173,6 +175,21 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
                   stride=val_set.stride, window=val_set.window_size, device=device,
                   sampling=vars(options.sampling), seed=options.seed, loss_only=options.loss_only)
     return report
+
+
+def write_eval_outputs(report: dict[str, Any], output_dir: str | Path) -> Path:
+    """eval.json (every number), eval.md (the table) and eval.png (metrics per frame and horizon) in
+    `output_dir`; eval.json is written last, so its presence means the evaluation finished."""
+    from genie.visualization import plot_eval_report  # matplotlib only where a picture is drawn
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.md").write_text(format_report(report) + "\n")
+    plot_eval_report(report, out / "eval.png")
+    partial = out / ".eval.json.tmp"
+    partial.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    os.replace(partial, out / "eval.json")
+    return out / "eval.json"
 
 
 def json_safe(value: Any) -> Any:

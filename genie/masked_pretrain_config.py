@@ -20,7 +20,8 @@ MASK_PATTERNS = ("random", "block", "tube")
 class MaskedPretrainConfig:
     initial_mask_ratio: float = field(default=0.8, metadata={"help": "Mask ratio at step 0."})
     final_mask_ratio: float = field(default=0.1, metadata={"help": "Mask ratio at the last step."})
-    mask_schedule: str = field(default="cosine", metadata={"help": "cosine | linear | exponential"})
+    mask_schedule: str = field(default="cosine", metadata={
+        "help": "cosine | linear | exponential | constant (the constant needs initial == final ratio)"})
     exponential_k: float = field(default=5.0, metadata={"help": "Steepness of the exponential schedule."})
     mask_all_frames: bool = field(default=False, metadata={"help": "Also mask frame 0 (default: frame 0 visible)."})
     mask_pattern: str = field(default="random", metadata={
@@ -44,6 +45,10 @@ class MaskedPretrainConfig:
                 raise ConfigError(f"--{name} {value} must be in [0, 1]")
         if self.mask_schedule not in MASK_SCHEDULES:
             raise ConfigError(f"--mask_schedule {self.mask_schedule!r} is unknown; choose one of {MASK_SCHEDULES}")
+        if self.mask_schedule == "constant" and self.initial_mask_ratio != self.final_mask_ratio:
+            raise ConfigError(f"--mask_schedule constant holds one ratio, but --initial_mask_ratio "
+                              f"{self.initial_mask_ratio} != --final_mask_ratio {self.final_mask_ratio}; set both "
+                              "to the ratio you want")
         if self.exponential_k <= 0:
             raise ConfigError(f"--exponential_k {self.exponential_k} must be > 0")
         if self.mask_pattern not in MASK_PATTERNS:

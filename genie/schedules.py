@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-MASK_SCHEDULES = ("cosine", "linear", "exponential")
+MASK_SCHEDULES = ("cosine", "linear", "exponential", "constant")
 
 
 def mask_ratio_at(progress: float, initial: float, final: float, schedule: str = "cosine",
@@ -11,7 +11,8 @@ def mask_ratio_at(progress: float, initial: float, final: float, schedule: str =
     """Mask ratio at training progress p = step / total_steps in [0, 1] (clamped).
 
     Every schedule starts exactly at `initial`, ends exactly at `final`, is monotone in between and
-    never leaves [min(initial, final), max(initial, final)].
+    never leaves [min(initial, final), max(initial, final)]. `constant` holds `initial` throughout, so
+    it needs initial == final (MaskedPretrainConfig refuses anything else).
     """
     p = min(max(float(progress), 0.0), 1.0)
     if schedule == "linear":
@@ -22,6 +23,10 @@ def mask_ratio_at(progress: float, initial: float, final: float, schedule: str =
         if exponential_k <= 0:
             raise ValueError(f"exponential_k = {exponential_k} must be > 0")
         weight = (math.exp(-exponential_k * p) - math.exp(-exponential_k)) / (1.0 - math.exp(-exponential_k))
+    elif schedule == "constant":
+        if initial != final:
+            raise ValueError(f"the constant schedule needs initial == final, got {initial} and {final}")
+        weight = 1.0
     else:
         raise ValueError(f"unknown mask schedule {schedule!r}; choose one of {MASK_SCHEDULES}")
     return final + (initial - final) * weight

@@ -7,18 +7,15 @@ and copy-previous-frame references on the same windows.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from genie.cli import check_flag, check_output_folder, parse, run_cli
 from genie.config import ConfigError
 from genie.data import DataOptions
 from genie.decoding import SamplingConfig
-from genie.eval_report import evaluate_checkpoint, format_report, json_safe
+from genie.eval_report import evaluate_checkpoint, format_report, write_eval_outputs
 from genie.evaluation import EvalOptions
 from genie.run_folder import model_folder
-from genie.visualization import plot_eval_report
 
 
 @dataclass
@@ -66,14 +63,9 @@ def main(argv: list[str] | None = None) -> dict:
     report = evaluate_checkpoint(model_folder(args.checkpoint_dir), args.train_data_dir, args.val_data_dir, options,
                                  args.batch_size, args.max_examples, args.stride,
                                  DataOptions(args.data_format, args.state_pooling))
-    table = format_report(report)
-    print(table)
+    print(format_report(report))
     if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "eval.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
-        (out / "eval.md").write_text(table + "\n")
-        plot_eval_report(report, out / "eval.png")
+        write_eval_outputs(report, args.output_dir)
     return report
 
 

@@ -352,7 +352,8 @@ def test_bad_input(name, tiny_data, runs, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["train.py", "masked_pretrain.py", "scripts/evaluate.py", "scripts/generate.py",
-                                     "scripts/schedule_ablation.py", "scripts/builtin_dataset.py", "scripts/bench.py"])
+                                     "scripts/schedule_ablation.py", "scripts/ablate.py", "scripts/builtin_dataset.py",
+                                     "scripts/bench.py"])
 def test_every_command_prints_its_help(command):
     result = subprocess.run([sys.executable, command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=120)

@@ -15,7 +15,7 @@ from tests.conftest import REPO_ROOT, TINY
 GENIE_DIR = REPO_ROOT / "genie"
 TOP_LEVEL_MODULES = {"data", "scripts", "train", "masked_pretrain", "tests"}
 # Distribution name -> module it is imported as, where they differ.
-IMPORT_NAMES = {"pillow": "PIL", "huggingface_hub": "huggingface_hub"}
+IMPORT_NAMES = {"pillow": "PIL", "huggingface_hub": "huggingface_hub", "pyyaml": "yaml"}
 # Used, but through another package rather than imported by ours: accelerate loads it for --report_to.
 USED_THROUGH_ANOTHER_PACKAGE = {"tensorboard"}
 

@@ -36,3 +36,14 @@ def test_progress_outside_unit_interval_is_clamped_and_bad_names_rejected():
     assert mask_ratio_at(-1, 0.8, 0.1) == pytest.approx(0.8) and mask_ratio_at(2, 0.8, 0.1) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="unknown mask schedule 'cos'"):
         mask_ratio_at(0.5, 0.8, 0.1, "cos")
+
+
+def test_constant_schedule_holds_its_ratio_and_refuses_two_ratios():
+    from genie.config import ConfigError
+    from genie.masked_pretrain_config import MaskedPretrainConfig
+
+    assert [mask_ratio_at(p / 4, 0.3, 0.3, "constant") for p in range(5)] == [0.3] * 5
+    with pytest.raises(ValueError, match="initial == final"):
+        mask_ratio_at(0.5, 0.8, 0.1, "constant")
+    with pytest.raises(ConfigError, match="constant holds one ratio"):
+        MaskedPretrainConfig(mask_schedule="constant", initial_mask_ratio=0.8, final_mask_ratio=0.1)

@@ -140,12 +140,13 @@ class MaskedPretrainCollator:
                               generator=generator)
             if ratio == 0:
                 mask = torch.zeros_like(mask)
+        # Not in place: a tube mask is one frame's mask expanded over time (shared memory).
         if c.prompt_frame_period:
-            mask &= maskable_between_prompt_frames(shape, c.prompt_frame_period)
+            mask = mask & maskable_between_prompt_frames(shape, c.prompt_frame_period)
         if c.lattice_stride:
-            mask &= maskable_off_lattice(shape, side, side, c.lattice_stride, c.lattice_offset)
+            mask = mask & maskable_off_lattice(shape, side, side, c.lattice_stride, c.lattice_offset)
         if not c.mask_all_frames:
-            mask &= maskable_after_first_frame(shape)
+            mask = mask & maskable_after_first_frame(shape)
         return mask
 
     def __call__(self, features, generator: torch.Generator | None = None, step: int = 0,

@@ -1,0 +1,58 @@
+"""The command line of the study runner (scripts/ablate.py, scripts/schedule_ablation.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genie.cli import check_flag, check_output_folder
+from genie.config import ConfigError
+from genie.studies.runner import RunnerOptions, emit_commands, run_study
+from genie.studies.spec import StudySpec, load_study
+
+OVERRIDABLE = ("seeds", "stage1_steps", "stage2_steps", "genie_config", "train_data_dir", "val_data_dir")
+
+
+@dataclass
+class AblateArguments:
+    study: str = field(metadata={"help": "Study file (YAML or JSON), e.g. configs/studies/schedules.yaml."})
+    output_dir: str | None = field(default=None, metadata={"help": "Default: results/<study name>/."})
+    store: str = field(default="runs/studies", metadata={"help": "Folder of the runs, shared between studies."})
+    jobs: int = field(default=1, metadata={"help": "Runs at a time, each in its own process with cores/jobs threads."})
+    emit_commands: bool = field(default=False, metadata={
+        "help": "Print one shell command per unfinished run (accelerate launch ...) instead of running them."})
+    seeds: str | None = field(default=None, metadata={"help": "Comma-separated seeds, replacing the file's."})
+    stage1_steps: int | None = field(default=None, metadata={"help": "Replaces the file's stage-1 budget."})
+    stage2_steps: int | None = field(default=None, metadata={"help": "Replaces the file's stage-2 budget."})
+    genie_config: str | None = field(default=None, metadata={"help": "Replaces the file's model config."})
+    train_data_dir: str | None = None
+    val_data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        check_flag(self.jobs >= 1, "jobs", self.jobs, "must be >= 1")
+        check_output_folder(self.output_dir)
+        check_output_folder(self.store, "store")
+
+    def overrides(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in OVERRIDABLE}
+        if self.seeds is not None:
+            try:
+                values["seeds"] = [int(s) for s in self.seeds.split(",") if s.strip()]
+            except ValueError:
+                raise ConfigError(f"--seeds {self.seeds!r} must be comma-separated integers") from None
+        return values
+
+    def load(self) -> StudySpec:
+        return load_study(self.study, self.overrides())
+
+
+def run_ablation(args: AblateArguments, spec: StudySpec, script: str = "scripts/ablate.py",
+                 extra_flags: tuple[str, ...] = ()) -> str:
+    """Run the study (or print its commands); returns the report (or the commands)."""
+    options = RunnerOptions(Path(args.output_dir or Path("results") / spec.name), Path(args.store), args.jobs)
+    if not args.emit_commands:
+        return run_study(spec, options)
+    given = [f"--{name} {getattr(args, name)}" for name in OVERRIDABLE if getattr(args, name) is not None]
+    collect = ["python", script, f"--study {args.study}", f"--store {args.store}",
+               f"--output_dir {options.output_dir}", *given, *extra_flags]
+    return "\n".join(emit_commands(spec, options) + [" ".join(collect)])

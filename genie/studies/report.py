@@ -1,0 +1,167 @@
+"""A study's report: results.csv (one row per arm), runs.csv (one row per arm and seed), results.md
+(mean ± std over seeds, paired difference to stage 2 alone with its 95% interval, the references),
+curves.png (val loss over training per arm) and swept.png (metrics against the swept value)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genie.config import GenieConfig
+from genie.studies.spec import Arm, StudySpec
+from genie.studies.stats import PairedDifference, mean_std, paired_difference
+
+# (column, label, lower is better)
+METRICS = (("cross_entropy", "teacher-forced CE (nats/token)", True),
+           ("accuracy", "teacher-forced accuracy", False),
+           ("rollout_accuracy_h1", "rollout accuracy, horizon 1", False),
+           ("rollout_accuracy", "rollout accuracy, mean over horizons", False))
+PRIMARY = "cross_entropy"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One arm at one seed, and the stage-2 run (with its evaluation) that scores it."""
+    arm: Arm
+    seed: int
+    task: Any  # genie.studies.runs.RunTask
+
+    def metrics(self) -> dict[str, float]:
+        report = json.loads(self.task.eval_json.read_text())
+        rollout = report["rollout"]
+        return {"cross_entropy": report["cross_entropy"], "accuracy": report["accuracy"],
+                "rollout_accuracy_h1": rollout["accuracy_per_horizon"][0], "rollout_accuracy": rollout["accuracy"],
+                "copy_previous_accuracy": report["copy_previous_accuracy"],
+                "copy_rollout_accuracy_h1": rollout["copy_accuracy_per_horizon"][0],
+                "unigram_cross_entropy": report["unigram_cross_entropy"], "num_windows": report["num_windows"],
+                "num_tokens": report["num_tokens"]}
+
+
+def verdict(diff: PairedDifference, lower_is_better: bool) -> str:
+    """helps / hurts when the 95% interval of the paired difference excludes 0, else no difference."""
+    if not diff.excludes_zero():
+        return "no difference"
+    better = diff.high < 0 if lower_is_better else diff.low > 0
+    return "helps" if better else "hurts"
+
+
+def arm_rows(spec: StudySpec, cells: list[Cell]) -> list[dict[str, Any]]:
+    """Per arm: mean and std of every metric; for pretrained arms the paired difference to the
+    stage-2-only arm of the same budget and its verdict."""
+    values = {(c.arm.name, c.seed): c.metrics() for c in cells}
+    arms = list({c.arm.name: c.arm for c in cells if c.arm.pretrained}.values())
+    baselines = list({b.name: b for b in map(spec.baseline_for, arms)}.values())
+    config = GenieConfig.from_json_file(spec.genie_config)
+    rows = []
+    for arm in arms + baselines:
+        row: dict[str, Any] = {"arm": arm.name, "value": arm.value, "stage1_steps": arm.stage1_steps,
+                               "stage2_steps": arm.stage2_steps, "seeds": len(spec.seeds),
+                               "masked_fraction": mean_masked_fraction(arm, config) if arm.pretrained else None}
+        baseline = spec.baseline_for(arm) if arm.pretrained else None
+        for metric, _, lower in METRICS:
+            per_seed = {s: values[(arm.name, s)][metric] for s in spec.seeds}
+            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(list(per_seed.values()))
+            if baseline is not None:
+                diff = paired_difference(per_seed, {s: values[(baseline.name, s)][metric] for s in spec.seeds})
+                row |= {f"{metric}_diff": diff.mean, f"{metric}_diff_low": diff.low, f"{metric}_diff_high": diff.high}
+                if metric == PRIMARY:
+                    row["verdict"] = verdict(diff, lower)
+        row["baseline"] = baseline.name if baseline else ""
+        rows.append(row)
+    return rows
+
+
+def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path) -> str:
+    from genie.studies.plots import plot_curves, plot_swept  # matplotlib only when a report is drawn
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows = arm_rows(spec, cells)
+    _write_csv(output_dir / "results.csv", rows)
+    _write_csv(output_dir / "runs.csv", [{"arm": c.arm.name, "seed": c.seed, "run": c.task.folder.name}
+                                         | c.metrics() for c in cells])
+    text = markdown(spec, rows, cells[0].metrics())
+    (output_dir / "results.md").write_text(text)
+    plot_curves(spec, cells, output_dir / "curves.png")
+    plot_swept(spec, rows, output_dir / "swept.png")
+    return text
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _interval(row: dict[str, Any], metric: str) -> str:
+    if f"{metric}_diff" not in row:
+        return "(baseline)"
+    low, high = row[f"{metric}_diff_low"], row[f"{metric}_diff_high"]
+    span = "n/a" if math.isnan(low) else f"{low:+.4f}, {high:+.4f}"
+    return f"{row[f'{metric}_diff']:+.4f} [{span}]"
+
+
+def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, float]) -> str:
+    training = ", ".join(f"{k} {v}" for k, v in spec.training_arguments().items() if k != "checkpointing_steps")
+    lines = [f"# {spec.title or spec.name}", "", spec.question, "",
+             f"Setting: `{spec.genie_config}`, seeds {spec.seeds}; stage 1 then stage 2 from its weights, vs stage 2 "
+             f"alone from scratch for {'the same total' if spec.baseline == 'equal_total_steps' else 'the same stage-2'}"
+             f" number of steps ({training}). Scored on {reference['num_windows']} val windows "
+             f"({reference['num_tokens']} tokens) with the challenge's metric (genie/eval_report.py). "
+             "Mean ± std over seeds; Δ = arm − stage 2 alone, paired by seed, with its 95% t interval "
+             "(negative Δ CE and positive Δ accuracy are better). Verdict on CE: helps / hurts when the interval "
+             "excludes 0.", "",
+             "Masked = the fraction of tokens stage 1 really masked, mean over its steps.", "",
+             "| arm | steps (s1+s2) | masked | CE | Δ CE [95% CI] | verdict | accuracy | Δ accuracy [95% CI] "
+             "| rollout acc h1 | Δ rollout h1 [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        masked = "-" if row["masked_fraction"] is None else f"{row['masked_fraction']:.3f}"
+        cols = [row["arm"], f"{row['stage1_steps']}+{row['stage2_steps']}", masked,
+                f"{row['cross_entropy_mean']:.4f} ± {row['cross_entropy_std']:.4f}", _interval(row, "cross_entropy"),
+                row.get("verdict", "-"), f"{row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f}",
+                _interval(row, "accuracy"),
+                f"{row['rollout_accuracy_h1_mean']:.4f} ± {row['rollout_accuracy_h1_std']:.4f}",
+                _interval(row, "rollout_accuracy_h1")]
+        lines.append("| " + " | ".join(cols) + " |")
+    lines += [f"| unigram of the training tokens (reference) | - | - | {reference['unigram_cross_entropy']:.4f} | | | | | | |",
+              f"| copy the previous frame (reference) | - | - | - | | | {reference['copy_previous_accuracy']:.4f} | | "
+              f"{reference['copy_rollout_accuracy_h1']:.4f} | |", ""]
+    lines += summary_lines(rows, reference)
+    return "\n".join(lines) + "\n"
+
+
+def summary_lines(rows: list[dict[str, Any]], reference: dict[str, float]) -> list[str]:
+    """The plain-words findings the numbers support (the study's reading interprets them)."""
+    arms = [r for r in rows if r["baseline"]]
+    baselines = [r for r in rows if not r["baseline"]]
+    best = min(arms, key=lambda r: r["cross_entropy_mean"])
+    worst_ratio = min(r["accuracy_mean"] / reference["copy_previous_accuracy"] for r in rows)
+    spread = max(r["cross_entropy_std"] for r in baselines)
+    counts = {v: sum(r["verdict"] == v for r in arms) for v in ("helps", "no difference", "hurts")}
+    return [f"- Best pretrained arm by CE: **{best['arm']}**, Δ CE {_interval(best, 'cross_entropy')} vs "
+            f"{best['baseline']}: {best['verdict']}.",
+            f"- Verdicts over {len(arms)} arms: {counts['helps']} help, {counts['no difference']} no difference, "
+            f"{counts['hurts']} hurt. Seed std of CE for stage 2 alone: {spread:.4f}.",
+            "- Every arm beats copying the previous frame on teacher-forced accuracy." if worst_ratio > 1 else
+            "- Some arm does NOT beat copying the previous frame on teacher-forced accuracy: it has not learned "
+            "the dynamics."]
+
+
+def mean_masked_fraction(arm: Arm, config: GenieConfig, batch_size: int = 8, seed: int = 0) -> float:
+    """The fraction of tokens stage 1 really masks, averaged over its steps (patterns, prompt frames,
+    the lattice and the visible first frame all lower it below the nominal ratio)."""
+    import torch
+
+    from genie.data.collators import get_masked_pretrain_collator
+    from genie.masked_pretrain_config import MaskedPretrainConfig
+
+    collator = get_masked_pretrain_collator(MaskedPretrainConfig(**arm.stage1), config, arm.stage1_steps)
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch_size, config.T, config.S)
+    fractions = [collator.build_mask(shape, collator.mask_ratio(step), generator).float().mean().item()
+                 for step in range(arm.stage1_steps)]
+    return sum(fractions) / len(fractions)

@@ -1,0 +1,144 @@
+"""Run a study: plan its runs, train what is not finished yet (in this process or in parallel worker
+processes), print progress, then write the report. A rerun skips finished runs."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genie.config import ConfigError, GenieConfig
+from genie.masked_pretrain_config import MaskedPretrainConfig
+from genie.studies.report import Cell, write_report
+from genie.studies.runs import STAGE2, Run, RunTask, commands, execute, make_task, stage1_run
+from genie.studies.spec import Arm, StudySpec
+
+
+@dataclass
+class RunnerOptions:
+    output_dir: Path
+    store: Path
+    jobs: int = 1
+
+
+def plan(spec: StudySpec) -> list[tuple[Arm, int, Run]]:
+    """(arm, seed, its stage-2 run) for every arm, baseline arm and seed."""
+    config = GenieConfig.from_json_file(spec.genie_config)
+    arms = spec.arm_list()
+    cells = []
+    for arm in arms:
+        try:
+            MaskedPretrainConfig(**arm.stage1).check_scores_tokens(config.S)
+        except ConfigError as error:
+            raise ConfigError(f"study {spec.source}, arm {arm.name!r}: {error}") from None
+        for seed in spec.seeds:
+            init = stage1_run(arm.stage1, arm.stage1_steps, seed)
+            cells.append((arm, seed, Run(STAGE2, seed, arm.stage2_steps, init=init)))
+    baselines = {b.name: b for b in (spec.baseline_for(a) for a in arms)}
+    for baseline in baselines.values():
+        cells += [(baseline, seed, Run(STAGE2, seed, baseline.stage2_steps)) for seed in spec.seeds]
+    return cells
+
+
+def phases(cells: list[tuple[Arm, int, Run]]) -> list[list[Run]]:
+    """Stage-1 runs first (stage 2 needs their weights), then the stage-2 runs; each run once."""
+    stage1 = list(dict.fromkeys(run.init for _, _, run in cells if run.init))
+    stage2 = list(dict.fromkeys(run for _, _, run in cells))
+    return [stage1, stage2]
+
+
+class Progress:
+    """One line per started and finished run: how many runs and steps are done, time spent and left."""
+
+    def __init__(self, tasks: list[RunTask], labels: dict[Run, str]):
+        self.total_runs, self.total_steps = len(tasks), sum(t.run.steps for t in tasks)
+        self.done_runs = self.done_steps = 0
+        self.labels, self.start = labels, time.perf_counter()
+
+    def line(self, verb: str, task: RunTask, seconds: float | None = None) -> None:
+        elapsed = time.perf_counter() - self.start
+        left = (f", ~{_minutes(elapsed / self.done_steps * (self.total_steps - self.done_steps))} left"
+                if self.done_steps else "")
+        took = f" in {seconds:.0f} s" if seconds is not None else ""
+        print(f"[{self.done_runs}/{self.total_runs} runs, {self.done_steps}/{self.total_steps} steps, "
+              f"{_minutes(elapsed)} elapsed{left}] {verb} {self.labels[task.run]}{took}", flush=True)
+
+    def finished(self, task: RunTask, seconds: float) -> None:
+        self.done_runs += 1
+        self.done_steps += task.run.steps
+        self.line("finished", task, seconds)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def run_labels(cells: list[tuple[Arm, int, Run]]) -> dict[Run, str]:
+    labels: dict[Run, str] = {}
+    for arm, seed, run in cells:
+        if run.init:
+            labels.setdefault(run.init, f"{arm.name!r} seed {seed}: stage 1 ({run.init.steps} steps)")
+        origin = "from stage 1" if run.init else "from scratch"
+        labels.setdefault(run, f"{arm.name!r} seed {seed}: stage 2 {origin} ({run.steps} steps) + eval")
+    return labels
+
+
+def run_study(spec: StudySpec, options: RunnerOptions) -> str:
+    """Train every unfinished run, phase by phase, then write and return the report."""
+    cells = plan(spec)
+    tasks = [[make_task(run, spec, options.store) for run in phase] for phase in phases(cells)]
+    pending = [[t for t in phase if not t.finished] for phase in tasks]
+    skipped = sum(len(p) for p in tasks) - sum(len(p) for p in pending)
+    print(f"study {spec.name}: {len(cells)} (arm, seed) cells, {sum(len(p) for p in tasks)} runs, {skipped} "
+          f"already finished (store {options.store}), {options.jobs} at a time", flush=True)
+    progress = Progress([t for p in pending for t in p], run_labels(cells))
+    for phase in pending:
+        if options.jobs == 1:
+            for task in phase:
+                progress.line("started", task)
+                progress.finished(task, execute(task))
+        else:
+            _run_parallel(phase, options.jobs, progress)
+    results = [Cell(arm, seed, make_task(run, spec, options.store)) for arm, seed, run in cells]
+    return write_report(spec, results, options.output_dir)
+
+
+def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
+    """Each run in a fresh process (Accelerate's state and torch's threads are per process), the CPU
+    cores split between them; the first failure stops the study after the runs in flight."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, context, initializer=torch.set_num_threads, initargs=(threads,),
+                             max_tasks_per_child=1) as pool:
+        queue, running = list(tasks), {}
+        while queue or running:
+            while queue and len(running) < jobs:
+                task = queue.pop(0)
+                progress.line("started", task)
+                running[pool.submit(execute, task, True)] = task
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    queue.clear()
+                    raise RuntimeError(f"{progress.labels[task.run]} failed: {error}; its log: {task.log}") from error
+                progress.finished(task, future.result())
+
+
+def emit_commands(spec: StudySpec, options: RunnerOptions) -> list[str]:
+    """The unfinished runs as shell commands, one line per run, phase by phase, ready for a scheduler;
+    a last line collects the results once all have finished."""
+    cells = plan(spec)
+    lines = []
+    for number, phase in enumerate(phases(cells), start=1):
+        tasks = [t for t in (make_task(run, spec, options.store) for run in phase) if not t.finished]
+        lines.append(f"# phase {number}: {len(tasks)} independent run(s)"
+                     + (" (after phase 1: they start from its weights)" if number == 2 else ""))
+        lines += [" && ".join(commands(task)) for task in tasks]
+    lines.append("# then collect the results (every run above is skipped as finished):")
+    return lines

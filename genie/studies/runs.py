@@ -1,0 +1,152 @@
+"""The training runs a study needs, each named by a hash of everything that determines its result,
+so that arms of different studies that coincide (the stage-2-only baseline, a default stage-1 arm,
+a stage-1 checkpoint shared by several stage-2 budgets) are trained once in a shared store."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genie.config import read_config_values
+from genie.eval_report import evaluate_checkpoint, write_eval_outputs
+from genie.evaluation import EvalOptions
+from genie.masked_pretrain_config import MaskedPretrainConfig
+from genie.stages import HandOffArguments, run_autoregressive, run_masked_pretrain
+from genie.studies.spec import StudySpec
+from genie.training_args import TrainingArguments
+
+STAGE1, STAGE2 = "masked_pretrain", "autoregressive"
+STAGE1_FINAL = "masked_pretrain_final"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: stage 1 with the given mask settings, or stage 2 (from `init`'s weights or
+    from scratch) followed by its evaluation."""
+    stage: str
+    seed: int
+    steps: int
+    masking: tuple[tuple[str, Any], ...] | None = None
+    init: Run | None = None
+
+    def identity(self, spec: StudySpec) -> dict[str, Any]:
+        """Everything the run's result depends on (the model config by content, not by path)."""
+        identity = {"stage": self.stage, "seed": self.seed, "steps": self.steps, "masking": self.masking,
+                    "init": self.init.key(spec) if self.init else None,
+                    "model": read_config_values(spec.genie_config)[1], "training": training_fields(spec, self.steps),
+                    "data": [spec.train_data_dir, spec.val_data_dir, spec.stride]}
+        if self.stage == STAGE2:
+            identity["eval"] = [spec.eval_batch_size, spec.eval_max_examples]
+        return identity
+
+    def key(self, spec: StudySpec) -> str:
+        digest = hashlib.sha1(json.dumps(self.identity(spec), sort_keys=True, default=str).encode()).hexdigest()
+        return f"{'s1' if self.stage == STAGE1 else 's2'}-seed{self.seed}-{self.steps}steps-{digest[:10]}"
+
+
+def stage1_run(settings: dict[str, Any], steps: int, seed: int) -> Run:
+    masking = dataclasses.asdict(MaskedPretrainConfig(**settings))
+    return Run(STAGE1, seed, steps, tuple(sorted(masking.items())))
+
+
+def training_fields(spec: StudySpec, steps: int) -> dict[str, Any]:
+    """The train.py flags of a run of `steps` steps: the study's, with warmup scaled to short runs."""
+    return {"num_warmup_steps": min(20, steps // 10)} | spec.training_arguments()
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """A run, made concrete: its folder, its arguments, and where its log goes. Picklable, so a worker
+    process can execute it."""
+    run: Run
+    folder: Path
+    log: Path
+    args: TrainingArguments
+    masking: MaskedPretrainConfig | None
+    init_weights: Path | None
+    eval_batch_size: int
+    eval_max_examples: int | None
+
+    @property
+    def trained(self) -> bool:
+        name = STAGE1_FINAL if self.run.stage == STAGE1 else "final_model"
+        return (self.folder / name / "model.safetensors").is_file()
+
+    @property
+    def eval_json(self) -> Path:
+        return self.folder / "eval" / "eval.json"
+
+    @property
+    def finished(self) -> bool:
+        return self.trained if self.run.stage == STAGE1 else self.eval_json.is_file()
+
+
+def make_task(run: Run, spec: StudySpec, store: Path) -> RunTask:
+    folder = store / run.key(spec)
+    args = TrainingArguments(**training_fields(spec, run.steps), genie_config=spec.genie_config, seed=run.seed,
+                             max_train_steps=run.steps, output_dir=str(folder), train_data_dir=spec.train_data_dir,
+                             val_data_dir=spec.val_data_dir, stride=spec.stride)
+    masking = MaskedPretrainConfig(**dict(run.masking)) if run.masking else None
+    init = store / run.init.key(spec) / STAGE1_FINAL if run.init else None
+    return RunTask(run, folder, store / "logs" / f"{folder.name}.log", args, masking, init,
+                   spec.eval_batch_size, spec.eval_max_examples)
+
+
+def execute(task: RunTask, quiet: bool = False) -> float:
+    """Train (unless already trained) and evaluate one run; returns its wall time in seconds. A folder
+    left by a killed attempt is removed and the run starts over. With `quiet`, output goes to the log."""
+    start = time.perf_counter()
+    task.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(task.log, "a") as log, contextlib.ExitStack() as stack:
+        if quiet:
+            stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(contextlib.redirect_stderr(log))
+        if not task.trained:
+            shutil.rmtree(task.folder, ignore_errors=True)
+            if task.run.stage == STAGE1:
+                run_masked_pretrain(task.args, task.masking)
+            else:
+                hand_off = HandOffArguments(str(task.init_weights) if task.init_weights else None)
+                run_autoregressive(task.args, hand_off)
+        if task.run.stage == STAGE2:
+            report = evaluate_checkpoint(task.folder / "final_model", task.args.train_data_dir,
+                                         task.args.val_data_dir, EvalOptions(), task.eval_batch_size,
+                                         task.eval_max_examples, task.args.stride)
+            write_eval_outputs(report, task.eval_json.parent)
+    return time.perf_counter() - start
+
+
+def commands(task: RunTask) -> list[str]:
+    """The shell commands that do what `execute` does, for a cluster's scheduler."""
+    train_flags = flags(task.args, TrainingArguments())
+    if task.run.stage == STAGE1:
+        # Every stage-1 field explicitly, so that stage-1 fields in the config file change nothing.
+        every = dataclasses.fields(MaskedPretrainConfig)
+        mask_flags = [f"--{f.name}={shlex.quote(str(getattr(task.masking, f.name)))}" for f in every]
+        return [" ".join(["accelerate launch masked_pretrain.py", *train_flags, *mask_flags])]
+    init = [f"--masked_pretrain_checkpoint {shlex.quote(str(task.init_weights))}"] if task.init_weights else []
+    data = [f"--{name} {shlex.quote(str(getattr(task.args, name)))}" for name in ("train_data_dir", "val_data_dir")
+            if getattr(task.args, name)]
+    evaluate = ["python scripts/evaluate.py", f"--checkpoint_dir {shlex.quote(str(task.folder / 'final_model'))}",
+                f"--output_dir {shlex.quote(str(task.eval_json.parent))}", f"--batch_size {task.eval_batch_size}",
+                f"--stride {task.args.stride}", *data]
+    if task.eval_max_examples:
+        evaluate.append(f"--max_examples {task.eval_max_examples}")
+    return [" ".join(["accelerate launch train.py", *train_flags, *init]), " ".join(evaluate)]
+
+
+def flags(values: Any, defaults: Any) -> list[str]:
+    """`--name=value` for each dataclass field whose value differs from the default."""
+    out = []
+    for f in dataclasses.fields(values):
+        value = getattr(values, f.name)
+        if value != getattr(defaults, f.name):
+            out.append(f"--{f.name}={shlex.quote(str(value))}")
+    return out

@@ -1,0 +1,162 @@
+"""A study file (JSON or YAML, under configs/studies/): what to sweep, the budgets, the seeds.
+
+    name: schedules                      # results go to results/<name>/ unless --output_dir says otherwise
+    title: Mask-ratio schedule
+    question: Which schedule of the stage-1 mask ratio helps stage 2 most?
+    genie_config: configs/small.json
+    seeds: [0, 1, 2]
+    stage1_steps: 100
+    stage2_steps: 300
+    baseline: equal_total_steps         # stage 2 alone for stage1+stage2 steps | equal_stage2_steps
+    training: {per_device_train_batch_size: 8, learning_rate: 0.003}   # any train.py flag
+    stage1: {initial_mask_ratio: 0.8, final_mask_ratio: 0.1}          # shared stage-1 fields
+    grid: {mask_schedule: [cosine, linear, exponential]}               # cartesian product of arms
+    arms:                                                              # and/or arms named one by one
+      - {name: constant 0.45, value: constant, stage1: {mask_schedule: constant, initial_mask_ratio: 0.45,
+         final_mask_ratio: 0.45}}
+
+Every arm runs stage 1 then stage 2 from its weights; the baseline arm runs stage 2 alone from scratch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genie.config import ConfigError
+from genie.masked_pretrain_config import MaskedPretrainConfig
+from genie.training_args import TrainingArguments
+
+STAGE1_SWEEPABLE = tuple(f.name for f in dataclasses.fields(MaskedPretrainConfig))
+BUDGET_FIELDS = ("stage1_steps", "stage2_steps")
+BASELINES = ("equal_total_steps", "equal_stage2_steps")
+# Set by the runner for each run, so a study may not set them.
+RUNNER_OWNED = ("output_dir", "seed", "max_train_steps", "overwrite_output_dir", "resume_from_checkpoint",
+                "genie_config", "train_data_dir", "val_data_dir")
+DEFAULT_TRAINING = {"per_device_train_batch_size": 8, "learning_rate": 3e-3, "lr_scheduler_type": "cosine",
+                    "log_every_n_steps": 25, "eval_every_n_steps": 100, "max_eval_steps": 4,
+                    "checkpointing_steps": 10 ** 9}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One cell of the study: stage-1 settings (None = stage 2 alone, from scratch) and budgets."""
+    name: str
+    stage1: dict[str, Any] | None
+    stage1_steps: int
+    stage2_steps: int
+    value: Any = None  # where the arm sits on the swept axis
+
+    @property
+    def pretrained(self) -> bool:
+        return self.stage1 is not None
+
+
+@dataclass
+class StudySpec:
+    name: str
+    genie_config: str
+    seeds: list[int]
+    stage1_steps: int
+    stage2_steps: int
+    title: str = ""
+    question: str = ""
+    baseline: str = "equal_total_steps"
+    training: dict[str, Any] = field(default_factory=dict)
+    stage1: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    arms: list[dict[str, Any]] = field(default_factory=list)
+    swept: str | None = None
+    train_data_dir: str | None = None
+    val_data_dir: str | None = None
+    stride: int = 1
+    eval_batch_size: int = 16
+    eval_max_examples: int | None = None
+    source: str = "<study>"
+
+    def __post_init__(self) -> None:
+        where = f"study {self.source}"
+        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            raise ConfigError(f"{where}: seeds {self.seeds!r} must be a non-empty list of integers >= 0")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"{where}: seeds {self.seeds!r} repeat a seed")
+        if self.baseline not in BASELINES:
+            raise ConfigError(f"{where}: baseline {self.baseline!r} must be one of {BASELINES}")
+        unknown = [k for k in self.training if k not in {f.name for f in dataclasses.fields(TrainingArguments)}]
+        owned = [k for k in self.training if k in RUNNER_OWNED]
+        if unknown or owned:
+            raise ConfigError(f"{where}: training keys {unknown or owned} are "
+                              f"{'not train.py flags' if unknown else 'set by the runner for each run'}")
+        for key in list(self.stage1) + list(self.grid) + [k for a in self.arms for k in a.get("stage1", {})]:
+            if key not in STAGE1_SWEEPABLE + BUDGET_FIELDS:
+                raise ConfigError(f"{where}: {key!r} is not a stage-1 field or budget; choose from "
+                                  f"{STAGE1_SWEEPABLE + BUDGET_FIELDS}")
+        if not self.grid and not self.arms:
+            raise ConfigError(f"{where}: give a grid or a list of arms")
+        for key, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: grid.{key} must be a non-empty list of values")
+        for key in BUDGET_FIELDS:
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(f"{where}: {key} must be an integer >= 1")
+        self.arm_list()  # every arm's stage-1 settings must be valid
+
+    def training_arguments(self) -> dict[str, Any]:
+        return DEFAULT_TRAINING | self.training
+
+    def arm_list(self) -> list[Arm]:
+        """The pretrained arms: the grid's product, then the named arms; each checked as stage-1 settings."""
+        specs = []
+        keys = list(self.grid)
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            name = ", ".join(f"{k}={v}" for k, v in zip(keys, values))
+            value = values[0] if len(values) == 1 else name
+            specs.append({"name": name, "value": value, "stage1": dict(zip(keys, values))})
+        specs += self.arms
+        arms = [self._arm(s) for s in specs]
+        names = [a.name for a in arms]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"study {self.source}: arm names repeat: {names}")
+        return arms
+
+    def _arm(self, spec: dict[str, Any]) -> Arm:
+        if "name" not in spec:
+            raise ConfigError(f"study {self.source}: every arm in 'arms' needs a name")
+        settings = self.stage1 | spec.get("stage1", {})
+        budgets = {k: settings.pop(k, getattr(self, k)) for k in BUDGET_FIELDS}
+        try:
+            MaskedPretrainConfig(**settings)
+        except (ConfigError, TypeError) as error:
+            raise ConfigError(f"study {self.source}, arm {spec['name']!r}: {error}") from None
+        return Arm(spec["name"], settings, budgets["stage1_steps"], budgets["stage2_steps"], spec.get("value"))
+
+    def baseline_for(self, arm: Arm) -> Arm:
+        """Stage 2 alone from scratch, for the arm's total steps (or its stage-2 steps)."""
+        steps = arm.stage2_steps + (arm.stage1_steps if self.baseline == "equal_total_steps" else 0)
+        return Arm(f"stage 2 only, {steps} steps", None, 0, steps, arm.value)
+
+
+def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """Read a study file (YAML, or JSON, which YAML reads too); `overrides` replace its top-level keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"study file {path} does not exist; pass a file such as configs/studies/schedules.yaml")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"study file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"study file {path} must hold a mapping of keys (name, seeds, grid, ...)")
+    values |= {k: v for k, v in (overrides or {}).items() if v is not None}
+    known = {f.name for f in dataclasses.fields(StudySpec)} - {"source"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"study file {path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = [k for k in ("name", "genie_config", "seeds", "stage1_steps", "stage2_steps") if k not in values]
+    if missing:
+        raise ConfigError(f"study file {path} lacks {missing}")
+    return StudySpec(**values, source=str(path))
