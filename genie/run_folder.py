@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from genie.checkpoint import CheckpointError
+from genie.checkpoint_manifest import MANIFEST, TRAINER_STATE, trainer_state_problem, verify_checkpoint
 from genie.cli import check_output_folder
 from genie.config import ConfigError
 
-TRAINER_STATE = "trainer_state.json"
 
 
 def is_run_folder(path: Path) -> bool:
@@ -84,19 +84,37 @@ def model_folder(path: str | Path, flag: str = "checkpoint_dir") -> Path:
     return path
 
 
-def find_checkpoint(output_dir: Path, spec: str) -> Path:
-    """`latest` -> the newest step_N/ of the run; otherwise the given folder, which must exist."""
-    if spec == "latest":
-        steps = sorted((p for p in output_dir.glob("step_*") if p.name.split("_")[1].isdigit()),
-                       key=lambda p: int(p.name.split("_")[1]))
-        if not steps:
-            raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} has no step_N/ checkpoint yet")
-        return steps[-1]
-    path = Path(spec)
-    if not (path / TRAINER_STATE).is_file():
-        raise CheckpointError(f"--resume_from_checkpoint {path} is not a step_N/ checkpoint folder "
-                              f"(no {TRAINER_STATE}); pass a step_N/ folder of a run or 'latest'")
-    return path
+def step_folders(output_dir: Path) -> list[Path]:
+    """The run's step_N/ folders, newest first."""
+    steps = [p for p in output_dir.glob("step_*") if p.name.split("_")[1].isdigit()]
+    return sorted(steps, key=lambda p: int(p.name.split("_")[1]), reverse=True)
+
+
+def find_checkpoint(output_dir: Path, spec: str) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from and, for `latest`, the newer ones skipped (with why).
+
+    `latest`: the newest step_N/ that verifies (genie/checkpoint_manifest.py); None when the run has
+    no checkpoint yet (it starts from step 0). A named folder must verify, or it is refused."""
+    if spec != "latest":
+        path = Path(spec)
+        if not (path / TRAINER_STATE).is_file() and not (path / MANIFEST).is_file():
+            raise CheckpointError(f"--resume_from_checkpoint {path} is not a step_N/ checkpoint folder "
+                                  f"(no {TRAINER_STATE}); pass a step_N/ folder of a run or 'latest'")
+        problem = verify_checkpoint(path)
+        if problem:
+            raise CheckpointError(f"--resume_from_checkpoint {path} is damaged: {problem}; pass an earlier step_N/ "
+                                  "folder or 'latest' (the newest one that verifies)")
+        return path, []
+    skipped = []
+    for candidate in step_folders(output_dir):
+        problem = verify_checkpoint(candidate)
+        if problem is None:
+            return candidate, skipped
+        skipped.append(f"skipped {candidate.name}/: {problem}")
+    if skipped:
+        raise CheckpointError(f"--resume_from_checkpoint latest: no checkpoint of {output_dir} verifies "
+                              f"({'; '.join(skipped)}); start a new run with --overwrite_output_dir")
+    return None, []
 
 
 def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
@@ -105,21 +123,47 @@ def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot resume from {checkpoint}: {TRAINER_STATE} is unreadable ({error}); "
                               "pick an earlier step_N/ folder") from None
-    if not isinstance(state, dict) or not {"step", "epoch", "batches_done_in_epoch", "lr_scheduler"} <= set(state):
-        raise CheckpointError(f"cannot resume from {checkpoint}: {TRAINER_STATE} lacks the step and data position; "
-                              "pick an earlier step_N/ folder")
+    problem = trainer_state_problem(state)
+    if problem:
+        raise CheckpointError(f"cannot resume from {checkpoint}: {problem}; pick an earlier step_N/ folder")
     return state
 
 
-def check_resumable(checkpoint: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
-    """Refuse to resume a checkpoint whose stage, model config or data-order arguments differ from this run's."""
+def check_restartable(output_dir: Path, stage: str) -> None:
+    """`latest` on a run with no checkpoint restarts it from step 0: only a run of this stage."""
+    if not is_run_folder(output_dir):
+        raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} holds no run to resume; start it "
+                              "without --resume_from_checkpoint")
+    saved = json.loads((output_dir / "config.json").read_text())["stage"]
+    if saved != stage:
+        raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} holds a '{saved}' run, not a '{stage}' "
+                              "run; resume it with the matching command")
+
+
+def check_resumable(checkpoint: Path, saved: dict[str, Any] | None, current: dict[str, Any],
+                    allow_mismatch: bool = False) -> list[str]:
+    """Refuse to resume a checkpoint whose stage, process count, model config or data-order arguments
+    differ from this run's; with `allow_mismatch`, return what differs instead (to be printed)."""
     if saved is None:  # written before checkpoints recorded their run; nothing to compare
-        return
+        return []
     def importance(key: str) -> tuple[int, str]:  # the stage first, the masking settings last
-        return ({"stage": 0}.get(key, 3 if key.startswith("masking.") else 2 if key.startswith("model.") else 1), key)
+        order = {"stage": 0, "num_processes": 1}
+        return (order.get(key, 4 if key.startswith("masking.") else 3 if key.startswith("model.") else 2), key)
 
     differing = sorted((key for key in set(saved) | set(current) if saved.get(key) != current.get(key)), key=importance)
-    if differing:
-        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in differing[:4])
-        raise CheckpointError(f"cannot resume from {checkpoint}: it was made with other settings ({details}); use the "
-                              "same settings, or pass --allow_resume_mismatch if the change is meant")
+    changes = [describe_change(k, saved, current) for k in differing]
+    if differing and not allow_mismatch:
+        raise CheckpointError(f"cannot resume from {checkpoint}: it was made with other settings "
+                              f"({'; '.join(changes[:4])}); use the same settings, or pass --allow_resume_mismatch if "
+                              "the change is meant")
+    return changes
+
+
+def describe_change(key: str, saved: dict[str, Any], current: dict[str, Any]) -> str:
+    if key == "num_processes" and {"num_processes", "per_device_train_batch_size"} <= set(saved) & set(current):
+        batch = lambda run: (run["num_processes"] * run["per_device_train_batch_size"]  # noqa: E731
+                             * run.get("gradient_accumulation_steps", 1))
+        return (f"{saved[key]} processes when saved, {current[key]} now: the global batch changes from "
+                f"{batch(saved)} to {batch(current)} windows per optimizer step and the data order changes "
+                f"(launch with {saved[key]} processes to continue exactly)")
+    return f"{key}: checkpoint {saved.get(key)!r} vs now {current.get(key)!r}"

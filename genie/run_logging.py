@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,24 @@ class MetricsLogger:
             elif tracker.name == "tensorboard":
                 pixels = {k: np.asarray(Image.open(path).convert("RGB"))[None] for k, path in images.items()}
                 tracker.log_images(pixels, step=step, dataformats="NHWC")
+
+
+def drop_records_after(path: Path, step: int) -> None:
+    """Keep only the records up to `step` (a resumed run logs the later steps again); atomic rewrite."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= step]
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text("".join(kept))
+    os.replace(partial, path)
+
+
+def _step_of(line: str) -> float:
+    """The step of one metrics line; a line cut short by a kill counts as after every step."""
+    try:
+        return json.loads(line)["step"] if line.endswith("\n") else math.inf
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

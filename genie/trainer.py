@@ -7,7 +7,9 @@ only thing that differs between the stages. Run folder layout: docs/architecture
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -21,22 +23,26 @@ from typing import Any, Iterator
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from genie.checkpoint import CheckpointError, save_model_folder
+from genie.checkpoint_manifest import write_manifest
 from genie.config import ConfigError
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
 from genie.eval_report import options_for_dataset
 from genie.evaluation import EvalOptions
+from genie.fsdp import full_parameters
 from genie.model import STMaskGIT
 from genie.objectives import Objective, make_global_batch, to_device
 from genie.seeding import batch_generator
-from genie.run_folder import (TRAINER_STATE, check_output_dir, check_resumable, discard_replaced_run, find_checkpoint,
-                              prepare_output_dir, read_trainer_state, restore_replaced_run)
-from genie.run_logging import MetricsLogger, TrainingMeter
+from genie.run_folder import (TRAINER_STATE, check_output_dir, check_restartable, check_resumable, discard_replaced_run,
+                              find_checkpoint, prepare_output_dir, read_trainer_state, restore_replaced_run,
+                              step_folders)
+from genie.run_lock import RunFolderLockedError, RunLock
+from genie.run_logging import MetricsLogger, TrainingMeter, drop_records_after
 from genie.training_args import TrainingArguments
 
 
@@ -46,6 +52,20 @@ class NonFiniteLossError(RuntimeError):
 
 class NothingToLearnError(RuntimeError):
     """A training batch masks (and so scores) no token."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint or the final model could not be written (disk full, no permission)."""
+
+
+def describe_write_error(target: Path, error: OSError, checkpoints: list[Path]) -> str:
+    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EACCES: "no permission to write there", errno.EPERM: "no permission to write there",
+              errno.EROFS: "the file system is read-only"}
+    cause = causes.get(error.errno, error.strerror or type(error).__name__)
+    newest = f"the newest complete checkpoint is {checkpoints[0]}" if checkpoints else "no checkpoint was written yet"
+    return (f"could not write {target}: {cause} ({error.filename or target.parent}); the partial folder was "
+            f"removed and {newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
 
 
 class StopRequest:
@@ -119,8 +139,7 @@ class Trainer:
         self.accelerator = self._build_accelerator()
         set_seed(args.seed)
         self.train_set, self.val_set = self._build_datasets()
-        self.checkpoint = (find_checkpoint(self.output_dir, args.resume_from_checkpoint)
-                           if args.resume_from_checkpoint else None)
+        self.checkpoint = self._find_checkpoint()
         self.model, self.optimizer, self.train_loader, self.val_loader = self._build_model_and_loaders(model)
         self.unwrapped = self.accelerator.unwrap_model(self.model)
         # Only the training forward is compiled; saving and evaluation use the plain module.
@@ -132,9 +151,14 @@ class Trainer:
         self.step, self.epoch, self.batches_done = 0, 0, 0
         if self.checkpoint is not None:
             self._resume(self.checkpoint)
-        # Everything is checked (inputs, data, resume): only now is the run folder written.
-        self.replaced_run = self._write_run_folder(run_info or {})
-        self._init_trackers()
+        # Everything is checked (inputs, data, resume): only now is the run folder locked and written.
+        self.lock = self._lock_run_folder()
+        try:
+            self.replaced_run = self._write_run_folder(run_info or {})
+            self._init_trackers()
+        except BaseException:
+            self.lock.release()
+            raise
         self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.accelerator)
         self.progress: tqdm | None = None
         self.stop: StopRequest | None = None
@@ -153,11 +177,21 @@ class Trainer:
         AcceleratorState._reset_state()
         # Launched as several processes on a machine without a GPU: run data-parallel on the CPU (gloo).
         distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        return Accelerator(
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("true", "1") and not torch.cuda.is_available():
+            # Accelerate would either crash on every rank or silently train plain data-parallel.
+            raise ConfigError("FSDP was requested (accelerate launch --use_fsdp or an FSDP config) but this machine "
+                              "has no GPU; launch without FSDP (plain data-parallel runs on the CPU) or on GPUs")
+        accelerator = Accelerator(
             cpu=distributed_cpu, gradient_accumulation_steps=self.args.gradient_accumulation_steps,
             mixed_precision=self.args.mixed_precision, log_with=log_with, project_dir=self.args.output_dir,
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
+        if accelerator.is_fsdp2 and accelerator.state.fsdp_plugin.cpu_ram_efficient_loading:
+            # Accelerate's rank-0 loading looks parameters up with a Transformers-model method and fails
+            # on our root-level position embedding; every rank builds the model itself instead.
+            accelerator.state.fsdp_plugin.cpu_ram_efficient_loading = False
+            accelerator.print("FSDP: cpu_ram_efficient_loading turned off (not supported for this model)")
+        return accelerator
 
     def _build_datasets(self) -> tuple[Dataset, Dataset]:
         args, config = self.args, self.config
@@ -175,7 +209,9 @@ class Trainer:
                       "genie_config": self.config.to_dict(), "train_data_dir": str(self.train_set.data_dir),
                       "val_data_dir": str(self.val_set.data_dir), "num_processes": self.accelerator.num_processes,
                       "mixed_precision": self.accelerator.mixed_precision, "device": str(self.accelerator.device),
-                      **run_info}
+                      "distributed_type": self.accelerator.distributed_type.value, **run_info}
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            run_config["fsdp_version"] = 2 if self.accelerator.is_fsdp2 else 1
         aside = None
         if self.accelerator.is_main_process:
             aside = prepare_output_dir(self.output_dir, self.args.overwrite_output_dir,
@@ -184,8 +220,37 @@ class Trainer:
                 print(f"moved the previous run in {self.output_dir} to {aside}; it is deleted when this run writes "
                       "its first checkpoint, and put back if this run fails before that")
             (self.output_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+            if self.args.resume_from_checkpoint:  # records of steps after the checkpoint will be logged again
+                drop_records_after(self.output_dir / "metrics.jsonl", self.step)
         self.accelerator.wait_for_everyone()
         return aside
+
+    def _find_checkpoint(self) -> Path | None:
+        """The checkpoint to resume from: the named one, or the newest that verifies (saying which newer
+        ones were skipped and why); None for a new run or a run killed before its first checkpoint."""
+        if not self.args.resume_from_checkpoint:
+            return None
+        checkpoint, skipped = find_checkpoint(self.output_dir, self.args.resume_from_checkpoint)
+        for line in skipped:
+            self.accelerator.print(f"--resume_from_checkpoint latest {line}")
+        if checkpoint is None:
+            check_restartable(self.output_dir, self.objective.name)
+            self.accelerator.print(f"{self.output_dir} holds a run with no checkpoint yet: it starts from step 0")
+        return checkpoint
+
+    def _lock_run_folder(self) -> RunLock:
+        """One writer per run folder: the main process takes the lock, every process learns the outcome."""
+        lock, refusal = RunLock(self.output_dir), [None]
+        if self.accelerator.is_main_process:
+            try:
+                lock.acquire()
+            except RunFolderLockedError as error:
+                refusal = [str(error)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(refusal)
+        if refusal[0]:
+            raise RunFolderLockedError(refusal[0])
+        return lock
 
     def run_fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must share with the run that resumes it: the stage and its settings, the
@@ -247,8 +312,9 @@ class Trainer:
     def _resume(self, checkpoint: Path) -> None:
         """Check that the checkpoint belongs to this kind of run, then load it; writes nothing."""
         state = read_trainer_state(checkpoint)
-        if not self.args.allow_resume_mismatch:
-            check_resumable(checkpoint, state.get("run"), self.run_fingerprint())
+        for change in check_resumable(checkpoint, state.get("run"), self.run_fingerprint(),
+                                      self.args.allow_resume_mismatch):
+            self.accelerator.print(f"--allow_resume_mismatch: resuming although {change}")
         try:
             # Accelerate reads weights with safetensors and the optimizer / RNG files with
             # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
@@ -381,7 +447,7 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         self.model.eval()
         batches = (b for _, b in zip(range(self.args.max_eval_steps), self.val_loader))
-        with torch.no_grad(), self.accelerator.autocast():
+        with torch.no_grad(), self.accelerator.autocast(), full_parameters(self.accelerator, self.model):
             options = options_for_dataset(EvalOptions(seed=self.args.seed), self.val_set)
             metrics = self.objective.evaluate(self.unwrapped, batches, self.accelerator.gather_for_metrics, options,
                                               step=self.step)
@@ -390,22 +456,38 @@ class Trainer:
 
     # ----- saving and shutdown -----
     def save_checkpoint(self) -> None:
-        """step_N/ with everything needed to resume exactly; written as .tmp-step_N and renamed into place."""
+        """step_N/ with everything needed to resume exactly, and its manifest; written as .tmp-step_N
+        and renamed into place. A failed write (disk full, no permission) removes the partial folder
+        and stops the run with one line."""
         accelerator = self.accelerator
         final = self.output_dir / f"step_{self.step}"
         tmp = self.output_dir / f".tmp-step_{self.step}"
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
-        if accelerator.is_main_process:
-            self.unwrapped.config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
-            self._write_trainer_state(tmp)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
-            discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
-            self.replaced_run = None
+        with self._write_errors(final, tmp):
+            accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                self.unwrapped.config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
+                self._write_trainer_state(tmp)
+                write_manifest(tmp)
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
+                discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
+                self.replaced_run = None
         accelerator.wait_for_everyone()
+
+    @contextlib.contextmanager
+    def _write_errors(self, target: Path, partial: Path | None = None):
+        """A failed write is a CheckpointWriteError naming the folder and the cause; the partial
+        folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
+        try:
+            yield
+        except OSError as error:
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise CheckpointWriteError(describe_write_error(target, error, step_folders(self.output_dir))) from None
 
     def _write_trainer_state(self, folder: Path) -> None:
         (folder / TRAINER_STATE).write_text(json.dumps(self.state_dict()))
@@ -424,7 +506,8 @@ class Trainer:
         state_dict = self.accelerator.get_state_dict(self.model)  # collective: gathers sharded (FSDP) weights
         final_dir = self.output_dir / self.objective.final_model_dirname
         if self.accelerator.is_main_process:
-            save_model_folder(final_dir, self.unwrapped.config, state_dict)
+            with self._write_errors(final_dir):  # save_model_folder removes its own partial folder
+                save_model_folder(final_dir, self.unwrapped.config, state_dict)
         self.accelerator.wait_for_everyone()
         self.accelerator.print(f"saved final model to {final_dir}")
         return final_metrics
@@ -438,6 +521,7 @@ class Trainer:
         if self.progress is not None:
             self.progress.close()
         self.accelerator.end_training()
+        self.lock.release()
         if failed and self.accelerator.is_main_process and self.replaced_run is not None:
             restore_replaced_run(self.output_dir, self.replaced_run)
             print(f"this run failed before its first checkpoint: the previous run is back in {self.output_dir}")

@@ -236,7 +236,7 @@ CASES = {
                                               "is not a step_N/ checkpoint folder"),
     "resume latest without checkpoints": Case(
         "train", lambda e: e.train_argv("--resume_from_checkpoint", "latest", "--output_dir", mkdir(e.tmp / "fresh")),
-        "has no step_N/ checkpoint yet"),
+        "holds no run to resume"),
     "resume a stage-1 checkpoint as stage 2": Case(
         "train", lambda e: e.train_argv("--output_dir", str(e.run("stage1")), "--resume_from_checkpoint", "latest",
                                         "--max_train_steps", "4"),
@@ -253,7 +253,7 @@ CASES = {
         "train", lambda e: e.train_argv("--output_dir", str(e.run("stage2")), "--resume_from_checkpoint",
                                         write(e.run("stage2") / "step_2" / "trainer_state.json", "{oops", folder=True),
                                         "--max_train_steps", "4"),
-        "trainer_state.json is unreadable"),
+        "is damaged: trainer_state.json has 5 bytes"),
     # ---- output folders
     "output folder holding another run": Case("train", lambda e: e.train_argv("--output_dir", str(e.run("stage2"))),
                                               "already holds a run"),

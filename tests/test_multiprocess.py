@@ -6,6 +6,7 @@ trainer runs them data-parallel on the CPU.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from tests.conftest import REPO_ROOT
 STEPS = 12
 
 
-def launch(script, out, data, config_file, processes, *extra):
+def launch(script, out, data, config_file, processes, *extra, expect_error=None):
     train_dir, val_dir = data
     per_device = str(8 // processes)
     args = [script, "--genie_config", str(config_file), "--train_data_dir", str(train_dir), "--val_data_dir",
@@ -30,6 +31,9 @@ def launch(script, out, data, config_file, processes, *extra):
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env)
+    if expect_error:
+        assert result.returncode != 0 and expect_error in result.stderr, result.stderr[-3000:]
+        return result.stderr
     assert result.returncode == 0, result.stderr[-3000:]
     return read_metrics(out / "metrics.jsonl")
 
@@ -60,5 +64,10 @@ def test_two_processes_match_one(script, tiny_data, tiny_config_file, tmp_path):
     # The resumable state holds every rank's part; the HF-format model is written once.
     step_files = {p.name for p in (tmp_path / "two" / "step_6").iterdir()}
     assert {"random_states_0.pkl", "random_states_1.pkl", "model.safetensors", "optimizer.bin"} <= step_files
+    # Resumed with one process, the 2-process checkpoint would silently halve the global batch: refused.
+    shutil.rmtree(tmp_path / "two" / "step_12")
+    launch(script, tmp_path / "two", tiny_data, tiny_config_file, 1, "--resume_from_checkpoint", "latest",
+           "--per_device_train_batch_size", "4",
+           expect_error="2 processes when saved, 1 now: the global batch changes from 8 to 4 windows")
     final = "final_model" if script == "train.py" else "masked_pretrain_final"
     assert json.loads((tmp_path / "two" / final / "config.json").read_text())["d_model"] == 64

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import train
+from genie.checkpoint_manifest import write_manifest
 from genie.cli import run_cli
 from genie.model import STMaskGIT
 from genie.objectives import AutoregressiveObjective
@@ -110,6 +111,7 @@ def slow_write_state(self, folder):
     write_state(self, folder)
 Trainer._write_trainer_state = slow_write_state
 import train
+from genie.checkpoint_manifest import write_manifest
 from genie.cli import run_cli
 run_cli(lambda: train.main(sys.argv[1:]))
 """
@@ -147,9 +149,14 @@ def test_a_pickle_that_would_run_code_is_refused(tiny_config_file, tiny_data, tm
     with open(out / "step_1" / "optimizer.bin", "wb") as f:
         pickle.dump(_RunsCode(marker), f)
     shutil.rmtree(out / "step_2")
+    resume = cli_args(tiny_config_file, tiny_data, out, "--max_train_steps", "3", "--resume_from_checkpoint", "latest")
     with pytest.raises(SystemExit) as info:
-        run_cli(lambda: train.main(cli_args(tiny_config_file, tiny_data, out, "--max_train_steps", "3",
-                                            "--resume_from_checkpoint", "latest")))
+        run_cli(lambda: train.main(resume))
+    assert info.value.code == 2 and not marker.exists()
+    assert "optimizer.bin has" in capsys.readouterr().err  # the manifest catches the change first
+    write_manifest(out / "step_1")  # an attacker can rewrite the manifest too: the loader still refuses
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: train.main(resume))
     assert info.value.code == 2 and not marker.exists()
     assert "cannot resume from" in capsys.readouterr().err
     # The same payload as model weights: safetensors refuses it without unpickling.
