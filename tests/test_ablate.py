@@ -170,3 +170,9 @@ def test_a_missing_study_file_is_one_line_and_exit_2(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "study file" in result.stderr and "does not exist" in result.stderr
+
+
+def test_a_study_of_named_arms_only_has_exactly_those_arms(tmp_path):
+    study = load_study(write_study(tmp_path / "s.json", grid={}, stage1={"mask_schedule": "constant"}, arms=[
+        {"name": "ratio 0.3", "value": 0.3, "stage1": {"initial_mask_ratio": 0.3, "final_mask_ratio": 0.3}}]))
+    assert [(a.name, a.value, a.stage1["initial_mask_ratio"]) for a in study.arm_list()] == [("ratio 0.3", 0.3, 0.3)]

@@ -112,7 +112,7 @@ class StudySpec:
         """The pretrained arms: the grid's product, then the named arms; each checked as stage-1 settings."""
         specs = []
         keys = list(self.grid)
-        for values in itertools.product(*(self.grid[k] for k in keys)):
+        for values in itertools.product(*(self.grid[k] for k in keys)) if keys else ():
             name = ", ".join(f"{k}={v}" for k, v in zip(keys, values))
             value = values[0] if len(values) == 1 else name
             specs.append({"name": name, "value": value, "stage1": dict(zip(keys, values))})
