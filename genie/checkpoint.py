@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from pathlib import Path
@@ -14,6 +15,20 @@ from safetensors.torch import load_file, save_file
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupted or does not fit the model; one line says which and why."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint or the final model could not be written (disk full, no permission)."""
+
+
+def describe_write_error(target: Path, error: OSError, checkpoints: list[Path]) -> str:
+    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EACCES: "no permission to write there", errno.EPERM: "no permission to write there",
+              errno.EROFS: "the file system is read-only"}
+    cause = causes.get(error.errno, error.strerror or type(error).__name__)
+    newest = f"the newest complete checkpoint is {checkpoints[0]}" if checkpoints else "no checkpoint was written yet"
+    return (f"could not write {target}: {cause} ({error.filename or target.parent}); the partial folder was "
+            f"removed and {newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
 
 
 def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> None:

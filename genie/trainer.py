@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import math
 import os
 import pickle
 import shutil
-import signal
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from genie.checkpoint import CheckpointError, save_model_folder
+from genie.checkpoint import CheckpointError, CheckpointWriteError, describe_write_error, save_model_folder
 from genie.checkpoint_manifest import write_manifest
 from genie.config import ConfigError
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
@@ -43,6 +40,7 @@ from genie.run_folder import (TRAINER_STATE, check_output_dir, check_restartable
                               step_folders)
 from genie.run_lock import RunFolderLockedError, RunLock
 from genie.run_logging import MetricsLogger, TrainingMeter, drop_records_after
+from genie.stop_request import StopRequest
 from genie.training_args import TrainingArguments
 
 
@@ -52,56 +50,6 @@ class NonFiniteLossError(RuntimeError):
 
 class NothingToLearnError(RuntimeError):
     """A training batch masks (and so scores) no token."""
-
-
-class CheckpointWriteError(CheckpointError):
-    """A checkpoint or the final model could not be written (disk full, no permission)."""
-
-
-def describe_write_error(target: Path, error: OSError, checkpoints: list[Path]) -> str:
-    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
-              errno.EACCES: "no permission to write there", errno.EPERM: "no permission to write there",
-              errno.EROFS: "the file system is read-only"}
-    cause = causes.get(error.errno, error.strerror or type(error).__name__)
-    newest = f"the newest complete checkpoint is {checkpoints[0]}" if checkpoints else "no checkpoint was written yet"
-    return (f"could not write {target}: {cause} ({error.filename or target.parent}); the partial folder was "
-            f"removed and {newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
-
-
-class StopRequest:
-    """SIGINT / SIGTERM ask the run to stop after the current optimizer step with a resumable checkpoint.
-
-    With several processes the request is agreed through Accelerate's trigger at logging steps (a
-    collective there is free: the loss is reduced anyway); one process checks its flag every step.
-    """
-
-    def __init__(self, accelerator: Accelerator):
-        self.accelerator = accelerator
-        self.signal_name: str | None = None
-        self._previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.signal_name = signal.Signals(signum).name
-
-    def requested(self, check_all_processes: bool) -> bool:
-        if self.accelerator.num_processes == 1:
-            return self.signal_name is not None
-        if not check_all_processes:
-            return False
-        if self.signal_name is not None:
-            self.accelerator.set_trigger()
-        if self.accelerator.check_trigger():
-            self.signal_name = self.signal_name or "a stop request on another process"
-            return True
-        return False
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
 
 
 def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
