@@ -145,7 +145,8 @@ def summary_lines(rows: list[dict[str, Any]], reference: dict[str, float]) -> li
     return [f"- Best pretrained arm by CE: **{best['arm']}**, Δ CE {_interval(best, 'cross_entropy')} vs "
             f"{best['baseline']}: {best['verdict']}.",
             f"- Verdicts over {len(arms)} arms: {counts['helps']} help, {counts['no difference']} no difference, "
-            f"{counts['hurts']} hurt. Seed std of CE for stage 2 alone: {spread:.4f}.",
+            f"{counts['hurts']} hurt. Seed std of CE for stage 2 alone: {spread:.4f}. With {len(arms)} arms each "
+            f"tested at 95%, about {0.05 * len(arms):.1f} 'helps' or 'hurts' verdicts are expected by chance alone.",
             "- Every arm beats copying the previous frame on teacher-forced accuracy." if worst_ratio > 1 else
             "- Some arm does NOT beat copying the previous frame on teacher-forced accuracy: it has not learned "
             "the dynamics."]
