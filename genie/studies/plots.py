@@ -33,7 +33,7 @@ def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
         style = {"color": f"C{k % 10}"} if pretrained[name] else {"color": "black", "linewidth": 2}
         ax.plot(steps, [np.mean(points[s]) for s in steps], marker=".", label=name, **style)
     ax.set(xlabel="total optimizer steps (stage 1 + stage 2)", ylabel="val teacher-forced CE (nats/token)",
-           title=f"{spec.title or spec.name}: stage-2 val loss, mean over {len(spec.seeds)} seeds")
+           title=f"{spec.name}: stage-2 val loss (in-training eval), mean over {len(spec.seeds)} seeds")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
