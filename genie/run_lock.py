@@ -1,7 +1,8 @@
 """One writer per run folder: an exclusive lock, held by the main process while it trains.
 
 The lock is an advisory `flock` on a file beside the run folder (`.<name>.lock` in its parent), so it
-survives the run folder being moved aside by --overwrite_output_dir. The kernel releases a flock
+survives the run folder being moved aside by --overwrite_output_dir (inside the folder only when the
+parent cannot be written). The kernel releases a flock
 when its process dies, so a lock left by a killed run is stale by construction and simply taken
 over; the file records who holds it, for the refusal message.
 """
@@ -22,7 +23,11 @@ class RunFolderLockedError(ConfigError):
 
 
 def lock_path(output_dir: Path) -> Path:
+    """`.<name>.lock` beside the run folder; inside it when only the folder itself is writable (a
+    cluster home where the parent belongs to someone else)."""
     output_dir = Path(output_dir).absolute()
+    if output_dir.is_dir() and not os.access(output_dir.parent, os.W_OK):
+        return output_dir / ".genie.lock"
     return output_dir.parent / f".{output_dir.name}.lock"
 
 
