@@ -66,6 +66,9 @@ def write_study(path, **changes):
     ({"baseline": "half"}, "baseline 'half'"),
     ({"grid": {}}, "give a grid or a list of arms"),
     ({"extra": 1}, "unknown key(s) ['extra']"),
+    ({"seeds": 3}, "seeds 3 must be a non-empty list"),
+    ({"arms": ["cosine"]}, "arms must be a list of"),
+    ({"grid": ["mask_schedule"]}, "grid must be a mapping"),
 ])
 def test_bad_study_files_are_one_line_errors(tmp_path, changes, message):
     with pytest.raises(ConfigError) as error:

@@ -80,7 +80,14 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         where = f"study {self.source}"
-        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+        for key in ("training", "stage1", "grid"):
+            if not isinstance(getattr(self, key), dict):
+                raise ConfigError(f"{where}: {key} must be a mapping of names to values")
+        if not isinstance(self.arms, list) or not all(isinstance(a, dict) and isinstance(a.get("stage1", {}), dict)
+                                                      for a in self.arms):
+            raise ConfigError(f"{where}: arms must be a list of {{name, value, stage1: {{...}}}} mappings")
+        if not isinstance(self.seeds, list) or not self.seeds or not all(
+                isinstance(s, int) and s >= 0 for s in self.seeds):
             raise ConfigError(f"{where}: seeds {self.seeds!r} must be a non-empty list of integers >= 0")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"{where}: seeds {self.seeds!r} repeat a seed")
