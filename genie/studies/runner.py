@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from genie.cli import user_error_types
 from genie.config import ConfigError, GenieConfig
 from genie.masked_pretrain_config import MaskedPretrainConfig
 from genie.studies.report import Cell, write_report
@@ -126,7 +127,10 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
                 error = future.exception()
                 if error is not None:
                     queue.clear()
-                    raise RuntimeError(f"{progress.labels[task.run]} failed: {error}; its log: {task.log}") from error
+                    message = f"{progress.labels[task.run]} failed: {error}; its log: {task.log}"
+                    if isinstance(error, user_error_types()):  # a wrong input: one line, as in one process
+                        raise type(error)(message) from None
+                    raise RuntimeError(message) from error
                 progress.finished(task, future.result())
 
 
