@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from genie.config import GenieConfig
+from genie.data.collators import get_masked_pretrain_collator
+from genie.masked_pretrain_config import MaskedPretrainConfig
+from genie.studies.runs import RunTask
 from genie.studies.spec import Arm, StudySpec
 from genie.studies.stats import PairedDifference, mean_std, paired_difference
 
@@ -27,7 +32,7 @@ class Cell:
     """One arm at one seed, and the stage-2 run (with its evaluation) that scores it."""
     arm: Arm
     seed: int
-    task: Any  # genie.studies.runs.RunTask
+    task: RunTask
 
     def metrics(self) -> dict[str, float]:
         report = json.loads(self.task.eval_json.read_text())
@@ -155,11 +160,6 @@ def summary_lines(rows: list[dict[str, Any]], reference: dict[str, float]) -> li
 def mean_masked_fraction(arm: Arm, config: GenieConfig, batch_size: int = 8, seed: int = 0) -> float:
     """The fraction of tokens stage 1 really masks, averaged over its steps (patterns, prompt frames,
     the lattice and the visible first frame all lower it below the nominal ratio)."""
-    import torch
-
-    from genie.data.collators import get_masked_pretrain_collator
-    from genie.masked_pretrain_config import MaskedPretrainConfig
-
     collator = get_masked_pretrain_collator(MaskedPretrainConfig(**arm.stage1), config, arm.stage1_steps)
     generator = torch.Generator().manual_seed(seed)
     shape = (batch_size, config.T, config.S)
