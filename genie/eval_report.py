@@ -15,7 +15,7 @@ import torch
 
 from genie.config import ConfigError
 from genie.data import (CosmosV2Dataset, DataOptions, challenge_stride, open_dataset,
-                        open_eval_dataset, resolve_data_dirs)
+                        open_eval_dataset, resolve_data_dirs, stack_features)
 from genie.data.builtin import tokenizer_from_metadata
 from genie.data.cosmos_v2 import LATENT_PER_CLIP
 from genie.evaluation import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
@@ -143,8 +143,7 @@ def dataset_batches(dataset, batch_size: int, max_examples: int | None = None):
     """Batches of the first `max_examples` windows of `dataset`, in order."""
     count = len(dataset) if max_examples is None else min(max_examples, len(dataset))
     for start in range(0, count, batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, count))]
-        yield {key: torch.stack([item[key] for item in items]) for key in items[0]}
+        yield stack_features([dataset[i] for i in range(start, min(start + batch_size, count))])
 
 
 def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path | None = None,

@@ -8,6 +8,7 @@ the study runner (scripts/ablate.py, whose flags all apply here).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -33,9 +34,8 @@ def main(argv: list[str] | None = None) -> str:
         if unknown or not names:
             raise ConfigError(f"--schedules {args.schedules!r}: unknown {unknown}; choose from {MASK_SCHEDULES}")
         rest = [s for s in names if s != "constant"]
-        spec.grid = {"mask_schedule": rest} if rest else {}
-        spec.arms = [a for a in spec.arms if "constant" in names and a["stage1"].get("mask_schedule") == "constant"]
-        spec.__post_init__()
+        constant = [a for a in spec.arms if "constant" in names and a["stage1"].get("mask_schedule") == "constant"]
+        spec = dataclasses.replace(spec, grid={"mask_schedule": rest} if rest else {}, arms=constant)  # re-checked
     extra = (f"--schedules {args.schedules}",) if args.schedules else ()
     text = run_ablation(args, spec, "scripts/schedule_ablation.py", extra)
     print(text)

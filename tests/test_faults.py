@@ -13,20 +13,21 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import train
+from genie.chaos import losses
+from genie.chaos import same_weights as same_final_weights
 from genie.checkpoint_manifest import write_manifest
 from genie.cli import run_cli
 from genie.run_lock import RunLock, lock_path
 from genie.run_logging import read_metrics
 from tests.conftest import REPO_ROOT
+from tests.test_reliability import cli_args
 
 STEPS = 6
 
 
 def argv(config_file, data, out, *extra):
-    return ["--genie_config", str(config_file), "--train_data_dir", str(data[0]), "--val_data_dir", str(data[1]),
-            "--output_dir", str(out), "--per_device_train_batch_size", "4", "--max_eval_steps", "1",
-            "--log_every_n_steps", "1", "--eval_every_n_steps", "3", "--checkpointing_steps", "2",
-            "--max_train_steps", str(STEPS), "--learning_rate", "3e-3", *extra]
+    return cli_args(config_file, data, out, "--eval_every_n_steps", "3", "--checkpointing_steps", "2",
+                    "--max_train_steps", str(STEPS), "--learning_rate", "3e-3", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +54,6 @@ def fails_with(capsys, args):
     lines = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and lines[-1].startswith("error: ") and "Traceback" not in "".join(lines)
     return lines[-1]
-
-
-def same_final_weights(a, b):
-    left, right = load_file(a / "final_model" / "model.safetensors"), load_file(b / "final_model" / "model.safetensors")
-    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
 
 def truncate(path):
@@ -133,8 +129,6 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(reference,
     train.main(argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest"))
     assert "no checkpoint yet: it starts from step 0" in capsys.readouterr().out
     assert same_final_weights(run, reference)
-    losses = lambda folder: [(r["step"], r["train/loss"]) for r in read_metrics(folder / "metrics.jsonl")  # noqa: E731
-                             if "train/loss" in r]
     assert losses(run) == losses(reference)  # the killed attempt's records are gone, the cut line too
 
 

@@ -53,18 +53,17 @@ def verdict(diff: PairedDifference, lower_is_better: bool) -> str:
     return "helps" if better else "hurts"
 
 
-def arm_rows(spec: StudySpec, cells: list[Cell]) -> list[dict[str, Any]]:
+def arm_rows(spec: StudySpec, cells: list[Cell], values: dict[tuple[str, int], dict[str, float]]
+             ) -> list[dict[str, Any]]:
     """Per arm: mean and std of every metric; for pretrained arms the paired difference to the
-    stage-2-only arm of the same budget and its verdict."""
-    values = {(c.arm.name, c.seed): c.metrics() for c in cells}
+    stage-2-only arm of the same budget and its verdict. `values`: each (arm name, seed)'s metrics."""
     arms = list({c.arm.name: c.arm for c in cells if c.arm.pretrained}.values())
     baselines = list({b.name: b for b in map(spec.baseline_for, arms)}.values())
-    config = GenieConfig.from_json_file(spec.genie_config)
     rows = []
     for arm in arms + baselines:
         row: dict[str, Any] = {"arm": arm.name, "value": arm.value, "stage1_steps": arm.stage1_steps,
                                "stage2_steps": arm.stage2_steps, "seeds": len(spec.seeds),
-                               "masked_fraction": mean_masked_fraction(arm, config) if arm.pretrained else None}
+                               "masked_fraction": mean_masked_fraction(arm, spec.model_config) if arm.pretrained else None}
         baseline = spec.baseline_for(arm) if arm.pretrained else None
         for metric, _, lower in METRICS:
             per_seed = {s: values[(arm.name, s)][metric] for s in spec.seeds}
@@ -83,11 +82,12 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path) -> str:
     from genie.studies.plots import plot_curves, plot_swept  # matplotlib only when a report is drawn
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    rows = arm_rows(spec, cells)
+    values = {(c.arm.name, c.seed): c.metrics() for c in cells}  # each eval.json read once
+    rows = arm_rows(spec, cells, values)
     _write_csv(output_dir / "results.csv", rows)
     _write_csv(output_dir / "runs.csv", [{"arm": c.arm.name, "seed": c.seed, "run": c.task.folder.name}
-                                         | c.metrics() for c in cells])
-    text = markdown(spec, rows, cells[0].metrics())
+                                         | values[(c.arm.name, c.seed)] for c in cells])
+    text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)])
     (output_dir / "results.md").write_text(text)
     plot_curves(spec, cells, output_dir / "curves.png")
     plot_swept(spec, rows, output_dir / "swept.png")

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genie.config import read_config_values
 from genie.eval_report import evaluate_checkpoint, write_eval_outputs
 from genie.evaluation import EvalOptions
 from genie.masked_pretrain_config import MaskedPretrainConfig
@@ -40,7 +39,7 @@ class Run:
         """Everything the run's result depends on (the model config by content, not by path)."""
         identity = {"stage": self.stage, "seed": self.seed, "steps": self.steps, "masking": self.masking,
                     "init": self.init.key(spec) if self.init else None,
-                    "model": read_config_values(spec.genie_config)[1], "training": training_fields(spec, self.steps),
+                    "model": spec.model_config_values, "training": training_fields(spec, self.steps),
                     "data": [spec.train_data_dir, spec.val_data_dir, spec.stride]}
         if self.stage == STAGE2:
             identity["eval"] = [spec.eval_batch_size, spec.eval_max_examples]

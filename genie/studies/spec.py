@@ -20,6 +20,7 @@ Every arm runs stage 1 then stage 2 from its weights; the baseline arm runs stag
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from genie.config import ConfigError
+from genie.config import ConfigError, GenieConfig, read_config_values
 from genie.masked_pretrain_config import MaskedPretrainConfig
 from genie.training_args import TrainingArguments
 
@@ -112,6 +113,15 @@ class StudySpec:
                 raise ConfigError(f"{where}: {key} must be an integer >= 1")
         self.arm_list()  # every arm's stage-1 settings must be valid
 
+    @functools.cached_property
+    def model_config_values(self) -> dict[str, Any]:
+        """The model config file's values (part of every run's identity), read once."""
+        return read_config_values(self.genie_config)[1]
+
+    @functools.cached_property
+    def model_config(self) -> GenieConfig:
+        return GenieConfig.from_json_file(self.genie_config)
+
     def training_arguments(self) -> dict[str, Any]:
         return DEFAULT_TRAINING | self.training
 
@@ -136,7 +146,7 @@ class StudySpec:
         settings = self.stage1 | spec.get("stage1", {})
         budgets = {k: settings.pop(k, getattr(self, k)) for k in BUDGET_FIELDS}
         try:
-            MaskedPretrainConfig(**settings)
+            MaskedPretrainConfig(**settings).check_scores_tokens(self.model_config.S)
         except (ConfigError, TypeError) as error:
             raise ConfigError(f"study {self.source}, arm {spec['name']!r}: {error}") from None
         return Arm(spec["name"], settings, budgets["stage1_steps"], budgets["stage2_steps"], spec.get("value"))
