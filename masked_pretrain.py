@@ -11,9 +11,9 @@ Then: python train.py --masked_pretrain_checkpoint O/masked_pretrain_final ...
 from __future__ import annotations
 
 from genie.cli import parse, run_cli
-from genie.masked_pretrain_config import MaskedPretrainConfig
-from genie.stages import MASKED_PRETRAIN_OUTPUT_DIR, run_masked_pretrain, stage1_fields_of_config_file
-from genie.training_args import TrainingArguments
+from genie.training.arguments import TrainingArguments
+from genie.training.masked_pretrain_config import MaskedPretrainConfig
+from genie.training.stages import MASKED_PRETRAIN_OUTPUT_DIR, run_masked_pretrain, stage1_fields_of_config_file
 
 
 def main(argv: list[str] | None = None) -> dict:

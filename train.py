@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from genie.cli import parse, run_cli
-from genie.stages import HandOffArguments, run_autoregressive
-from genie.training_args import TrainingArguments
+from genie.training.arguments import TrainingArguments
+from genie.training.stages import HandOffArguments, run_autoregressive
 
 
 def main(argv: list[str] | None = None) -> dict:

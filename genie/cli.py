@@ -1,56 +1,16 @@
-"""Shared command-line plumbing: parse dataclass arguments and turn user errors into one-line exits."""
+"""Shared command-line plumbing: parse dataclass arguments and turn user errors (genie/errors.py) into one-line exits."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import tempfile
-from pathlib import Path
 from typing import Callable, TypeVar
 
 from transformers import HfArgumentParser
 
-from genie.config import ConfigError
+from genie.errors import ConfigError, UserError
 
 T = TypeVar("T")
-
-
-# Errors that mean "the user gave a wrong input"; anything else is a bug and keeps its traceback.
-def user_error_types() -> tuple[type[BaseException], ...]:
-    from genie.checkpoint import CheckpointError
-    from genie.data import DataFormatError
-    from genie.trainer import NonFiniteLossError, NothingToLearnError
-
-    return (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, NonFiniteLossError, NothingToLearnError)
-
-
-def check_flag(ok: bool, flag: str, value, what: str) -> None:
-    """A wrong flag value is a one-line ConfigError naming the flag, its value and what it must be."""
-    if not ok:
-        raise ConfigError(f"--{flag} {value!r} {what}")
-
-
-def check_output_folder(path: str | Path | None, flag: str = "output_dir") -> None:
-    """An output folder must be a folder (or not exist yet) that can be written."""
-    if path is None:
-        return
-    path = Path(path)
-    check_flag(not path.exists() or path.is_dir(), flag, str(path), "is a file, not a folder; choose a folder path")
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    check_flag(_writable(existing), flag, str(path), f"cannot be written ({existing} is not writable); choose a "
-               "folder you can write")
-
-
-def _writable(folder: Path) -> bool:
-    """Whether files can be created in `folder`: permissions, and (for root, whom permissions do not stop)
-    an anonymous temporary file that leaves no trace."""
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return False
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            return True
-    except OSError:
-        return False
 
 
 class ArgumentParser(HfArgumentParser):
@@ -80,7 +40,7 @@ def run_cli(main: Callable[[], T]) -> T:
     """Run `main`; a user error prints `error: <one line>` on stderr and exits 2 (GENIE_DEBUG=1 shows the traceback)."""
     try:
         return main()
-    except user_error_types() as error:
+    except UserError as error:
         if os.environ.get("GENIE_DEBUG"):
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -8,40 +8,53 @@ The loop needs only the `MaskGITModel` interface (genie/protocols.py), not a PyT
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
 from einops import rearrange
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
-from genie.factorization import unfactorize_token_ids
+from genie.errors import check_flag
+from genie.masking.schedules import maskgit_num_masked
+from genie.model.factorization import unfactorize_token_ids
 from genie.protocols import MaskGITModel
-from genie.schedules import maskgit_num_masked
 
 UNMASK_MODES = ("confidence", "gumbel", "random")
 
 
 @dataclass
 class SamplingConfig:
-    maskgit_steps: int = 2
-    temperature: float = 0.0  # 0 = greedy (argmax); otherwise logits are divided by it before softmax
-    top_k: int | None = None
-    top_p: float | None = None
-    unmask_mode: str = "random"  # which sampled tokens to keep each step: confidence | gumbel | random
-    choice_temperature: float = 4.5  # scale of the Gumbel noise in "gumbel" mode (MaskGIT), annealed to 0
+    """How MaskGIT samples a frame; also the sampling flags of scripts/evaluate.py and scripts/generate.py."""
+    maskgit_steps: int = field(default=2, metadata={"help": "MaskGIT steps per frame (the challenge: 2)."})
+    temperature: float = field(default=0.0, metadata={
+        "help": "0 = greedy (argmax, the challenge); otherwise logits are divided by it before the softmax."})
+    top_k: int | None = field(default=None, metadata={"help": "Sample among the k most likely ids (default: all)."})
+    top_p: float | None = field(default=None, metadata={
+        "help": "Sample among the most likely ids whose probabilities add up to p (default: all)."})
+    unmask_mode: str = field(default="random", metadata={
+        "help": "Which sampled tokens each step keeps: random (the reference's default), confidence (the most "
+                "probable; deterministic) or gumbel (MaskGIT's annealed Gumbel noise)."})
+    choice_temperature: float = field(default=4.5, metadata={
+        "help": "Scale of the Gumbel noise of --unmask_mode gumbel, annealed to 0 over the steps."})
 
     def __post_init__(self) -> None:
-        if self.maskgit_steps < 1:
-            raise ValueError(f"maskgit_steps = {self.maskgit_steps} must be >= 1")
-        if self.temperature < 0:
-            raise ValueError(f"temperature = {self.temperature} must be >= 0 (0 = greedy)")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k = {self.top_k} must be >= 1")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p = {self.top_p} must be in (0, 1]")
-        if self.unmask_mode not in UNMASK_MODES:
-            raise ValueError(f"unmask_mode = {self.unmask_mode!r} must be one of {UNMASK_MODES}")
+        check_flag(self.maskgit_steps >= 1, "maskgit_steps", self.maskgit_steps, "must be >= 1")
+        check_flag(self.temperature >= 0, "temperature", self.temperature, "must be >= 0 (0 = greedy)")
+        check_flag(self.top_k is None or self.top_k >= 1, "top_k", self.top_k, "must be >= 1")
+        check_flag(self.top_p is None or 0 < self.top_p <= 1, "top_p", self.top_p, "must be in (0, 1]")
+        check_flag(self.unmask_mode in UNMASK_MODES, "unmask_mode", self.unmask_mode,
+                   f"must be one of {', '.join(UNMASK_MODES)}")
+
+
+def prompt_length(requested: int | None, num_frames: int, config_prompt_frames: int) -> int:
+    """The number of true prompt frames of a rollout or a generation, one rule for every command:
+    `requested` if given, else the model config's num_prompt_frames if it leaves a frame to generate,
+    else half the window."""
+    k = requested or (config_prompt_frames if config_prompt_frames < num_frames else num_frames // 2)
+    check_flag(1 <= k < num_frames, "num_prompt_frames", k,
+               f"must be in [1, {num_frames - 1}] for windows of {num_frames} frames (at least one frame is generated)")
+    return k
 
 
 def sampling_distribution(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:

@@ -4,14 +4,20 @@
 model: the full logits call, the cached one-frame call, the cache constructor, the config and the
 mask id. `STMaskGIT` satisfies it; another backend (e.g. an ONNX Runtime session) can stand in for
 it, and the decoding loop stays written once.
+
+`TokenDataset` is all that training and evaluation need from a data format: windows, the split's
+metadata and frame arrays, a compatibility check, and how a window is scored (the first scored frame,
+the rollout prompt, whether the scored frames are also masked at once). The 1X v1.1 and v2.0 readers
+satisfy it; a third format is a new reader only.
 """
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
-from genie.config import GenieConfig
+from genie.model.config import GenieConfig
 
 
 @runtime_checkable
@@ -32,3 +38,26 @@ class MaskGITModel(Protocol):
                               commit: int = 0) -> torch.Tensor:
         """Causal logits (B, T', S, K, V) of frames that follow those in `cache`; the first `commit`
         of them are added to the cache."""
+
+
+@runtime_checkable
+class TokenDataset(Protocol):
+    data_dir: Any  # the split's folder (a Path)
+    metadata: dict[str, Any]  # the split's metadata.json, checked
+    window_size: int  # frames per window (T)
+    stride: int  # raw frames between consecutive window frames
+    first_scored_frame: int  # evaluation scores frames first_scored_frame..T-1 (1 for v1.1; 3 for v2.0's target clip)
+    rollout_prompt_frames: int | None  # the rollout prompt the format fixes (v2.0: the context clip), or None
+    scores_block_masked: bool  # also score the frames from first_scored_frame all masked at once
+
+    def __len__(self) -> int:
+        """Number of windows."""
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """{"input_ids": int64 (T, S)} plus {"actions": float32 (T, A)} for action-conditioned data."""
+
+    def frame_arrays(self) -> list[np.ndarray]:
+        """The split's token frames as (N, s, s) arrays (one per shard), e.g. for the unigram reference."""
+
+    def check_compatible(self, config: GenieConfig) -> None:
+        """Raise a one-line DataFormatError when the data does not fit the model config."""

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genie.config import GenieConfig
-from genie.model import STMaskGIT
+from genie.model.config import GenieConfig
+from genie.model.stmaskgit import STMaskGIT
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -36,7 +36,7 @@ MID = dict(num_layers=4, num_heads=8, d_model=256, T=16, S=256, image_vocab_size
 
 # ----------------------------------------------------------------------------- naive references
 class NaiveAttention(torch.nn.Module):
-    """Same parameters as genie.attention.SelfAttention; explicit softmax(QK^T)V with a materialised mask."""
+    """Same parameters as genie.model.attention.SelfAttention; explicit softmax(QK^T)V with a materialised mask."""
 
     def __init__(self, fast):
         super().__init__()
@@ -161,7 +161,7 @@ def bench_train(size: str, smoke: bool) -> dict:
 
 
 def bench_masking(smoke: bool) -> dict:
-    from genie.masking import random_mask
+    from genie.masking.masks import random_mask
 
     shape = (4, 4, 16) if smoke else (32, 16, 256)
     ratio = 0.5
@@ -233,7 +233,7 @@ def bench_generation(smoke: bool) -> list[dict]:
 
 def bench_eval(smoke: bool) -> list[dict]:
     """The teacher-forced challenge metric through the KV cache vs recomputing every prefix (T = 16)."""
-    from genie.evaluation import EvalOptions, teacher_forced_sums
+    from genie.evaluation.scores import EvalOptions, teacher_forced_sums
 
     config = bench_config(TINY, smoke)
     torch.manual_seed(0)
@@ -288,8 +288,8 @@ def bench_onnx(smoke: bool) -> list[dict]:
     import tempfile
 
     from genie.decoding import SamplingConfig, generate
-    from genie.onnx_export import export_onnx
-    from genie.ort_backend import OnnxRuntimeModel
+    from genie.export.onnx_export import export_onnx
+    from genie.export.ort_backend import OnnxRuntimeModel
 
     results = []
     for size, spec in (("tiny", TINY), ("mid", MID)):

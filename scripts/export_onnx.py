@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from genie.cli import check_output_folder, parse, run_cli
-from genie.model import STMaskGIT
-from genie.onnx_export import export_onnx
-from genie.ort_backend import OnnxRuntimeModel
-from genie.run_folder import model_folder
+from genie.checkpointing.run_folder import check_output_folder, model_folder
+from genie.cli import parse, run_cli
+from genie.export.onnx_export import export_onnx
+from genie.export.ort_backend import OnnxRuntimeModel
+from genie.model.stmaskgit import STMaskGIT
 
 
 @dataclass

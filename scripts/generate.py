@@ -13,36 +13,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genie.cli import check_flag, check_output_folder, parse, run_cli
-from genie.config import ConfigError
+from genie.checkpointing.run_folder import check_output_folder, model_folder
+from genie.cli import parse, run_cli
 from genie.data import DataOptions, open_eval_dataset, resolve_data_dirs
 from genie.data.builtin import tokenizer_from_metadata
-from genie.decoding import SamplingConfig, generate
-from genie.model import STMaskGIT
+from genie.decoding import SamplingConfig, generate, prompt_length
+from genie.errors import check_flag
+from genie.evaluation.pictures import save_gif, save_grid
+from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel
-from genie.run_folder import model_folder
-from genie.visualization import save_gif, save_grid
 
 
 @dataclass
 class GenerateArguments:
+    """What to generate from; the sampling flags come from genie.decoding.SamplingConfig and the
+    data-format flags from genie.data.DataOptions."""
     checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors)."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Prompts come from here. Default: built-in val."})
     output_dir: str | None = field(default=None, metadata={"help": "Default: <checkpoint_dir>/../generated"})
-    num_prompt_frames: int | None = field(default=None, metadata={"help": "Default: T // 2."})
+    num_prompt_frames: int | None = field(default=None, metadata={
+        "help": "Prompt frames. Default: the config's num_prompt_frames (T // 2 if that leaves none)."})
     num_new_frames: int | None = field(default=None, metadata={"help": "Default: T - num_prompt_frames."})
-    num_examples: int = 4
-    example_offset: int = 0
-    stride: int = 1
-    maskgit_steps: int = 2
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    unmask_mode: str = field(default="random", metadata={"help": "confidence | gumbel | random"})
-    choice_temperature: float = 4.5
-    seed: int = 0
-    data_format: str = field(default="auto", metadata={"help": "auto | v1.1 | v2.0"})
-    state_pooling: str = field(default="last", metadata={"help": "v2.0: last | mean"})
+    num_examples: int = field(default=4, metadata={"help": "Val windows to generate from."})
+    example_offset: int = field(default=0, metadata={"help": "Index of the first val window."})
+    stride: int = field(default=1, metadata={"help": "Frames between window frames."})
+    seed: int = field(default=0, metadata={"help": "Seeds sampling and random unmasking."})
     backend: str = field(default="pytorch", metadata={"help": "pytorch | onnxruntime (needs --onnx_dir)"})
     onnx_dir: str | None = field(default=None, metadata={"help": "A folder written by scripts/export_onnx.py."})
 
@@ -54,7 +49,7 @@ class GenerateArguments:
         check_flag(self.example_offset >= 0, "example_offset", self.example_offset, "must be >= 0")
         check_flag(self.stride >= 1, "stride", self.stride, "must be >= 1")
         check_flag(self.num_prompt_frames is None or self.num_prompt_frames >= 1, "num_prompt_frames",
-                   self.num_prompt_frames, "must be >= 1 (leave it out for T // 2)")
+                   self.num_prompt_frames, "must be >= 1 (leave it out for the config's)")
         check_flag(self.num_new_frames is None or self.num_new_frames >= 1, "num_new_frames", self.num_new_frames,
                    "must be >= 1 (leave it out to fill the window)")
         check_flag(self.seed >= 0, "seed", self.seed, "must be >= 0")
@@ -62,21 +57,13 @@ class GenerateArguments:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    (args,) = parse([GenerateArguments], __doc__.split("\n")[0], argv)
-    try:
-        sampling = SamplingConfig(args.maskgit_steps, args.temperature, args.top_k, args.top_p, args.unmask_mode,
-                                  args.choice_temperature)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    args, sampling, data = parse([GenerateArguments, SamplingConfig, DataOptions], __doc__.split("\n")[0], argv)
     model = load_backend(args)
     config = model.config
-    num_prompt = config.T // 2 if args.num_prompt_frames is None else args.num_prompt_frames
-    check_flag(num_prompt < config.T, "num_prompt_frames", num_prompt,
-               f"must be < the model's T = {config.T}: at least one frame must be generated")
+    num_prompt = prompt_length(args.num_prompt_frames, config.T, config.num_prompt_frames)
     num_new = config.T - num_prompt if args.num_new_frames is None else args.num_new_frames
     check_flag(num_prompt + num_new <= config.T, "num_new_frames", num_new,
                f"does not fit: --num_prompt_frames {num_prompt} + {num_new} new frames exceed the model's T = {config.T}")
-    data = DataOptions(args.data_format, args.state_pooling)
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config, data)[1]
     val_set = open_eval_dataset(val_dir, config, args.stride, data=data)
     indices = [i % len(val_set) for i in range(args.example_offset, args.example_offset + args.num_examples)]
@@ -106,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
 def load_backend(args: GenerateArguments) -> MaskGITModel:
     """The PyTorch model, or its ONNX export run by ONNX Runtime: the decoding loop is the same."""
     if args.backend == "onnxruntime":
-        from genie.ort_backend import OnnxRuntimeModel
+        from genie.export.ort_backend import OnnxRuntimeModel
 
         return OnnxRuntimeModel(args.onnx_dir)
     return STMaskGIT.from_pretrained(model_folder(args.checkpoint_dir)).eval()

@@ -4,13 +4,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from genie.config import GenieConfig
+from genie.model.config import GenieConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = REPO_ROOT.parent / "shared" / "fixtures" / "upstream_1xgpt"
 
 TINY = dict(num_layers=2, num_heads=2, d_model=64, T=4, S=16, image_vocab_size=256, num_factored_vocabs=2,
             qk_norm=False, num_prompt_frames=2, action_dims={"driving_command": 2})
+
+
+def run_argv(config_file, data, out=None, *extra: str, **flags) -> list[str]:
+    """The command line of a small training run (train.py or masked_pretrain.py) on `data` = (train_dir,
+    val_dir): 4 windows a batch and one validation batch unless `flags` say otherwise; `extra` flags
+    are appended as given. The one argument builder of the tests."""
+    values = {"genie_config": config_file, "train_data_dir": data[0], "val_data_dir": data[1], "output_dir": out,
+              "per_device_train_batch_size": 4, "max_eval_steps": 1, **flags}
+    return [item for name, value in values.items() if value is not None for item in (f"--{name}", str(value))] + [
+        *extra]
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genie.checkpoint import atomic_directory
+from genie.checkpointing.checkpoint import atomic_directory
 from genie.data.cosmos_v2 import RAW_PER_CLIP, STATE_DIM, write_v2_split
 from genie.data.raw_tokens import write_token_dataset
 

@@ -13,12 +13,12 @@ from typing import Mapping, Sequence
 
 import torch
 
-from genie.config import GenieConfig
-from genie.factorization import factorize_token_ids, unfactorize_token_ids
-from genie.masking import (bernoulli_per_frame, block_mask, frames_from, maskable_after_first_frame,
-                           maskable_between_prompt_frames, maskable_off_lattice, random_mask)
-from genie.data.raw_tokens import DataFormatError
-from genie.schedules import mask_ratio_at
+from genie.errors import DataFormatError
+from genie.masking.masks import (bernoulli_per_frame, block_mask, frames_from, maskable_after_first_frame,
+                                 maskable_between_prompt_frames, maskable_off_lattice, random_mask)
+from genie.masking.schedules import mask_ratio_at
+from genie.model.config import GenieConfig
+from genie.model.factorization import factorize_token_ids, unfactorize_token_ids
 
 
 def stack_features(features: Sequence[Mapping[str, torch.Tensor]] | Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

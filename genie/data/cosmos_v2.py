@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genie.config import GenieConfig, read_json_object
 from genie.data.checks import first_nonfinite_frame, first_token_out_of_range
-from genie.data.raw_tokens import DataFormatError, check_fits_model, memmap_checked, window_start_indices
+from genie.data.raw_tokens import check_fits_model, memmap_checked, window_start_indices
+from genie.errors import DataFormatError
+from genie.model.config import GenieConfig, read_json_object
 
 RAW_PER_CLIP, LATENT_PER_CLIP, STATE_DIM = 17, 3, 25
 DEFAULT_SIDE, DEFAULT_VOCAB = 32, 64000
@@ -125,8 +126,13 @@ def clip_window_starts(shard: Shard, clips_per_window: int, filter_overlaps: boo
 class CosmosV2Dataset(Dataset):
     """Windows of T latent frames from a v2.0 folder, with the v1.1 dataset's interface.
 
-    Item: {"input_ids": int64 (T, S)} plus {"actions": float32 (T, 25)} with `with_states`.
+    Item: {"input_ids": int64 (T, S)} plus {"actions": float32 (T, 25)} with `with_states`. Implements
+    genie/protocols.py `TokenDataset`: a window is a context clip then a target clip, so evaluation scores
+    the target's latent frames, teacher-forced and all masked at once, and rolls out from the context clip.
     """
+    first_scored_frame = LATENT_PER_CLIP
+    rollout_prompt_frames = LATENT_PER_CLIP
+    scores_block_masked = True
 
     def __init__(self, data_dir: str | Path, window_size: int = 6, stride: int = 1, filter_overlaps: bool = False,
                  with_states: bool = True, state_pooling: str = "last"):

@@ -14,17 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genie.checkpoint import atomic_directory
-from genie.config import GenieConfig, read_json_object
+from genie.checkpointing.checkpoint import atomic_directory
 from genie.data.checks import first_nonfinite_frame, first_token_out_of_range
+from genie.errors import DataFormatError
+from genie.model.config import GenieConfig, read_json_object
 
 # Action streams the 1X challenge ships, with their per-frame dims.
 KNOWN_ACTION_DIMS = {"driving_command": 2, "neck_desired": 1, "l_hand_closure": 1, "r_hand_closure": 1,
                      "joint_pos": 21}
-
-
-class DataFormatError(ValueError):
-    """A data folder is missing a file or holds a file of the wrong size or content; one line says which."""
 
 
 def _read_metadata(data_dir: Path) -> dict[str, Any]:
@@ -97,8 +94,11 @@ class RawTokenDataset(Dataset):
     """Memory-mapped windows of `window_size` frames from a 1X-format folder.
 
     Item: {"input_ids": int64 (T, S)} plus {"actions": float32 (T, action_dim)} when `action_dims` is given
-    (streams concatenated in the given order).
+    (streams concatenated in the given order). Implements genie/protocols.py `TokenDataset`.
     """
+    first_scored_frame = 1  # the challenge scores every frame after the first
+    rollout_prompt_frames = None  # the model config's num_prompt_frames
+    scores_block_masked = False
 
     def __init__(self, data_dir: str | Path, window_size: int, stride: int = 1, filter_interrupts: bool = True,
                  filter_overlaps: bool = False, action_dims: Mapping[str, int] | None = None):

@@ -5,13 +5,14 @@ Two formats sit behind one dataset interface: 1X v1.1 (`RawTokenDataset`) and v2
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from genie.config import GenieConfig
 from genie.data.builtin import builtin_dataset_dirs
 from genie.data.cosmos_v2 import STATE_POOLING, STATE_STREAM, CosmosV2Dataset, is_v2_folder
-from genie.data.raw_tokens import DataFormatError, RawTokenDataset
+from genie.data.raw_tokens import RawTokenDataset
+from genie.errors import DataFormatError
+from genie.model.config import GenieConfig
 
 DATA_FORMATS = ("auto", "v1.1", "v2.0")
 
@@ -20,8 +21,10 @@ DATA_FORMATS = ("auto", "v1.1", "v2.0")
 class DataOptions:
     """How a folder is read: its format ("auto" = from its layout) and, for v2.0, how robot states
     are pooled per latent frame."""
-    data_format: str = "auto"
-    state_pooling: str = "last"
+    data_format: str = field(default="auto", metadata={
+        "help": "auto (from the folder's layout) | v1.1 | v2.0 (sharded Cosmos tokens with robot states)."})
+    state_pooling: str = field(default="last", metadata={
+        "help": "v2.0: the robot state of a latent frame: its last raw frame's (last) or their mean (mean)."})
 
     def __post_init__(self) -> None:
         if self.data_format not in DATA_FORMATS:

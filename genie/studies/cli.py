@@ -1,22 +1,25 @@
-"""The command line of the study runner (scripts/ablate.py, scripts/schedule_ablation.py)."""
+"""The command line of the study runner (scripts/ablate.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genie.cli import check_flag, check_output_folder
-from genie.config import ConfigError
+from genie.checkpointing.run_folder import check_output_folder
+from genie.errors import ConfigError, check_flag
 from genie.studies.runner import RunnerOptions, emit_commands, run_study
 from genie.studies.spec import StudySpec, load_study
 
+DEFAULT_REPORT_ROOT = "runs/studies"  # beside the run store; results/ only when --output_dir names it
 OVERRIDABLE = ("seeds", "stage1_steps", "stage2_steps", "genie_config", "train_data_dir", "val_data_dir")
 
 
 @dataclass
 class AblateArguments:
     study: str = field(metadata={"help": "Study file (YAML or JSON), e.g. configs/studies/schedules.yaml."})
-    output_dir: str | None = field(default=None, metadata={"help": "Default: results/<study name>/."})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "Where the report goes. Default: runs/studies/<study name>/ (the committed results/ are written only "
+                "when named here)."})
     store: str = field(default="runs/studies", metadata={"help": "Folder of the runs, shared between studies."})
     jobs: int = field(default=1, metadata={"help": "Runs at a time, each in its own process with cores/jobs threads."})
     emit_commands: bool = field(default=False, metadata={
@@ -46,13 +49,12 @@ class AblateArguments:
         return load_study(self.study, self.overrides())
 
 
-def run_ablation(args: AblateArguments, spec: StudySpec, script: str = "scripts/ablate.py",
-                 extra_flags: tuple[str, ...] = ()) -> str:
+def run_ablation(args: AblateArguments, spec: StudySpec) -> str:
     """Run the study (or print its commands); returns the report (or the commands)."""
-    options = RunnerOptions(Path(args.output_dir or Path("results") / spec.name), Path(args.store), args.jobs)
+    options = RunnerOptions(Path(args.output_dir or Path(DEFAULT_REPORT_ROOT) / spec.name), Path(args.store), args.jobs)
     if not args.emit_commands:
         return run_study(spec, options)
     given = [f"--{name} {getattr(args, name)}" for name in OVERRIDABLE if getattr(args, name) is not None]
-    collect = ["python", script, f"--study {args.study}", f"--store {args.store}",
-               f"--output_dir {options.output_dir}", *given, *extra_flags]
+    collect = ["python", "scripts/ablate.py", f"--study {args.study}", f"--store {args.store}",
+               f"--output_dir {options.output_dir}", *given]
     return "\n".join(emit_commands(spec, options) + [" ".join(collect)])

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from genie.run_logging import read_metrics  # noqa: E402
+from genie.training.run_logging import read_metrics  # noqa: E402
 from genie.studies.spec import StudySpec  # noqa: E402
 
 CURVE_KEY = "val/tf_cross_entropy"

@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from genie.config import GenieConfig
 from genie.data.collators import get_masked_pretrain_collator
-from genie.masked_pretrain_config import MaskedPretrainConfig
+from genie.model.config import GenieConfig
 from genie.studies.runs import RunTask
 from genie.studies.spec import Arm, StudySpec
 from genie.studies.stats import PairedDifference, mean_std, paired_difference
+from genie.training.masked_pretrain_config import MaskedPretrainConfig
 
 # (column, label, lower is better)
 METRICS = (("cross_entropy", "teacher-forced CE (nats/token)", True),
@@ -116,7 +116,7 @@ def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, f
              f"Setting: `{spec.genie_config}`, seeds {spec.seeds}; stage 1 then stage 2 from its weights, vs stage 2 "
              f"alone from scratch for {'the same total' if spec.baseline == 'equal_total_steps' else 'the same stage-2'}"
              f" number of steps ({training}). Scored on {reference['num_windows']} val windows "
-             f"({reference['num_tokens']} tokens) with the challenge's metric (genie/eval_report.py). "
+             f"({reference['num_tokens']} tokens) with the challenge's metric (genie/evaluation/report.py). "
              "Mean ± std over seeds; Δ = arm − stage 2 alone, paired by seed, with its 95% t interval "
              "(negative Δ CE and positive Δ accuracy are better). Verdict on CE: helps / hurts when the interval "
              "excludes 0.", "",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from genie.cli import user_error_types
+from genie.errors import UserError
 from genie.studies.report import Cell, write_report
 from genie.studies.runs import STAGE2, Run, RunTask, commands, execute, make_task, stage1_run
 from genie.studies.spec import Arm, StudySpec
@@ -121,7 +121,7 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
                 if error is not None:
                     queue.clear()
                     message = f"{progress.labels[task.run]} failed: {error}; its log: {task.log}"
-                    if isinstance(error, user_error_types()):  # a wrong input: one line, as in one process
+                    if isinstance(error, UserError):  # a wrong input: one line, as in one process
                         raise type(error)(message) from None
                     raise RuntimeError(message) from error
                 progress.finished(task, future.result())

@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genie.eval_report import evaluate_checkpoint, write_eval_outputs
-from genie.evaluation import EvalOptions
-from genie.masked_pretrain_config import MaskedPretrainConfig
-from genie.stages import HandOffArguments, run_autoregressive, run_masked_pretrain
+from genie.evaluation.report import evaluate_checkpoint, write_eval_outputs
+from genie.evaluation.scores import EvalOptions
 from genie.studies.spec import StudySpec
-from genie.training_args import TrainingArguments
+from genie.training.arguments import TrainingArguments
+from genie.training.masked_pretrain_config import MaskedPretrainConfig
+from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
+from genie.training.stages import HandOffArguments, run_autoregressive, run_masked_pretrain
 
-STAGE1, STAGE2 = "masked_pretrain", "autoregressive"
-STAGE1_FINAL = "masked_pretrain_final"
+# Stage names and final-model folders as the objectives define them (a run's identity includes the name).
+STAGE1, STAGE2 = MaskedPretrainObjective.name, AutoregressiveObjective.name
+STAGE1_FINAL, STAGE2_FINAL = MaskedPretrainObjective.final_model_dirname, AutoregressiveObjective.final_model_dirname
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class RunTask:
 
     @property
     def trained(self) -> bool:
-        name = STAGE1_FINAL if self.run.stage == STAGE1 else "final_model"
+        name = STAGE1_FINAL if self.run.stage == STAGE1 else STAGE2_FINAL
         return (self.folder / name / "model.safetensors").is_file()
 
     @property
@@ -115,7 +117,7 @@ def execute(task: RunTask, quiet: bool = False) -> float:
                 hand_off = HandOffArguments(str(task.init_weights) if task.init_weights else None)
                 run_autoregressive(task.args, hand_off)
         if task.run.stage == STAGE2:
-            report = evaluate_checkpoint(task.folder / "final_model", task.args.train_data_dir,
+            report = evaluate_checkpoint(task.folder / STAGE2_FINAL, task.args.train_data_dir,
                                          task.args.val_data_dir, EvalOptions(), task.eval_batch_size,
                                          task.eval_max_examples, task.args.stride)
             write_eval_outputs(report, task.eval_json.parent)

@@ -1,6 +1,6 @@
 """A study file (JSON or YAML, under configs/studies/): what to sweep, the budgets, the seeds.
 
-    name: schedules                      # results go to results/<name>/ unless --output_dir says otherwise
+    name: schedules                      # the report goes to runs/studies/<name>/ unless --output_dir says otherwise
     title: Mask-ratio schedule
     question: Which schedule of the stage-1 mask ratio helps stage 2 most?
     genie_config: configs/small.json
@@ -28,11 +28,12 @@ from typing import Any
 
 import yaml
 
-from genie.config import ConfigError, GenieConfig, read_config_values
-from genie.masked_pretrain_config import MaskedPretrainConfig
-from genie.training_args import TrainingArguments
+from genie.errors import ConfigError
+from genie.model.config import GenieConfig, read_config_values
+from genie.training.arguments import TrainingArguments
+from genie.training.masked_pretrain_config import STAGE1_FIELDS, MaskedPretrainConfig
 
-STAGE1_SWEEPABLE = tuple(f.name for f in dataclasses.fields(MaskedPretrainConfig))
+STAGE1_SWEEPABLE = STAGE1_FIELDS
 BUDGET_FIELDS = ("stage1_steps", "stage2_steps")
 BASELINES = ("equal_total_steps", "equal_stage2_steps")
 # Set by the runner for each run, so a study may not set them.

@@ -1,0 +1,105 @@
+"""Checkpoint I/O: strict safetensors weight loading and crash-safe (temp name + rename) folder writes."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from genie.errors import CheckpointError
+
+
+def describe_write_error(target: Path, error: OSError, checkpoints: list[Path]) -> str:
+    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EACCES: "no permission to write there", errno.EPERM: "no permission to write there",
+              errno.EROFS: "the file system is read-only"}
+    cause = causes.get(error.errno, error.strerror or type(error).__name__)
+    newest = f"the newest complete checkpoint is {checkpoints[0]}" if checkpoints else "no checkpoint was written yet"
+    return (f"could not write {target}: {cause} ({error.filename or target.parent}); the partial folder was "
+            f"removed and {newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
+
+
+def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> None:
+    """Load a safetensors file into `model`; every parameter must be present with the right shape.
+
+    Nothing is silently re-initialised: any missing, unexpected or mis-shaped tensor is an error
+    listing the offending names and shapes.
+    """
+    weights_path = Path(weights_path)
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path} does not exist; a checkpoint folder needs model.safetensors")
+    try:
+        state_dict = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file ({error}); "
+                              "re-save or re-download the checkpoint") from None
+    problems = describe_state_dict_mismatch(model.state_dict(), state_dict)
+    if problems:
+        raise CheckpointError(f"{weights_path} does not match the model architecture: {'; '.join(problems)}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def describe_state_dict_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor],
+                                 limit: int = 8) -> list[str]:
+    """Human-readable differences between two state dicts (names and shapes); empty when they fit."""
+    problems = []
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = sorted(name for name in set(expected) & set(found) if expected[name].shape != found[name].shape)
+    if missing:
+        problems.append(f"missing {_clip(missing, limit)}")
+    if unexpected:
+        problems.append(f"unexpected {_clip(unexpected, limit)}")
+    if shapes:
+        problems.append("shape mismatch " + _clip(
+            [f"{n} {tuple(found[n].shape)} vs model {tuple(expected[n].shape)}" for n in shapes], limit))
+    return problems
+
+
+def _clip(items: list[str], limit: int) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{f', ... {len(items) - limit} more' if len(items) > limit else ''}]"
+
+
+def save_model_folder(folder: str | Path, config, state_dict: dict[str, torch.Tensor]) -> Path:
+    """Write a Hugging Face-format model folder (config.json + model.safetensors), crash-safely.
+
+    Takes a state dict rather than a module so that data-parallel runs can pass the gathered
+    (e.g. FSDP full) state dict.
+    """
+    with atomic_directory(folder) as tmp:
+        config.to_json_file(tmp / "config.json")
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp / "model.safetensors",
+                  metadata={"format": "pt"})
+    return Path(folder)
+
+
+@contextlib.contextmanager
+def atomic_directory(final_path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it is renamed to `final_path` in one step.
+
+    A crash while writing leaves only the `.tmp-*` folder, never a half-written folder under the real
+    name. An existing folder at `final_path` is replaced only after the new one is complete.
+    """
+    final_path = Path(final_path)
+    tmp_path = final_path.with_name(f".tmp-{final_path.name}-{os.getpid()}")
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    tmp_path.mkdir(parents=True)
+    try:
+        yield tmp_path
+    except BaseException:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        raise
+    if final_path.exists():
+        old_path = final_path.with_name(f".old-{final_path.name}-{os.getpid()}")
+        os.replace(final_path, old_path)
+        os.replace(tmp_path, final_path)
+        shutil.rmtree(old_path, ignore_errors=True)
+    else:
+        os.replace(tmp_path, final_path)

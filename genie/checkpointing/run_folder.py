@@ -1,0 +1,190 @@
+"""The run folder: what may be written where, replacing a run without losing it, resume lookup and checks.
+
+Layout (docs/architecture.md, "Run folder"): config.json (the run), step_N/ (resumable state with
+trainer_state.json), the final model in Hugging Face format, metrics.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from genie.checkpointing.manifest import MANIFEST, TRAINER_STATE, trainer_state_problem, verify_checkpoint
+from genie.errors import CheckpointError, ConfigError, check_flag
+
+
+def check_output_folder(path: str | Path | None, flag: str = "output_dir") -> None:
+    """An output folder must be a folder (or not exist yet) that can be written."""
+    if path is None:
+        return
+    path = Path(path)
+    check_flag(not path.exists() or path.is_dir(), flag, str(path), "is a file, not a folder; choose a folder path")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    check_flag(_writable(existing), flag, str(path), f"cannot be written ({existing} is not writable); choose a "
+               "folder you can write")
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be created in `folder`: permissions, and (for root, whom permissions do not stop)
+    an anonymous temporary file that leaves no trace."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def is_run_folder(path: Path) -> bool:
+    """True when `path` holds a run of this project: its config.json names the stage and the model config."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "stage" in config and "genie_config" in config
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> None:
+    """Refuse, before anything is written, an output folder that cannot or must not receive this run."""
+    out = Path(output_dir)
+    check_output_folder(out)
+    if resuming or not out.is_dir() or not any(out.iterdir()):
+        return
+    if not is_run_folder(out):
+        raise ConfigError(f"--output_dir {out} is not empty and holds no run of this project (no run config.json); "
+                          "nothing there is replaced or mixed with a run: choose a new or empty folder")
+    if not overwrite:
+        raise ConfigError(f"--output_dir {out} already holds a run; pass --resume_from_checkpoint latest to continue "
+                          "it, --overwrite_output_dir to replace it, or choose another folder")
+    here = Path.cwd().resolve()
+    if out.resolve() in (here, *here.parents):
+        raise ConfigError(f"--output_dir {out} contains the working directory; --overwrite_output_dir refuses to "
+                          "replace it: choose a folder below it")
+
+
+def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> Path | None:
+    """Create the output folder. A run to be replaced is moved aside, not deleted: returns where it went
+    (`discard_replaced_run` deletes it once the new run has a checkpoint; `restore_replaced_run` puts
+    it back if the new run fails before that)."""
+    out = Path(output_dir)
+    aside = None
+    if overwrite and not resuming and is_run_folder(out):
+        aside = out.with_name(f".replaced-{out.name}-{os.getpid()}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(out, aside)
+    out.mkdir(parents=True, exist_ok=True)
+    return aside
+
+
+def discard_replaced_run(aside: Path | None) -> None:
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def restore_replaced_run(output_dir: str | Path, aside: Path | None) -> None:
+    """Put a replaced run back in place of a new run that failed before its first checkpoint."""
+    if aside is not None and aside.is_dir():
+        shutil.rmtree(output_dir, ignore_errors=True)
+        os.replace(aside, output_dir)
+
+
+def model_folder(path: str | Path, flag: str = "checkpoint_dir") -> Path:
+    """A folder holding a saved model; a run folder gets a one-line error naming the model folder in it."""
+    path = Path(path)
+    if path.is_file():
+        raise CheckpointError(f"--{flag} {path} is a file; pass the folder holding config.json and model.safetensors")
+    if path.is_dir() and not (path / "model.safetensors").is_file() and is_run_folder(path):
+        finals = sorted(d.name for d in path.iterdir() if (d / "model.safetensors").is_file()
+                        and not d.name.startswith(("step_", ".")))
+        hint = f"pass {path / finals[0]}" if finals else "it has no final model yet; pass one of its step_N/ folders"
+        raise CheckpointError(f"--{flag} {path} is a run folder, not a model folder; {hint}")
+    return path
+
+
+def step_folders(output_dir: Path) -> list[Path]:
+    """The run's step_N/ folders, newest first."""
+    steps = [p for p in output_dir.glob("step_*") if p.name.split("_")[1].isdigit()]
+    return sorted(steps, key=lambda p: int(p.name.split("_")[1]), reverse=True)
+
+
+def find_checkpoint(output_dir: Path, spec: str) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from and, for `latest`, the newer ones skipped (with why).
+
+    `latest`: the newest step_N/ that verifies (genie/checkpointing/manifest.py); None when the run has
+    no checkpoint yet (it starts from step 0). A named folder must verify, or it is refused."""
+    if spec != "latest":
+        path = Path(spec)
+        if not (path / TRAINER_STATE).is_file() and not (path / MANIFEST).is_file():
+            raise CheckpointError(f"--resume_from_checkpoint {path} is not a step_N/ checkpoint folder "
+                                  f"(no {TRAINER_STATE}); pass a step_N/ folder of a run or 'latest'")
+        problem = verify_checkpoint(path)
+        if problem:
+            raise CheckpointError(f"--resume_from_checkpoint {path} is damaged: {problem}; pass an earlier step_N/ "
+                                  "folder or 'latest' (the newest one that verifies)")
+        return path, []
+    skipped = []
+    for candidate in step_folders(output_dir):
+        problem = verify_checkpoint(candidate)
+        if problem is None:
+            return candidate, skipped
+        skipped.append(f"skipped {candidate.name}/: {problem}")
+    if skipped:
+        raise CheckpointError(f"--resume_from_checkpoint latest: no checkpoint of {output_dir} verifies "
+                              f"({'; '.join(skipped)}); start a new run with --overwrite_output_dir")
+    return None, []
+
+
+def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot resume from {checkpoint}: {TRAINER_STATE} is unreadable ({error}); "
+                              "pick an earlier step_N/ folder") from None
+    problem = trainer_state_problem(state)
+    if problem:
+        raise CheckpointError(f"cannot resume from {checkpoint}: {problem}; pick an earlier step_N/ folder")
+    return state
+
+
+def check_restartable(output_dir: Path, stage: str) -> None:
+    """`latest` on a run with no checkpoint restarts it from step 0: only a run of this stage."""
+    if not is_run_folder(output_dir):
+        raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} holds no run to resume; start it "
+                              "without --resume_from_checkpoint")
+    saved = json.loads((output_dir / "config.json").read_text())["stage"]
+    if saved != stage:
+        raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} holds a '{saved}' run, not a '{stage}' "
+                              "run; resume it with the matching command")
+
+
+def check_resumable(checkpoint: Path, saved: dict[str, Any] | None, current: dict[str, Any],
+                    allow_mismatch: bool = False) -> list[str]:
+    """Refuse to resume a checkpoint whose stage, process count, model config or data-order arguments
+    differ from this run's; with `allow_mismatch`, return what differs instead (to be printed)."""
+    if saved is None:  # written before checkpoints recorded their run; nothing to compare
+        return []
+    def importance(key: str) -> tuple[int, str]:  # the stage first, the masking settings last
+        order = {"stage": 0, "num_processes": 1}
+        return (order.get(key, 4 if key.startswith("masking.") else 3 if key.startswith("model.") else 2), key)
+
+    differing = sorted((key for key in set(saved) | set(current) if saved.get(key) != current.get(key)), key=importance)
+    changes = [describe_change(k, saved, current) for k in differing]
+    if differing and not allow_mismatch:
+        raise CheckpointError(f"cannot resume from {checkpoint}: it was made with other settings "
+                              f"({'; '.join(changes[:4])}); use the same settings, or pass --allow_resume_mismatch if "
+                              "the change is meant")
+    return changes
+
+
+def describe_change(key: str, saved: dict[str, Any], current: dict[str, Any]) -> str:
+    if key == "num_processes" and {"num_processes", "per_device_train_batch_size"} <= set(saved) & set(current):
+        batch = lambda run: (run["num_processes"] * run["per_device_train_batch_size"]  # noqa: E731
+                             * run.get("gradient_accumulation_steps", 1))
+        return (f"{saved[key]} processes when saved, {current[key]} now: the global batch changes from "
+                f"{batch(saved)} to {batch(current)} windows per optimizer step and the data order changes "
+                f"(launch with {saved[key]} processes to continue exactly)")
+    return f"{key}: checkpoint {saved.get(key)!r} vs now {current.get(key)!r}"

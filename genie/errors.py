@@ -1,0 +1,48 @@
+"""Every error that means "the user gave a wrong input", in one leaf module that imports nothing of genie.
+
+Commands catch `UserError` (genie/cli.py `run_cli`) and print its message as one line with exit 2;
+any other exception is a bug and keeps its traceback. Each message names the file or flag and the fix.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Base of the errors a user can fix by changing an input; the message is one line."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value or flag is wrong; the message names the field and the fix."""
+
+
+class RunFolderLockedError(ConfigError):
+    """Another live process is writing this run folder."""
+
+
+class DataFormatError(UserError, ValueError):
+    """A data folder is missing a file or holds a file of the wrong size or content; one line says which."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint is missing, corrupted or does not fit the model; one line says which and why."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint folder (or its config.json) does not exist."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint or the final model could not be written (disk full, no permission)."""
+
+
+class NonFiniteLossError(UserError, RuntimeError):
+    """The training loss became NaN or infinite (a learning rate or data problem the user must fix)."""
+
+
+class NothingToLearnError(UserError, RuntimeError):
+    """A training batch masks (and so scores) no token."""
+
+
+def check_flag(ok: bool, flag: str, value, what: str) -> None:
+    """A wrong flag value is a one-line ConfigError naming the flag, its value and what it must be."""
+    if not ok:
+        raise ConfigError(f"--{flag} {value!r} {what}")

@@ -1,0 +1,240 @@
+"""One evaluation for training, scripts/evaluate.py and the studies: scores every val window with
+genie/evaluation/scores.py and turns the sums into one report (totals, per-frame and per-horizon arrays)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from genie.data import DataOptions, challenge_stride, open_dataset, open_eval_dataset, resolve_data_dirs, stack_features
+from genie.data.builtin import tokenizer_from_metadata
+from genie.evaluation.scores import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
+from genie.model.stmaskgit import STMaskGIT
+from genie.protocols import MaskGITModel, TokenDataset
+
+# sum key -> report name; each becomes a total and a per-frame array
+_PER_FRAME = {"tf_ce": "cross_entropy", "tf_correct": "accuracy", "tf_argmax_correct": "argmax_accuracy",
+              "copy_previous_correct": "copy_previous_accuracy", "unigram_ce": "unigram_cross_entropy",
+              "unigram_correct": "unigram_accuracy", "block_ce": "block_cross_entropy",
+              "block_argmax_correct": "block_argmax_accuracy"}
+
+
+def pixel_decoder(metadata: dict, side: int) -> tuple[PixelDecoder | None, float | None]:
+    """Token -> pixel decoding and the pixel peak value, for data written by the built-in tokenizer."""
+    tokenizer = tokenizer_from_metadata(metadata)
+    if tokenizer is None:
+        return None, None
+
+    def decode(tokens: torch.Tensor) -> torch.Tensor:
+        grid = tokens.reshape(*tokens.shape[:-1], side, side).cpu().numpy()
+        return torch.from_numpy(tokenizer.decode(grid)).reshape(*tokens.shape[:-1], -1)
+    return decode, float(tokenizer.levels - 1)
+
+
+def options_for_dataset(options: EvalOptions, dataset: TokenDataset) -> EvalOptions:
+    """The scoring the data format declares (genie/protocols.py `TokenDataset`): which frames are scored,
+    whether they are also scored all masked at once, and the rollout prompt it fixes."""
+    return dataclasses.replace(options, first_frame=dataset.first_scored_frame,
+                               block_masked=options.block_masked or dataset.scores_block_masked,
+                               num_prompt_frames=options.num_prompt_frames or dataset.rollout_prompt_frames)
+
+
+def accumulate(totals: dict[str, torch.Tensor], sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Add per-window sums (B, ...) of one batch into running totals over windows."""
+    for key, value in sums.items():
+        totals[key] = totals.get(key, 0) + value.sum(dim=0)
+    return totals
+
+
+def summarize(totals: dict[str, torch.Tensor], num_windows: int, tokens_per_frame: int,
+              pixels_per_frame: int | None = None, peak: float | None = None, first_frame: int = 1) -> dict[str, Any]:
+    """Totals over windows -> the report: means over tokens, per scored frame (t = first_frame..T-1)
+    and per horizon."""
+    frame_tokens = num_windows * tokens_per_frame
+    num_frames = len(totals["tf_ce"])
+    report: dict[str, Any] = {"num_windows": num_windows, "frames_scored": num_frames, "first_frame": first_frame,
+                              "num_tokens": frame_tokens * num_frames}
+    for key, name in _PER_FRAME.items():
+        if key in totals:
+            report[name] = float(totals[key].sum()) / (frame_tokens * num_frames)
+            report[f"{name}_per_frame"] = (totals[key] / frame_tokens).tolist()
+    if "tf_seconds" in totals:
+        report["seconds_per_frame"] = float(totals["tf_seconds"].sum()) / (num_windows * num_frames)
+    if "rollout_correct" in totals:
+        report["rollout"] = _summarize_rollout(totals, frame_tokens, num_windows, pixels_per_frame, peak)
+    return report
+
+
+def _summarize_rollout(totals, frame_tokens, num_windows, pixels_per_frame, peak) -> dict[str, Any]:
+    horizons = len(totals["rollout_correct"])
+    rollout = {"horizons": list(range(1, horizons + 1)),
+               "accuracy_per_horizon": (totals["rollout_correct"] / frame_tokens).tolist(),
+               "copy_accuracy_per_horizon": (totals["copy_correct"] / frame_tokens).tolist()}
+    rollout["accuracy"] = float(np.mean(rollout["accuracy_per_horizon"]))
+    rollout["copy_accuracy"] = float(np.mean(rollout["copy_accuracy_per_horizon"]))
+    if "rollout_sq_err" in totals and pixels_per_frame:
+        # PSNR of the mean squared error over all windows at a horizon (a per-window mean would be
+        # infinite as soon as one window is predicted exactly).
+        for key, name in (("rollout_sq_err", "psnr_per_horizon"), ("copy_sq_err", "copy_psnr_per_horizon")):
+            rollout[name] = [psnr(float(e) / (num_windows * pixels_per_frame), peak) for e in totals[key]]
+    return rollout
+
+
+def training_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The flat scalars logged as val/... during training."""
+    names = {"cross_entropy": "tf_cross_entropy", "accuracy": "tf_accuracy", "argmax_accuracy": "tf_argmax_accuracy",
+             "copy_previous_accuracy": "copy_previous_accuracy"}
+    metrics = {new: report[old] for old, new in names.items() if old in report}
+    if "rollout" in report:
+        metrics["rollout_accuracy"] = report["rollout"]["accuracy"]
+        metrics["rollout_accuracy_h1"] = report["rollout"]["accuracy_per_horizon"][0]
+        metrics["rollout_copy_accuracy_h1"] = report["rollout"]["copy_accuracy_per_horizon"][0]
+    return metrics
+
+
+def timed_scores(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None, options: EvalOptions,
+                 batch_index: int, log_probs: np.ndarray | None, decode_pixels: PixelDecoder | None
+                 ) -> dict[str, torch.Tensor]:
+    """score_windows plus each window's share of the wall time (tf_seconds), for s/frame."""
+    synchronize = torch.cuda.synchronize if tokens.is_cuda else (lambda: None)
+    synchronize()
+    start = time.perf_counter()
+    sums = score_windows(model, tokens, actions, options, batch_index, log_probs, decode_pixels)
+    synchronize()
+    sums["tf_seconds"] = torch.full((tokens.shape[0],), (time.perf_counter() - start) / tokens.shape[0])
+    return sums
+
+
+@torch.no_grad()
+def evaluate_batches(model: MaskGITModel, batches: Iterable[dict[str, torch.Tensor]], options: EvalOptions,
+                     log_probs: np.ndarray | None = None, decode_pixels: PixelDecoder | None = None,
+                     peak: float | None = None, gather=lambda x: x, device: torch.device | str = "cpu"
+                     ) -> dict[str, Any]:
+    """The report over `batches` of windows ({"input_ids": (B, T, S), "actions"?}); `gather` collects
+    per-window rows from all processes (identity on one process)."""
+    totals: dict[str, torch.Tensor] = {}
+    num_windows, tokens_per_frame = 0, None
+    for index, batch in enumerate(batches):
+        tokens = batch["input_ids"].to(device)
+        actions = batch["actions"].to(device) if "actions" in batch else None
+        sums = timed_scores(model, tokens, actions, options, index, log_probs, decode_pixels)
+        sums = {k: gather(v.to(device)).double().cpu() for k, v in sums.items()}
+        accumulate(totals, sums)
+        num_windows += len(sums["tf_ce"])
+        tokens_per_frame = tokens.shape[-1]
+    if not num_windows:
+        raise ValueError("no validation window was evaluated")
+    pixels = None if decode_pixels is None else decode_pixels(tokens[:1, :1].cpu()).shape[-1]
+    return summarize(totals, num_windows, tokens_per_frame, pixels, peak, options.first_frame)
+
+
+def dataset_batches(dataset, batch_size: int, max_examples: int | None = None):
+    """Batches of the first `max_examples` windows of `dataset`, in order."""
+    count = len(dataset) if max_examples is None else min(max_examples, len(dataset))
+    for start in range(0, count, batch_size):
+        yield stack_features([dataset[i] for i in range(start, min(start + batch_size, count))])
+
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path | None = None,
+                        val_data_dir: str | Path | None = None, options: EvalOptions | None = None,
+                        batch_size: int = 8, max_examples: int | None = None, stride: int | None = None,
+                        data: DataOptions | None = None) -> dict[str, Any]:
+    """The full report of a saved model on a val split (built-in data by default): teacher-forced
+    metric, rollouts, and the unigram and copy references on the same windows. Windows are the
+    config's T frames, non-overlapping, at 2 Hz unless `stride` is given."""
+    options = options or EvalOptions()
+    model = STMaskGIT.from_pretrained(checkpoint_dir).eval()
+    config = model.config
+    if options.rollout and not options.loss_only:
+        options.prompt_frames(config.T, config.num_prompt_frames)  # a wrong --num_prompt_frames fails before any work
+    data = data or DataOptions()
+    train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config, data)
+    val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir, data), data=data)
+    options = options_for_dataset(options, val_set)
+    log_probs = unigram_log_probs(open_dataset(train_dir, config, data=data).frame_arrays(), config.image_vocab_size)
+    decode_pixels, peak = pixel_decoder(val_set.metadata, config.h)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    report = evaluate_batches(model.to(device), dataset_batches(val_set, batch_size, max_examples), options,
+                              log_probs, decode_pixels, peak, device=device)
+    report.update(checkpoint=str(checkpoint_dir), val_data_dir=str(val_dir), train_data_dir=str(train_dir),
+                  stride=val_set.stride, window=val_set.window_size, device=device,
+                  sampling=vars(options.sampling), seed=options.seed, loss_only=options.loss_only)
+    return report
+
+
+def write_eval_outputs(report: dict[str, Any], output_dir: str | Path) -> Path:
+    """eval.json (every number), eval.md (the table) and eval.png (metrics per frame and horizon) in
+    `output_dir`; eval.json is written last, so its presence means the evaluation finished."""
+    from genie.evaluation.pictures import plot_eval_report  # matplotlib only where a picture is drawn
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.md").write_text(format_report(report) + "\n")
+    plot_eval_report(report, out / "eval.png")
+    partial = out / ".eval.json.tmp"
+    partial.write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    os.replace(partial, out / "eval.json")
+    return out / "eval.json"
+
+
+def json_safe(value: Any) -> Any:
+    """Non-finite floats -> strings ("inf"), so that the report is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Markdown tables: the teacher-forced metric beside its references, then the rollout per horizon."""
+    sampling = report.get("sampling", {})
+    lines = [f"Teacher-forced evaluation (the 1X challenge metric) on {report['num_windows']} val windows, frames "
+             f"1..{report['frames_scored']} ({report['num_tokens']} tokens); MaskGIT {sampling.get('maskgit_steps')} "
+             f"steps, temperature {sampling.get('temperature')}, {sampling.get('unmask_mode')} unmasking, "
+             f"seed {report.get('seed')}",
+             "",
+             "| predictor | cross-entropy (nats/token) | accuracy (final MaskGIT samples) | accuracy (first-pass argmax) |",
+             "|---|---|---|---|",
+             f"| model | {report['cross_entropy']:.4f} | {_fmt(report.get('accuracy'))} | {report['argmax_accuracy']:.4f} |",
+             f"| unigram of train tokens (full token; accuracy: most frequent token) | "
+             f"{_fmt(report.get('unigram_cross_entropy'))} | {_fmt(report.get('unigram_accuracy'))} | - |",
+             f"| copy previous frame | - | {report['copy_previous_accuracy']:.4f} | - |"]
+    if "seconds_per_frame" in report:
+        what = "first pass only (--loss_only)" if report.get("loss_only") else "teacher-forced MaskGIT decoding"
+        lines += ["", f"Time: {report['seconds_per_frame']:.4g} s/frame ({what}, {report.get('device', 'cpu')})."]
+    if "rollout" in report:
+        lines += ["", *_rollout_table(report["rollout"], report)]
+    return "\n".join(lines)
+
+
+def _rollout_table(rollout: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    horizons = rollout["horizons"]
+    k = report["frames_scored"] + 1 - len(horizons)
+    lines = [f"Rollout: {k} true prompt frames, then {len(horizons)} generated frames (each the context of the "
+             "next); per horizon h (frame k-1+h):", "",
+             "| | " + " | ".join(f"h={h}" for h in horizons) + " | mean |",
+             "|---|" + "---|" * (len(horizons) + 1)]
+    rows = [("token accuracy: model", rollout["accuracy_per_horizon"], rollout["accuracy"]),
+            ("token accuracy: copy last prompt frame", rollout["copy_accuracy_per_horizon"], rollout["copy_accuracy"])]
+    if "psnr_per_horizon" in rollout:
+        rows += [("PSNR dB: model", rollout["psnr_per_horizon"], None),
+                 ("PSNR dB: copy last prompt frame", rollout["copy_psnr_per_horizon"], None)]
+    for name, values, mean in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(v, 3) for v in values) + f" | {_fmt(mean, 3)} |")
+    return lines
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if math.isfinite(value) else str(value)

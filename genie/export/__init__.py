@@ -1,0 +1,1 @@
+"""ONNX: export of the full and cached-step graphs, and ONNX Runtime behind `MaskGITModel`."""

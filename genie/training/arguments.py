@@ -1,0 +1,119 @@
+"""Command-line arguments shared by train.py and masked_pretrain.py (parsed by transformers.HfArgumentParser).
+
+Flag names follow the reference `train.py` (github 1x-technologies/1xgpt) where it has them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from genie.data.sources import DataOptions
+from genie.errors import check_flag
+
+DATA_OPTION_FIELDS = {f.name: f for f in dataclasses.fields(DataOptions)}
+
+# transformers schedulers that need nothing but the warmup and total steps (others need a metric or extra kwargs)
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
+
+
+@dataclass
+class TrainingArguments:
+    # Model and data
+    genie_config: str | None = field(default=None, metadata={
+        "help": "GenieConfig JSON file (it may also hold the stage-1 fields, which train.py ignores). Default: "
+                "configs/tiny.json, or for train.py the architecture of --masked_pretrain_checkpoint."})
+    train_data_dir: str | None = field(default=None, metadata={
+        "help": "1X-format token folder (metadata.json, video.bin, segment_ids.bin). Default: the built-in dataset."})
+    val_data_dir: str | None = field(default=None, metadata={"help": "Validation folder. Default: the built-in dataset."})
+    window_size: int | None = field(default=None, metadata={"help": "Frames per window; must equal the config's T (default T)."})
+    stride: int = field(default=1, metadata={"help": "Frames between consecutive window frames (1X v1.1 at 30 Hz: use 15)."})
+    filter_overlaps: bool = field(default=False, metadata={"help": "Use each training frame in at most one window."})
+    # the two fields of genie.data.DataOptions, declared there (help and default)
+    data_format: str = field(default=DATA_OPTION_FIELDS["data_format"].default,
+                             metadata=DATA_OPTION_FIELDS["data_format"].metadata)
+    state_pooling: str = field(default=DATA_OPTION_FIELDS["state_pooling"].default,
+                               metadata=DATA_OPTION_FIELDS["state_pooling"].metadata)
+
+    # Run folder
+    output_dir: str = field(default="runs/train", metadata={"help": "Run folder: config, step_N/ checkpoints, final model, metrics."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow reusing an output_dir that holds another run."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={
+        "help": "A step_N/ folder of this run, or 'latest', to continue exactly where it stopped."})
+
+    # Optimisation
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute block activations in backward."})
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.0
+    adam_beta_1: float = 0.9
+    adam_beta_2: float = 0.999
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    lr_scheduler_type: str = field(default="linear", metadata={
+        "help": "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup or inverse_sqrt."})
+    num_warmup_steps: int = 0
+    num_train_epochs: int = 1
+    max_train_steps: int | None = field(default=None, metadata={"help": "Overrides num_train_epochs when given."})
+    mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16 (fp16 needs a GPU)."})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model's training forward (CPU or GPU)."})
+    seed: int = 42
+    skip_nonfinite: bool = field(default=False, metadata={
+        "help": "Skip optimizer steps whose loss is NaN/inf (counted in metrics) instead of stopping the run."})
+    nonfinite_check: bool = field(default=True, metadata={
+        "help": "Check the loss every optimizer step (one scalar to the host); --no_nonfinite_check checks only at "
+                "logging steps."})
+
+    # Evaluation, checkpoints, logging
+    eval_every_n_steps: int = 1000
+    max_eval_steps: int = field(default=20, metadata={"help": "Validation batches per evaluation (per process)."})
+    checkpointing_steps: int = field(default=1000, metadata={"help": "Save a resumable step_N/ every N optimizer steps."})
+    log_every_n_steps: int = 10
+    report_to: str = field(default="none", metadata={"help": "none, wandb (offline unless logged in), tensorboard, or all."})
+    dataloader_num_workers: int = 0
+
+    allow_resume_mismatch: bool = field(default=False, metadata={
+        "help": "Resume even though the stage, the model config or the arguments that fix the data order differ "
+                "from the checkpoint's (by default that is refused)."})
+
+    def __post_init__(self) -> None:
+        """Every flag is checked here, before anything is read or written: one line naming the flag."""
+        positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                    "stride", "num_train_epochs", "eval_every_n_steps", "max_eval_steps", "checkpointing_steps",
+                    "log_every_n_steps")
+        for name in positive:
+            check_flag(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        check_flag(self.max_train_steps is None or self.max_train_steps >= 1, "max_train_steps", self.max_train_steps,
+               "must be >= 1")
+        check_flag(self.window_size is None or self.window_size >= 2, "window_size", self.window_size, "must be >= 2")
+        check_flag(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate,
+               "must be a finite number > 0")
+        check_flag(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay,
+               "must be a finite number >= 0")
+        for name in ("adam_beta_1", "adam_beta_2"):
+            check_flag(0.0 <= getattr(self, name) < 1.0, name, getattr(self, name), "must be in [0, 1)")
+        check_flag(math.isfinite(self.adam_eps) and self.adam_eps > 0, "adam_eps", self.adam_eps, "must be a finite number > 0")
+        check_flag(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm,
+               "must be a finite number >= 0 (0 turns clipping off)")
+        check_flag(0 <= self.seed < 2 ** 32, "seed", self.seed, "must be in [0, 2**32)")
+        check_flag(self.dataloader_num_workers >= 0, "dataloader_num_workers", self.dataloader_num_workers, "must be >= 0")
+        check_flag(self.num_warmup_steps >= 0, "num_warmup_steps", self.num_warmup_steps, "must be >= 0")
+        check_flag(self.lr_scheduler_type in LR_SCHEDULERS, "lr_scheduler_type", self.lr_scheduler_type,
+               f"is not supported; choose one of {', '.join(LR_SCHEDULERS)}")
+        check_flag(self.mixed_precision in ("no", "bf16", "fp16"), "mixed_precision", self.mixed_precision,
+               "must be one of no, bf16, fp16")
+        check_flag(self.mixed_precision != "fp16" or torch.cuda.is_available(), "mixed_precision", self.mixed_precision,
+               "needs a GPU (there is none here); use bf16 or no")
+        check_flag(self.report_to in ("none", "wandb", "tensorboard", "all"), "report_to", self.report_to,
+               "must be one of none, wandb, tensorboard, all")
+        check_flag(bool(self.output_dir), "output_dir", self.output_dir, "must name a folder")
+        self.data_options()  # checks --data_format and --state_pooling
+
+    def data_options(self) -> DataOptions:
+        return DataOptions(self.data_format, self.state_pooling)
+

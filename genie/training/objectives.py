@@ -1,0 +1,192 @@
+"""Training objectives: what differs between the two stages of the one training loop.
+
+An objective turns a batch of clean windows into model inputs (masked input, labels, loss_mask with
+True = masked = scored), picks the temporal attention mode, and evaluates. The mask randomness of a
+batch is a pure function of (seed, optimizer step, micro-batch) and is drawn for the global batch, so
+masks do not depend on DataLoader workers or the number of processes, survive resume exactly, and
+follow the optimizer step under gradient accumulation.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
+from genie.errors import ConfigError
+from genie.evaluation.report import evaluate_batches, training_metrics
+from genie.evaluation.scores import EvalOptions
+from genie.masking.seeding import batch_generator
+from genie.model.config import GenieConfig
+from genie.model.factorization import unfactorize_token_ids
+from genie.model.stmaskgit import STMaskGIT, token_cross_entropy
+
+
+def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], step: int, generator: torch.Generator,
+                      process_index: int, num_processes: int) -> dict[str, torch.Tensor]:
+    """Mask this process's share of the global batch exactly as one process would mask the whole of it.
+
+    The local windows are placed at their rows of a global batch (the other rows are zeros), the
+    objective masks that, and this process keeps its rows: masks and corruption then do not depend on
+    how many processes share the batch, and all processes follow the same schedule.
+    """
+    if num_processes == 1:
+        return objective.make_batch(batch, step=step, generator=generator)
+    local = batch["input_ids"].shape[0]
+    rows = slice(process_index * local, (process_index + 1) * local)
+    padded = {}
+    for key, value in batch.items():
+        padded[key] = value.new_zeros((local * num_processes, *value.shape[1:]))
+        padded[key][rows] = value
+    global_batch = objective.make_batch(padded, step=step, generator=generator)
+    out = {key: value[rows] for key, value in global_batch.items()}
+    # Each process divides by its share of the global count of scored tokens, so that the average
+    # of the processes' gradients is the gradient of the global mean loss.
+    out["loss_denominator"] = global_batch["loss_mask"].sum().float() / num_processes
+    return out
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Objective:
+    name: str = "objective"
+    temporal_attention: str = "causal"  # the trainer sets the model's temporal attention to this
+    final_model_dirname: str = "final_model"
+
+    def __init__(self, config: GenieConfig):
+        self.config = config
+
+    def make_batch(self, batch: dict[str, torch.Tensor], step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Called by the trainer once the run length is known (schedules use it)."""
+
+    def step_metrics(self, step: int) -> dict[str, float]:
+        """Scalars to log with every optimizer step (e.g. the current mask ratio)."""
+        return {}
+
+    def settings(self) -> dict[str, Any]:
+        """The objective's own settings, which a resumed run must share (e.g. the mask schedule)."""
+        return {}
+
+    def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, options: EvalOptions,
+                 step: int = 0) -> dict[str, Any]:
+        """Val metrics over `batches`; `options` (with its seed) say how windows are scored."""
+        raise NotImplementedError
+
+
+class AutoregressiveObjective(Objective):
+    """Stage 2: the reference's MaskGIT corruption and masking, causal in time, scored on masked tokens."""
+    name = "autoregressive"
+    temporal_attention = "causal"
+    final_model_dirname = "final_model"
+
+    def __init__(self, config: GenieConfig):
+        super().__init__(config)
+        if config.num_prompt_frames >= config.T:
+            # Loading such a config is fine (reference checkpoints have it); training on it is not:
+            # the collator's clean prompt would cover the whole window.
+            raise ConfigError(f"config field 'num_prompt_frames' = {config.num_prompt_frames} must be < T = {config.T} "
+                              "to train stage 2 (frames after the prompt are the targets); lower it in the config")
+        self.collator = get_maskgit_collator(config)
+
+    def make_batch(self, batch, step, generator):
+        return self.collator(batch, generator=generator)
+
+    def evaluate(self, model, batches, gather, options, step=0):
+        """Val loss under the training corruption (fixed draws), the teacher-forced challenge metric and
+        rollouts (genie/evaluation/report.py, the same functions as scripts/evaluate.py).
+
+        `gather` collects per-window rows from all processes, each val window exactly once.
+        """
+        loss_sums = torch.zeros(2, dtype=torch.float64)  # cross-entropy sum, scored tokens
+        device = model.pos_embed_TSC.device
+
+        def with_val_loss(batches):
+            nonlocal loss_sums
+            for index, batch in enumerate(batches):
+                inputs = to_device(self.make_batch(batch, step=index,
+                                                   generator=batch_generator(options.seed, 0, index, stream=1)), device)
+                loss_sums += gather(masked_loss_rows(model, inputs)[0][:, [0, 2]]).double().cpu().sum(0)
+                yield batch
+
+        report = evaluate_batches(model, with_val_loss(batches), options, gather=gather, device=device)
+        loss_sum, scored = loss_sums.tolist()
+        return {"loss": loss_sum / max(scored, 1), **training_metrics(report), "num_windows_tokens": report["num_tokens"]}
+
+
+def masked_loss_rows(model: STMaskGIT, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per window (B, 3): summed cross-entropy over its scored tokens, correct scored tokens, their
+    number; and the logits."""
+    logits = model.compute_logits(inputs["input_ids"], actions=inputs.get("actions"))
+    token_ce, token_correct = token_cross_entropy(logits, inputs["labels"], model.config)
+    weights = inputs["loss_mask"].to(token_ce.dtype)
+    rows = torch.stack([(token_ce * weights).sum(dim=(1, 2)), (token_correct * weights).sum(dim=(1, 2)),
+                        weights.sum(dim=(1, 2))], dim=1)
+    return rows, logits
+
+
+class MaskedPretrainObjective(Objective):
+    """Stage 1: per-sample, per-frame masks at the scheduled ratio; loss on masked tokens only;
+    bidirectional temporal attention unless the config asks for causal (ablation)."""
+    name = "masked_pretrain"
+    final_model_dirname = "masked_pretrain_final"
+
+    def __init__(self, config: GenieConfig, masking, picture_writer=None):
+        super().__init__(config)
+        masking.check_scores_tokens(config.S)
+        self.masking = masking
+        self.temporal_attention = masking.temporal_attention
+        self.collator = get_masked_pretrain_collator(masking, config)
+        self.picture_writer = picture_writer  # callable(step, input_ids, predictions, labels, ratio) -> Path, or None
+
+    def set_total_steps(self, total_steps: int) -> None:
+        self.collator.total_steps = max(total_steps, 1)
+
+    def make_batch(self, batch, step, generator):
+        return self.collator(batch, generator=generator, step=step)
+
+    def step_metrics(self, step: int) -> dict[str, float]:
+        return {"mask_ratio": self.collator.mask_ratio(step)}
+
+    def settings(self) -> dict[str, Any]:
+        return {f"masking.{k}": v for k, v in vars(self.masking).items()}
+
+    def evaluate(self, model, batches, gather, options, step=0):
+        """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus
+        the teacher-forced metric and rollouts (genie/evaluation/report.py)."""
+        ratios = self.masking.ratios_for_eval()
+        sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
+        pictures = []
+        device = model.pos_embed_TSC.device
+
+        def with_masked_loss(batches):
+            for index, batch in enumerate(batches):
+                for r, ratio in enumerate(ratios):
+                    generator = batch_generator(options.seed, 0, index, stream=2 + r)
+                    inputs = to_device(self.collator(batch, generator=generator, ratio=ratio), device)
+                    rows, logits = masked_loss_rows(model, inputs)
+                    sums[r] += gather(rows).double().cpu().sum(0)
+                    if index == 0 and r == len(ratios) // 2 and self.picture_writer is not None:
+                        pictures.append(self._draw(model, step, inputs, logits, ratio))
+                yield batch
+
+        report = evaluate_batches(model, with_masked_loss(batches), options, gather=gather, device=device)
+        metrics = {}
+        for ratio, (ce, correct, scored) in zip(ratios, sums.tolist()):
+            metrics[f"masked_loss@{ratio:g}"] = ce / max(scored, 1)
+            metrics[f"masked_accuracy@{ratio:g}"] = correct / max(scored, 1)
+        metrics["loss"] = sum(metrics[f"masked_loss@{r:g}"] for r in ratios) / len(ratios)
+        metrics.update(training_metrics(report))
+        if pictures:
+            metrics["picture"] = pictures[0]  # the trainer's logger sends it to the trackers as an image
+        return metrics
+
+    def _draw(self, model, step, inputs, logits, ratio):
+        """The picture of masked input | prediction | truth for the first val windows; returns its path."""
+        predicted = unfactorize_token_ids(logits.argmax(-1), model.config.num_factored_vocabs,
+                                          model.config.factored_vocab_size)
+        return self.picture_writer(step, inputs["input_ids"], predicted, inputs["labels"], ratio)

@@ -1,0 +1,481 @@
+"""The one training loop behind both stages (masked pretraining and autoregressive training), on Accelerate.
+
+Split as torchtitan's trainer is: `train()` is the outer loop (resume, steps, evaluation,
+checkpoints, stop requests), `train_step()` one optimizer step over its micro-batches,
+`forward_backward_step()` forward, loss and backward. The objective (genie/training/objectives.py) is the
+only thing that differs between the stages. Run folder layout: docs/architecture.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from genie.checkpointing.checkpoint import describe_write_error, save_model_folder
+from genie.checkpointing.lock import RunLock
+from genie.checkpointing.manifest import write_manifest
+from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, check_restartable, check_resumable,
+                                            discard_replaced_run, find_checkpoint, prepare_output_dir,
+                                            read_trainer_state, restore_replaced_run, step_folders)
+from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
+from genie.errors import (CheckpointError, CheckpointWriteError, ConfigError, NonFiniteLossError, NothingToLearnError,
+                          RunFolderLockedError)
+from genie.evaluation.report import options_for_dataset
+from genie.evaluation.scores import EvalOptions
+from genie.masking.seeding import batch_generator
+from genie.model.stmaskgit import STMaskGIT
+from genie.training.arguments import TrainingArguments
+from genie.training.fsdp import full_parameters
+from genie.training.objectives import Objective, make_global_batch, to_device
+from genie.training.run_logging import MetricsLogger, TrainingMeter, drop_records_after
+from genie.training.stop_request import StopRequest
+
+
+def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
+    """AdamW (fused on GPU); weight decay only on Linear matrices (not biases, norms, embeddings, positions)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        is_matrix = param.ndim == 2 and not ("embed" in name)
+        (decay if is_matrix else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta_1, args.adam_beta_2),
+                             eps=args.adam_eps, fused=next(model.parameters()).is_cuda)
+
+
+def tracker_names(report_to: str) -> list[str] | None:
+    """Accelerate trackers for --report_to; wandb never prompts for a login (offline without credentials)."""
+    names = {"none": None, "all": ["wandb", "tensorboard"]}.get(report_to, [report_to])
+    if names and "wandb" in names:
+        if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
+            os.environ["WANDB_MODE"] = "offline"
+        os.environ.setdefault("WANDB_SILENT", "true")
+    return names
+
+
+class Trainer:
+    """Trains `model` with `objective` as `args` say. Set-up happens in the constructor, in the
+    order that makes a wrong input fail before anything is written."""
+
+    def __init__(self, args: TrainingArguments, objective: Objective, model: STMaskGIT,
+                 run_info: dict[str, Any] | None = None):
+        self.args, self.objective = args, objective
+        self.output_dir = Path(args.output_dir)
+        check_output_dir(self.output_dir, args.overwrite_output_dir, bool(args.resume_from_checkpoint))
+        model.set_temporal_attention(objective.temporal_attention)
+        self.config = model.config
+        self.accelerator = self._build_accelerator()
+        set_seed(args.seed)
+        self.train_set, self.val_set = self._build_datasets()
+        self.checkpoint = self._find_checkpoint()
+        self.model, self.optimizer, self.train_loader, self.val_loader = self._build_model_and_loaders(model)
+        self.unwrapped = self.accelerator.unwrap_model(self.model)
+        # Only the training forward is compiled; saving and evaluation use the plain module.
+        self.forward_model = torch.compile(self.model) if args.compile else self.model
+        updates_per_epoch = max(len(self.train_loader) // args.gradient_accumulation_steps, 1)
+        self.max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+        objective.set_total_steps(self.max_steps)
+        self.scheduler = self._build_scheduler()
+        self.step, self.epoch, self.batches_done = 0, 0, 0
+        if self.checkpoint is not None:
+            self._resume(self.checkpoint)
+        # Everything is checked (inputs, data, resume): only now is the run folder locked and written.
+        self.lock = self._lock_run_folder()
+        try:
+            self.replaced_run = self._write_run_folder(run_info or {})
+            self._init_trackers()
+        except BaseException:
+            self.lock.release()
+            raise
+        self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.accelerator)
+        self.progress: tqdm | None = None
+        self.stop: StopRequest | None = None
+        self.meter = TrainingMeter(self.accelerator.device)
+        # Micro-batches of the current optimizer step with a non-finite loss / with no scored token.
+        self.bad_batches = torch.zeros(2, dtype=torch.long, device=self.accelerator.device)
+        self.skipped_steps = 0
+
+    # ----- set-up -----
+    def _build_accelerator(self) -> Accelerator:
+        log_with = tracker_names(self.args.report_to)
+        if log_with and "wandb" in log_with:
+            os.environ.setdefault("WANDB_DIR", self.args.output_dir)
+        # Accelerate keeps its settings in a process-wide singleton; reset it so that several runs (an
+        # ablation, the tests) can use different settings in one process. Distributed state is kept.
+        AcceleratorState._reset_state()
+        # Launched as several processes on a machine without a GPU: run data-parallel on the CPU (gloo).
+        distributed_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("true", "1") and not torch.cuda.is_available():
+            # Accelerate would either crash on every rank or silently train plain data-parallel.
+            raise ConfigError("FSDP was requested (accelerate launch --use_fsdp or an FSDP config) but this machine "
+                              "has no GPU; launch without FSDP (plain data-parallel runs on the CPU) or on GPUs")
+        accelerator = Accelerator(
+            cpu=distributed_cpu, gradient_accumulation_steps=self.args.gradient_accumulation_steps,
+            mixed_precision=self.args.mixed_precision, log_with=log_with, project_dir=self.args.output_dir,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+        if accelerator.is_fsdp2 and accelerator.state.fsdp_plugin.cpu_ram_efficient_loading:
+            # Accelerate's rank-0 loading looks parameters up with a Transformers-model method and fails
+            # on our root-level position embedding; every rank builds the model itself instead.
+            accelerator.state.fsdp_plugin.cpu_ram_efficient_loading = False
+            accelerator.print("FSDP: cpu_ram_efficient_loading turned off (not supported for this model)")
+        return accelerator
+
+    def _build_datasets(self) -> tuple[Dataset, Dataset]:
+        args, config = self.args, self.config
+        data = args.data_options()
+        with self.accelerator.main_process_first():  # the built-in dataset is written once, by the main process
+            train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config, data)
+        train = open_train_dataset(train_dir, config, args.stride, args.window_size, args.filter_overlaps, data)
+        # Validation windows never share frames, as in the reference evaluation.
+        return train, open_eval_dataset(val_dir, config, args.stride, args.window_size, data)
+
+    def _write_run_folder(self, run_info: dict[str, Any]) -> Path | None:
+        """Create the output folder (a replaced run is moved aside until this run has a checkpoint) and
+        write config.json: the run's arguments, model config, data and what really ran."""
+        run_config = {"stage": self.objective.name, "args": dataclasses.asdict(self.args),
+                      "genie_config": self.config.to_dict(), "train_data_dir": str(self.train_set.data_dir),
+                      "val_data_dir": str(self.val_set.data_dir), "num_processes": self.accelerator.num_processes,
+                      "mixed_precision": self.accelerator.mixed_precision, "device": str(self.accelerator.device),
+                      "distributed_type": self.accelerator.distributed_type.value, **run_info}
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            run_config["fsdp_version"] = 2 if self.accelerator.is_fsdp2 else 1
+        aside = None
+        if self.accelerator.is_main_process:
+            aside = prepare_output_dir(self.output_dir, self.args.overwrite_output_dir,
+                                       bool(self.args.resume_from_checkpoint))
+            if aside is not None:
+                print(f"moved the previous run in {self.output_dir} to {aside}; it is deleted when this run writes "
+                      "its first checkpoint, and put back if this run fails before that")
+            (self.output_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+            if self.args.resume_from_checkpoint:  # records of steps after the checkpoint will be logged again
+                drop_records_after(self.output_dir / "metrics.jsonl", self.step)
+        self.accelerator.wait_for_everyone()
+        return aside
+
+    def _find_checkpoint(self) -> Path | None:
+        """The checkpoint to resume from: the named one, or the newest that verifies (saying which newer
+        ones were skipped and why); None for a new run or a run killed before its first checkpoint."""
+        if not self.args.resume_from_checkpoint:
+            return None
+        checkpoint, skipped = find_checkpoint(self.output_dir, self.args.resume_from_checkpoint)
+        for line in skipped:
+            self.accelerator.print(f"--resume_from_checkpoint latest {line}")
+        if checkpoint is None:
+            check_restartable(self.output_dir, self.objective.name)
+            self.accelerator.print(f"{self.output_dir} holds a run with no checkpoint yet: it starts from step 0")
+        return checkpoint
+
+    def _lock_run_folder(self) -> RunLock:
+        """One writer per run folder: the main process takes the lock, every process learns the outcome."""
+        lock, refusal = RunLock(self.output_dir), [None]
+        if self.accelerator.is_main_process:
+            try:
+                lock.acquire()
+            except RunFolderLockedError as error:
+                refusal = [str(error)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(refusal)
+        if refusal[0]:
+            raise RunFolderLockedError(refusal[0])
+        return lock
+
+    def run_fingerprint(self) -> dict[str, Any]:
+        """What a checkpoint must share with the run that resumes it: the stage and its settings, the
+        model config and the arguments that fix the data order."""
+        args = self.args
+        fingerprint = {"stage": self.objective.name, **self.objective.settings(),
+                       "per_device_train_batch_size": args.per_device_train_batch_size,
+                       "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
+                       "stride": args.stride, "window_size": self.train_set.window_size,
+                       "filter_overlaps": args.filter_overlaps, "num_processes": self.accelerator.num_processes,
+                       "train_data_dir": str(Path(self.train_set.data_dir).resolve())}
+        model = {f"model.{k}": v for k, v in self.config.to_dict().items() if k != "temporal_attention"}
+        return {**fingerprint, **model}
+
+    def _build_model_and_loaders(self, model: STMaskGIT):
+        args, accelerator = self.args, self.accelerator
+        model.set_gradient_checkpointing(args.gradient_checkpointing)
+        model.to(accelerator.device)  # before the optimizer, so that fused AdamW sees device parameters
+        optimizer = build_optimizer(model, args)
+        train_loader = DataLoader(self.train_set, batch_size=args.per_device_train_batch_size, shuffle=True,
+                                  drop_last=True, collate_fn=stack_features, num_workers=args.dataloader_num_workers,
+                                  pin_memory=torch.cuda.is_available(),
+                                  persistent_workers=args.dataloader_num_workers > 0)
+        val_loader = DataLoader(self.val_set, batch_size=args.per_device_eval_batch_size, shuffle=False,
+                                collate_fn=stack_features)
+        if len(train_loader) == 0:
+            raise ConfigError(f"{self.train_set.data_dir} has {len(self.train_set)} windows, fewer than one batch of "
+                              f"{args.per_device_train_batch_size}; lower --per_device_train_batch_size")
+        model, optimizer = accelerator.prepare(model, optimizer)
+        # Batches stay on the CPU: masks are drawn there (from per-step generators), then the model
+        # inputs are moved to the device once.
+        train_loader = accelerator.prepare_data_loader(train_loader, device_placement=False)
+        val_loader = accelerator.prepare_data_loader(val_loader, device_placement=False)
+        return model, optimizer, train_loader, val_loader
+
+    def _build_scheduler(self):
+        # Stepped once per optimizer step, by us (not wrapped: Accelerate would step it once per
+        # process). Its state is saved as JSON in trainer_state.json, not registered with Accelerate,
+        # which would pickle it and unpickle it with weights_only=False on resume.
+        return get_scheduler(self.args.lr_scheduler_type, self.optimizer, num_warmup_steps=self.args.num_warmup_steps,
+                             num_training_steps=self.max_steps)
+
+    def _init_trackers(self) -> None:
+        if self.accelerator.log_with:
+            scalars = {k: v for k, v in dataclasses.asdict(self.args).items() if isinstance(v, (int, float, str, bool))}
+            self.accelerator.init_trackers(f"genie-{self.objective.name}", config=scalars)
+
+    # ----- resumable state -----
+    def state_dict(self) -> dict[str, Any]:
+        """What trainer_state.json holds beside Accelerate's model / optimizer / RNG files."""
+        return {"step": self.step, "epoch": self.epoch, "batches_done_in_epoch": self.batches_done,
+                "max_steps": self.max_steps, "lr_scheduler": self.scheduler.state_dict(),
+                "run": self.run_fingerprint()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.epoch, self.batches_done = state["step"], state["epoch"], state["batches_done_in_epoch"]
+        self.scheduler.load_state_dict(state["lr_scheduler"])
+
+    def _resume(self, checkpoint: Path) -> None:
+        """Check that the checkpoint belongs to this kind of run, then load it; writes nothing."""
+        state = read_trainer_state(checkpoint)
+        for change in check_resumable(checkpoint, state.get("run"), self.run_fingerprint(),
+                                      self.args.allow_resume_mismatch):
+            self.accelerator.print(f"--allow_resume_mismatch: resuming although {change}")
+        try:
+            # Accelerate reads weights with safetensors and the optimizer / RNG files with
+            # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
+            self.accelerator.load_state(str(checkpoint))
+        except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"cannot resume from {checkpoint}: {type(error).__name__}: {first_line[:300]}; "
+                                  "pick an earlier step_N/ folder") from None
+        self.load_state_dict(state)
+        self.accelerator.print(f"resumed from {checkpoint} at step {self.step}")
+
+    # ----- predicates -----
+    def should_log(self) -> bool:
+        return self.step % self.args.log_every_n_steps == 0 or self.step == self.max_steps
+
+    def should_evaluate(self) -> bool:
+        return self.step % self.args.eval_every_n_steps == 0 and self.step < self.max_steps
+
+    def should_checkpoint(self) -> bool:
+        return self.step % self.args.checkpointing_steps == 0 and self.step < self.max_steps
+
+    # ----- the loop -----
+    def train(self) -> dict[str, Any]:
+        """Run to max_steps (or a stop request); returns the final evaluation metrics."""
+        self.stop = StopRequest(self.accelerator)
+        self.progress = tqdm(total=self.max_steps, initial=self.step, desc=self.objective.name,
+                             disable=not self.accelerator.is_local_main_process)
+        self.model.train()
+        while self.step < self.max_steps:
+            batches = self._epoch_batches()
+            while self.step < self.max_steps and self.train_step(batches):
+                self._after_step()
+                if self.stop.requested(check_all_processes=self.step % self.args.log_every_n_steps == 0):
+                    return self._stop_with_checkpoint()
+            if self.step < self.max_steps:  # the epoch ran out of batches
+                self.epoch, self.batches_done = self.epoch + 1, 0
+        self.progress.close()
+        return self._finish()
+
+    def _epoch_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The rest of the current epoch's batches (after resume: skipping those already trained on)."""
+        self.train_loader.set_epoch(self.epoch)
+        if self.batches_done:
+            return iter(self.accelerator.skip_first_batches(self.train_loader, self.batches_done))
+        return iter(self.train_loader)
+
+    def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> bool:
+        """One optimizer step over its micro-batches; False when the epoch has no batch left."""
+        accelerator = self.accelerator
+        for micro_step, batch in enumerate(batches):
+            self.batches_done += 1
+            generator = batch_generator(self.args.seed, self.step, micro_step)
+            inputs = make_global_batch(self.objective, batch, self.step, generator, accelerator.process_index,
+                                       accelerator.num_processes)
+            inputs = to_device(inputs, accelerator.device)
+            with accelerator.accumulate(self.model):
+                loss = self.forward_backward_step(inputs)
+                if accelerator.sync_gradients:
+                    self._optimizer_step()
+                self.optimizer.zero_grad(set_to_none=True)
+            tokens = inputs["input_ids"].shape[0] * self.config.T * self.config.S * accelerator.num_processes
+            self.meter.add(loss, tokens)
+            if accelerator.sync_gradients:
+                self.scheduler.step()
+                self.step += 1
+                self.progress.update(1)
+                return True
+        return False
+
+    def forward_backward_step(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forward, loss, backward of one micro-batch; returns the detached loss."""
+        with self.accelerator.autocast():
+            out = self.forward_model(**inputs)
+        loss = out.loss.detach()
+        scored = inputs["loss_denominator"] if "loss_denominator" in inputs else inputs["loss_mask"].sum()
+        self.bad_batches += torch.stack([~torch.isfinite(loss), scored == 0])
+        self.accelerator.backward(out.loss)
+        return loss
+
+    def _optimizer_step(self) -> None:
+        """Clip and step, unless a micro-batch of this step had a non-finite loss (then stop or skip) or
+        scored no token (then stop: the masking settings leave nothing to learn).
+
+        Two counters per optimizer step cross to the host, so that a non-finite loss never reaches
+        the weights (--no_nonfinite_check moves the check to logging steps)."""
+        args = self.args
+        nonfinite, unscored = self.accelerator.reduce(self.bad_batches, "sum").tolist() if args.nonfinite_check else (0, 0)
+        self.bad_batches.zero_()
+        if unscored:
+            raise NothingToLearnError(f"step {self.step + 1}: a batch masks no token, so there is nothing to learn; "
+                                      "raise the mask ratios or loosen --prompt_frame_period / --lattice_stride")
+        bad = nonfinite > 0
+        if bad and not args.skip_nonfinite:
+            raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}; no checkpoint was written for it "
+                                     "(last good one: the newest step_N/); lower --learning_rate, check "
+                                     "the data, or pass --skip_nonfinite to skip such batches")
+        if bad:
+            self.skipped_steps += 1
+            return
+        if args.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+        self.optimizer.step()
+
+    def _after_step(self) -> None:
+        """Logging, evaluation and checkpoints due after the optimizer step just taken."""
+        if self.should_log():
+            self._log_training_metrics()
+        elif used := self.objective.step_metrics(self.step - 1):  # e.g. the mask ratio this update used
+            self.logger.log({"step": self.step, **used})
+            self.progress.set_postfix({k: round(v, 3) for k, v in used.items()})
+        if self.should_evaluate():
+            self.logger.log({"step": self.step, **{f"val/{k}": v for k, v in self.evaluate().items()}})
+        if self.should_checkpoint():
+            self.save_checkpoint()
+
+    def _log_training_metrics(self) -> None:
+        # Logging steps read the loss back to the host (besides the non-finite check).
+        loss_value = self.accelerator.reduce(self.meter.loss_sum, "mean").item() / self.meter.count
+        if not math.isfinite(loss_value):  # only reachable with --no_nonfinite_check
+            raise NonFiniteLossError(f"non-finite training loss in steps {self.step - self.args.log_every_n_steps + 1}"
+                                     f"..{self.step}; lower --learning_rate or check the data")
+        record = {"step": self.step, "train/loss": loss_value, "lr": self.scheduler.get_last_lr()[0],
+                  "tokens_per_s": self.meter.tokens_per_second(), "skipped_nonfinite_steps": self.skipped_steps,
+                  **self.objective.step_metrics(self.step - 1)}
+        self.logger.log(record)
+        self.progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
+                                   if k in ("train/loss", "mask_ratio")})
+        self.meter.reset()
+
+    def evaluate(self) -> dict[str, Any]:
+        self.model.eval()
+        batches = (b for _, b in zip(range(self.args.max_eval_steps), self.val_loader))
+        with torch.no_grad(), self.accelerator.autocast(), full_parameters(self.accelerator, self.model):
+            options = options_for_dataset(EvalOptions(seed=self.args.seed), self.val_set)
+            metrics = self.objective.evaluate(self.unwrapped, batches, self.accelerator.gather_for_metrics, options,
+                                              step=self.step)
+        self.model.train()
+        return metrics
+
+    # ----- saving and shutdown -----
+    def save_checkpoint(self) -> None:
+        """step_N/ with everything needed to resume exactly, and its manifest; written as .tmp-step_N
+        and renamed into place. A failed write (disk full, no permission) removes the partial folder
+        and stops the run with one line."""
+        accelerator = self.accelerator
+        final = self.output_dir / f"step_{self.step}"
+        tmp = self.output_dir / f".tmp-step_{self.step}"
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        with self._write_errors(final, tmp):
+            accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                self.unwrapped.config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
+                self._write_trainer_state(tmp)
+                write_manifest(tmp)
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
+                discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
+                self.replaced_run = None
+        accelerator.wait_for_everyone()
+
+    @contextlib.contextmanager
+    def _write_errors(self, target: Path, partial: Path | None = None):
+        """A failed write is a CheckpointWriteError naming the folder and the cause; the partial
+        folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
+        try:
+            yield
+        except OSError as error:
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise CheckpointWriteError(describe_write_error(target, error, step_folders(self.output_dir))) from None
+
+    def _write_trainer_state(self, folder: Path) -> None:
+        (folder / TRAINER_STATE).write_text(json.dumps(self.state_dict()))
+
+    def _stop_with_checkpoint(self) -> dict[str, Any]:
+        self.save_checkpoint()
+        self.accelerator.print(f"received {self.stop.signal_name}: saved {self.output_dir / f'step_{self.step}'}; "
+                               f"continue with --output_dir {self.output_dir} --resume_from_checkpoint latest")
+        return {"stopped_by": self.stop.signal_name, "step": self.step}
+
+    def _finish(self) -> dict[str, Any]:
+        """Final evaluation, last checkpoint and the final model in Hugging Face format."""
+        final_metrics = {f"val/{k}": v for k, v in self.evaluate().items()}
+        self.logger.log({"step": self.step, **final_metrics})
+        self.save_checkpoint()
+        state_dict = self.accelerator.get_state_dict(self.model)  # collective: gathers sharded (FSDP) weights
+        final_dir = self.output_dir / self.objective.final_model_dirname
+        if self.accelerator.is_main_process:
+            with self._write_errors(final_dir):  # save_model_folder removes its own partial folder
+                save_model_folder(final_dir, self.unwrapped.config, state_dict)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.print(f"saved final model to {final_dir}")
+        return final_metrics
+
+    def close(self, failed: bool = False) -> None:
+        """The single shutdown path, also after an error: signal handlers back, progress bar and trackers
+        closed; a run replaced by --overwrite_output_dir is put back if this run failed before its first
+        checkpoint."""
+        if self.stop is not None:
+            self.stop.restore()
+        if self.progress is not None:
+            self.progress.close()
+        self.accelerator.end_training()
+        self.lock.release()
+        if failed and self.accelerator.is_main_process and self.replaced_run is not None:
+            restore_replaced_run(self.output_dir, self.replaced_run)
+            print(f"this run failed before its first checkpoint: the previous run is back in {self.output_dir}")
+
+
+def run_training(args: TrainingArguments, objective: Objective, model: STMaskGIT,
+                 run_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train `model` with `objective` and always shut down cleanly; returns the final evaluation metrics."""
+    trainer = Trainer(args, objective, model, run_info)
+    failed = True
+    try:
+        result = trainer.train()
+        failed = False
+        return result
+    finally:
+        trainer.close(failed)

@@ -1,0 +1,171 @@
+"""The study runner: statistics on hand examples, study-file checks, and a tiny study end to end
+(outputs, parallel runs, rerun skips, a killed run starts over, emitted commands parse back)."""
+import csv
+import json
+import math
+import shlex
+import shutil
+
+import pytest
+
+from genie.cli import parse
+from genie.errors import ConfigError
+from genie.studies import load_study, paired_difference
+from genie.studies import runs as study_runs
+from genie.studies.report import verdict
+from genie.studies.runner import phases, plan
+from genie.studies.runs import STAGE1, make_task
+from genie.studies.stats import PairedDifference
+from genie.training.arguments import TrainingArguments
+from genie.training.masked_pretrain_config import MaskedPretrainConfig
+from scripts import ablate
+
+T_975_2DF = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom
+
+
+def test_paired_difference_by_hand():
+    # diffs 0.5, 1.0, 2.5: mean 4/3, sd sqrt(13/12), half width t * sd / sqrt(3)
+    diff = paired_difference({0: 1.0, 1: 2.0, 2: 4.0}, {0: 0.5, 1: 1.0, 2: 1.5})
+    half = T_975_2DF * math.sqrt(13 / 12) / math.sqrt(3)
+    assert diff.mean == pytest.approx(4 / 3) and diff.std == pytest.approx(math.sqrt(13 / 12))
+    assert (diff.low, diff.high) == (pytest.approx(4 / 3 - half), pytest.approx(4 / 3 + half))
+    assert diff.pairs == 3 and not diff.excludes_zero()  # [-1.252, +3.919]
+
+
+def test_paired_difference_pairs_by_seed_and_edge_cases():
+    # seed 7 has no baseline: only seeds 0 and 1 pair; the same gap at every seed is a point interval
+    diff = paired_difference({0: 3.0, 1: 5.0, 7: 100.0}, {0: 2.0, 1: 4.0})
+    assert (diff.mean, diff.low, diff.high, diff.pairs) == (1.0, 1.0, 1.0, 2) and diff.excludes_zero()
+    single = paired_difference({0: 1.0}, {0: 0.25})
+    assert single.mean == 0.75 and math.isnan(single.low) and not single.excludes_zero()
+    with pytest.raises(ValueError, match="no seed"):
+        paired_difference({0: 1.0}, {1: 1.0})
+
+
+def test_verdict_follows_the_interval_and_the_direction():
+    lower_ce = PairedDifference(-0.1, 0.01, -0.12, -0.08, 3)
+    assert verdict(lower_ce, lower_is_better=True) == "helps"
+    assert verdict(lower_ce, lower_is_better=False) == "hurts"
+    assert verdict(PairedDifference(-0.1, 0.2, -0.5, 0.3, 3), lower_is_better=True) == "no difference"
+
+
+def write_study(path, **changes):
+    study = {"name": "tiny", "title": "tiny", "question": "q", "genie_config": "configs/small.json", "seeds": [0, 1],
+             "stage1_steps": 3, "stage2_steps": 4, "stage1": {"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1},
+             "grid": {"mask_schedule": ["cosine", "exponential"]}} | changes
+    path.write_text(json.dumps(study))
+    return path
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"grid": {"mask_shedule": ["cosine"]}}, "'mask_shedule' is not a stage-1 field"),
+    ({"training": {"seed": 3}}, "set by the runner"),
+    ({"training": {"learnig_rate": 1.0}}, "not train.py flags"),
+    ({"grid": {}, "arms": [{"name": "c", "stage1": {"mask_schedule": "constant"}}]}, "constant holds one ratio"),
+    ({"seeds": []}, "non-empty list"),
+    ({"baseline": "half"}, "baseline 'half'"),
+    ({"grid": {}}, "give a grid or a list of arms"),
+    ({"extra": 1}, "unknown key(s) ['extra']"),
+    ({"seeds": 3}, "seeds 3 must be a non-empty list"),
+    ({"arms": ["cosine"]}, "arms must be a list of"),
+    ({"grid": ["mask_schedule"]}, "grid must be a mapping"),
+])
+def test_bad_study_files_are_one_line_errors(tmp_path, changes, message):
+    with pytest.raises(ConfigError) as error:
+        load_study(write_study(tmp_path / "s.json", **changes))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_studies_share_identical_runs(tmp_path):
+    """The stage-2-only baseline and a stage-1 arm common to two studies are one run each."""
+    first = load_study(write_study(tmp_path / "a.json"))
+    second = load_study(write_study(tmp_path / "b.json", grid={"temporal_attention": ["bidirectional", "causal"]},
+                                    stage1={"mask_schedule": "cosine", "initial_mask_ratio": 0.8,
+                                            "final_mask_ratio": 0.1}))
+    keys = [{run.key(spec) for phase in phases(plan(spec)) for run in phase} for spec in (first, second)]
+    shared = keys[0] & keys[1]
+    # cosine stage 1 = bidirectional stage 1 (2 seeds), its stage-2 run (2), the baseline (2)
+    assert len(shared) == 6 and len(keys[0]) == len(keys[1]) == 10
+
+
+def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
+    study = write_study(tmp_path / "study.yaml", training={"per_device_train_batch_size": 2, "eval_every_n_steps": 2,
+                                                          "max_eval_steps": 1, "log_every_n_steps": 2},
+                        eval_max_examples=8)
+    out, store = tmp_path / "results", tmp_path / "store"
+    argv = ["--study", str(study), "--store", str(store), "--output_dir", str(out)]
+    ablate.main(argv + ["--jobs", "2"])  # each run in a worker process
+    assert {"results.md", "results.csv", "runs.csv", "curves.png", "swept.png"} <= {p.name for p in out.iterdir()}
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [r["arm"] for r in rows] == ["mask_schedule=cosine", "mask_schedule=exponential", "stage 2 only, 7 steps"]
+    runs = list(csv.DictReader((out / "runs.csv").open()))
+    ce = {(r["arm"], int(r["seed"])): float(r["cross_entropy"]) for r in runs}
+    for row in rows[:2]:  # the reported difference is the paired one, recomputed from the per-seed numbers
+        expected = paired_difference({s: ce[(row["arm"], s)] for s in (0, 1)},
+                                     {s: ce[("stage 2 only, 7 steps", s)] for s in (0, 1)})
+        assert float(row["cross_entropy_diff"]) == pytest.approx(expected.mean)
+        assert float(row["cross_entropy_diff_high"]) == pytest.approx(expected.high)
+        assert 0 < float(row["masked_fraction"]) < 0.8
+
+    calls = []
+
+    def counting(original):
+        def wrapper(args, *rest):
+            calls.append(args.output_dir)
+            return original(args, *rest)
+        return wrapper
+
+    monkeypatch.setattr(study_runs, "run_masked_pretrain", counting(study_runs.run_masked_pretrain))
+    monkeypatch.setattr(study_runs, "run_autoregressive", counting(study_runs.run_autoregressive))
+    capsys.readouterr()
+    first_report = (out / "results.md").read_text()
+    ablate.main(argv)  # everything finished: nothing trains, the report is the same
+    assert calls == [] and "10 runs, 10 already finished" in capsys.readouterr().out
+    assert (out / "results.md").read_text() == first_report
+
+    # A run killed mid-training (no final model, no eval) starts over; the others are kept.
+    spec = load_study(study)
+    victim = make_task(phases(plan(spec))[1][0], spec, store)
+    shutil.rmtree(victim.folder / "final_model")
+    victim.eval_json.unlink()
+    ablate.main(argv)
+    assert calls == [str(victim.folder)] and victim.eval_json.is_file()
+
+
+def test_emitted_commands_parse_back_to_the_runs(tmp_path):
+    study = write_study(tmp_path / "study.yaml", grid={"mask_pattern": ["tube"]},
+                        stage1={"mask_schedule": "constant", "initial_mask_ratio": 0.5, "final_mask_ratio": 0.5})
+    text = ablate.main(["--study", str(study), "--store", str(tmp_path / "store"), "--emit_commands"])
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    spec = load_study(study)
+    tasks = {str(t.folder): t for t in (make_task(r, spec, tmp_path / "store") for p in phases(plan(spec)) for r in p)}
+    assert len(lines) == len(tasks) + 1 and lines[-1].startswith("python scripts/ablate.py")
+    for line in lines[:-1]:
+        train = shlex.split(line.split(" && ")[0])
+        assert train[:2] == ["accelerate", "launch"]
+        if train[2] == "masked_pretrain.py":
+            args, masking = parse([TrainingArguments, MaskedPretrainConfig], "", train[3:])
+            task = tasks[args.output_dir]
+            assert task.run.stage == STAGE1 and masking == task.masking and masking.mask_pattern == "tube"
+        else:
+            args, hand_off = parse([TrainingArguments, study_runs.HandOffArguments], "", train[3:])
+            task = tasks[args.output_dir]
+            assert hand_off.masked_pretrain_checkpoint == (str(task.init_weights) if task.init_weights else None)
+            assert "scripts/evaluate.py" in line.split(" && ")[1]
+        assert args == task.args
+
+
+def test_a_missing_study_file_is_one_line_and_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "scripts/ablate.py", "--study", str(tmp_path / "nowhere.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "study file" in result.stderr and "does not exist" in result.stderr
+
+
+def test_a_study_of_named_arms_only_has_exactly_those_arms(tmp_path):
+    study = load_study(write_study(tmp_path / "s.json", grid={}, stage1={"mask_schedule": "constant"}, arms=[
+        {"name": "ratio 0.3", "value": 0.3, "stage1": {"initial_mask_ratio": 0.3, "final_mask_ratio": 0.3}}]))
+    assert [(a.name, a.value, a.stage1["initial_mask_ratio"]) for a in study.arm_list()] == [("ratio 0.3", 0.3, 0.3)]

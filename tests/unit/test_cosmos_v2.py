@@ -1,0 +1,175 @@
+"""1X v2.0 data: layouts (sharded and flat), the window rule at segment cuts, state alignment, bad folders,
+and both stages plus evaluation on the built-in world written as v2.0."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import masked_pretrain
+import train
+from genie.cli import run_cli
+from genie.data import CosmosV2Dataset, DataOptions, open_dataset
+from genie.data.builtin import write_builtin_v2_dataset
+from genie.data.cosmos_v2 import clip_window_starts, open_shard, read_v2_metadata, write_v2_split
+from genie.errors import DataFormatError
+from tests.conftest import REPO_ROOT, run_argv
+
+SIDE = 2
+
+
+def shard(num_frames, segments, seed=0):
+    """A shard of `num_frames` raw frames whose segment ids are given per raw frame; tokens and states
+    encode where they come from, so that tests can check alignment."""
+    clips = -(-num_frames // 17)
+    video = np.arange(clips * 3 * SIDE * SIDE, dtype=np.int32).reshape(clips, 3, SIDE, SIDE) % 1000
+    states = np.repeat(np.arange(num_frames, dtype=np.float32)[:, None], 25, axis=1)  # state = raw frame index
+    return {"video": video, "segment_idx": np.asarray(segments, dtype=np.int32), "states": states}
+
+
+def write(tmp_path, shards, sharded=True, name="split"):
+    return write_v2_split(tmp_path / name, shards, sharded, extra_metadata={"s": SIDE, "vocab_size": 1000})
+
+
+def test_sharded_and_flat_layouts_read_the_same_windows(tmp_path):
+    segments = np.zeros(17 * 5, dtype=np.int32)
+    sharded = CosmosV2Dataset(write(tmp_path, [shard(85, segments)] * 2, sharded=True, name="a"))
+    flat = CosmosV2Dataset(write(tmp_path, [shard(85, segments)], sharded=False, name="b"))
+    assert (tmp_path / "a" / "videos" / "video_1.bin").is_file() and (tmp_path / "b" / "video_0.bin").is_file()
+    assert len(sharded) == 2 * len(flat) == 2 * 4  # 5 clean clips -> 4 windows of 2 clips per shard
+    assert torch.equal(sharded[4]["input_ids"], flat[0]["input_ids"])  # shard 1 starts at window 4
+    assert flat[0]["input_ids"].shape == (6, SIDE * SIDE) and flat[0]["actions"].shape == (6, 25)
+
+
+def test_windows_never_cross_a_segment_cut_or_the_end_of_a_shard(tmp_path):
+    # 6 clips = 102 raw frames; the cut is inside clip 2 (raw frame 40); 95 frames: clip 5 is partial.
+    segments = np.where(np.arange(95) < 40, 0, 1)
+    dataset = CosmosV2Dataset(write(tmp_path, [shard(95, segments)]))
+    assert dataset.window_clip.tolist() == [0, 3]  # clips (0,1) and (3,4): not 1-2 (clip 2 crosses), not 4-5 (partial)
+    non_overlapping = clip_window_starts(dataset.shards[0], 1, filter_overlaps=True)
+    assert non_overlapping.tolist() == [0, 1, 3, 4]
+
+
+def test_each_latent_frame_gets_the_states_of_the_raw_frames_it_covers(tmp_path):
+    folder = write(tmp_path, [shard(85, np.zeros(85))])
+    last = CosmosV2Dataset(folder)[1]["actions"][:, 0].tolist()  # window 1 = clips 1, 2
+    mean = CosmosV2Dataset(folder, state_pooling="mean")[1]["actions"][:, 0].tolist()
+    # clip 1 starts at raw frame 17: latent frames cover raw 17 | 18..25 | 26..33; clip 2: 34 | 35..42 | 43..50
+    assert last == [17, 25, 33, 34, 42, 50]
+    assert mean == [17, 21.5, 29.5, 34, 38.5, 46.5]
+
+
+def test_the_index_is_vectorized_and_equals_a_loop(tmp_path):
+    rng = np.random.default_rng(0)
+    segments = np.repeat(np.arange(40), rng.integers(5, 60, 40))[:1000]
+    dataset = CosmosV2Dataset(write(tmp_path, [shard(1000, segments)]), window_size=6)
+    loop = [c for c in range(len(dataset.shards[0].video) - 1)
+            if 17 * (c + 2) <= 1000 and len(set(segments[17 * c:17 * (c + 2)])) == 1]
+    assert dataset.window_clip.tolist() == loop
+
+
+def break_folder(folder, how):
+    if how == "shard count":
+        meta = json.loads((folder / "metadata.json").read_text())
+        (folder / "metadata.json").write_text(json.dumps({**meta, "num_shards": 3}))
+    elif how == "missing states":
+        (folder / "robot_states" / "states_1.bin").unlink()
+    elif how == "video not whole clips":
+        path = folder / "videos" / "video_0.bin"
+        path.write_bytes(path.read_bytes()[:-4])
+    elif how == "video clips vs frames":
+        path = folder / "videos" / "video_0.bin"
+        path.write_bytes(path.read_bytes() + path.read_bytes()[: 3 * SIDE * SIDE * 4])
+    elif how == "states size":
+        path = folder / "robot_states" / "states_0.bin"
+        path.write_bytes(path.read_bytes()[:-100])
+    elif how == "segment size":
+        path = folder / "segment_indices" / "segment_idx_1.bin"
+        path.write_bytes(path.read_bytes()[:-4])
+    elif how == "token beyond vocabulary":
+        video = np.fromfile(folder / "videos" / "video_1.bin", dtype=np.int32)
+        video[-1] = 64000
+        video.tofile(folder / "videos" / "video_1.bin")
+    elif how == "NaN state":
+        states = np.fromfile(folder / "robot_states" / "states_0.bin", dtype=np.float32)
+        states[25 * 30] = np.nan
+        states.tofile(folder / "robot_states" / "states_0.bin")
+    elif how == "missing shard metadata":
+        (folder / "metadata" / "metadata_1.json").unlink()
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("shard count", "says num_shards = 3 but"),
+    ("missing states", "states_1.bin is missing"),
+    ("video not whole clips", "not a multiple of one clip"),
+    ("video clips vs frames", "ceil(85 raw frames / 17) = 5 clips"),
+    ("states size", "25 float32 states per raw frame"),
+    ("segment size", "one int32 segment index per raw frame"),
+    ("token beyond vocabulary", "holds token id 64000 outside [0, 64000)"),
+    ("NaN state", "raw frame 30 holds a NaN"),
+    ("missing shard metadata", "metadata_1.json is missing"),
+])
+def test_malformed_v2_folders_give_one_line_errors_and_write_nothing(tmp_path, capsys, how, expected, tiny_v2_config):
+    folder = write_v2_split(tmp_path / "bad", [shard(85, np.zeros(85))] * 2, True, extra_metadata={"s": SIDE})
+    break_folder(folder, how)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: train.main(["--genie_config", tiny_v2_config(SIDE), "--train_data_dir", str(folder),
+                                    "--val_data_dir", str(folder), "--output_dir", str(out), "--max_train_steps", "1"]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and expected in err[0], err
+    assert not out.exists()
+
+
+@pytest.fixture
+def tiny_v2_config(tmp_path):
+    """configs/cosmos_v2_tiny.json at the built-in world's 256 token ids (64,000-way logits would make
+    these runs slow on a CPU; the vocabulary size is otherwise irrelevant to what is tested)."""
+    def make(side=8):
+        config = json.loads((REPO_ROOT / "configs" / "cosmos_v2_tiny.json").read_text())
+        path = tmp_path / f"v2_{side}.json"
+        path.write_text(json.dumps({**config, "S": side * side, "image_vocab_size": 256}))
+        return str(path)
+    return make
+
+
+@pytest.fixture(scope="module")
+def builtin_v2(tmp_path_factory):
+    return write_builtin_v2_dataset(tmp_path_factory.mktemp("v2"), grid=8, vocab_size=256, shards=2,
+                                    frames_per_shard=1500, val_frames=600)
+
+
+def test_builtin_world_in_the_v2_layout(builtin_v2):
+    train_dir, val_dir = builtin_v2
+    assert read_v2_metadata(train_dir)["sharded"] and not read_v2_metadata(val_dir)["sharded"]
+    shard0 = open_shard(train_dir, 0, read_v2_metadata(train_dir))
+    assert shard0.video.shape == (-(-1500 // 17), 3, 8, 8) and shard0.states.shape == (1500, 25)
+    # the format is detected from the layout; v1.1 can be forced and then says what is missing
+    assert isinstance(open_dataset(val_dir, _config(), data=DataOptions()), CosmosV2Dataset)
+    with pytest.raises(DataFormatError, match="video.bin"):
+        open_dataset(val_dir, _config(), data=DataOptions("v1.1"))
+
+
+def _config():
+    from genie.model.config import GenieConfig
+
+    return GenieConfig.from_json_file(REPO_ROOT / "configs" / "cosmos_v2_tiny.json")
+
+
+def test_both_stages_and_evaluation_run_on_v2_data(builtin_v2, tiny_v2_config, tmp_path):
+    from scripts import evaluate
+
+    train_dir, val_dir = builtin_v2
+    common = run_argv(tiny_v2_config(), (train_dir, val_dir))
+    masked_pretrain.main([*common, "--output_dir", str(tmp_path / "s1"), "--max_train_steps", "3"])
+    metrics = train.main([*common, "--output_dir", str(tmp_path / "s2"), "--max_train_steps", "3",
+                          "--masked_pretrain_checkpoint", str(tmp_path / "s1")])
+    assert metrics["val/tf_cross_entropy"] > 0
+    report = evaluate.main(["--checkpoint_dir", str(tmp_path / "s2" / "final_model"), "--train_data_dir",
+                            str(train_dir), "--val_data_dir", str(val_dir), "--max_examples", "8"])
+    # the 3 target latent frames, teacher-forced and all masked at once; rollout from the context clip
+    assert report["first_frame"] == 3 and report["frames_scored"] == 3 and len(report["block_cross_entropy_per_frame"]) == 3
+    assert report["rollout"]["horizons"] == [1, 2, 3] and report["stride"] == 1
+    assert report["cross_entropy_per_frame"][0] == pytest.approx(report["block_cross_entropy_per_frame"][0], rel=1e-5)
+    shutil.rmtree(tmp_path / "s1")

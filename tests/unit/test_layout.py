@@ -1,0 +1,98 @@
+"""The library's layout: a few named subpackages, no import cycle, every user error in one leaf module."""
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+GENIE_DIR = REPO_ROOT / "genie"
+
+
+def module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """genie module -> the genie modules it imports, anywhere in its code (lazy imports inside functions too)."""
+    modules = {module_name(p): p for p in GENIE_DIR.rglob("*.py")}
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            else:
+                continue
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target not in (name, "genie"):
+                    graph[name].add(target)
+                    break
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules, or None (depth-first search with colours)."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_a_planted_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_among_genie_modules():
+    graph = import_graph()
+    assert len(graph) > 40 and graph["genie.training.trainer"]  # the graph really holds the library's imports
+    assert find_cycle(graph) is None
+
+
+def test_errors_is_a_leaf_and_holds_every_user_error():
+    assert import_graph()["genie.errors"] == set()
+    defined_elsewhere = []
+    for path in GENIE_DIR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "").endswith(("Error", "Exception"))
+                                                      for b in node.bases):
+                if path.name != "errors.py":
+                    defined_elsewhere.append(f"{path.relative_to(REPO_ROOT)}:{node.name}")
+    assert defined_elsewhere == []
+
+
+def test_about_ten_names_stand_at_the_top_of_the_library():
+    names = sorted(p.name for p in GENIE_DIR.iterdir() if p.name != "__pycache__")
+    assert names == ["__init__.py", "checkpointing", "cli.py", "data", "decoding.py", "errors.py", "evaluation",
+                     "export", "masking", "model", "protocols.py", "studies", "training"]
+
+
+def test_the_public_names_of_the_package_stay():
+    import genie
+
+    for name in ("GenieConfig", "STMaskGIT", "RawTokenDataset", "TrainingArguments", "MaskedPretrainConfig",
+                 "run_masked_pretrain", "run_autoregressive", "generate", "SamplingConfig", "MaskGITModel",
+                 "get_maskgit_collator", "get_masked_pretrain_collator", "Trainer", "run_training", "ConfigError"):
+        assert hasattr(genie, name), name
