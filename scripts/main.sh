@@ -43,10 +43,8 @@ if [ "${MAIN_COMPARE:-0}" = "1" ]; then
   $PY scripts/evaluate.py --checkpoint_dir "$RUN/stage2_only/final_model" --output_dir "$RUN/stage2_only_eval"
 fi
 $PY -c "
-import json, sys
-r = json.load(open('$RUN/eval.json')); h = r['rollout']
-line = f\"model {r['accuracy']:.3f} vs copy previous frame {r['copy_previous_accuracy']:.3f} (teacher-forced token accuracy); \"
-line += f\"rollout at horizon 1: model {h['accuracy_per_horizon'][0]:.3f} vs copy last frame {h['copy_accuracy_per_horizon'][0]:.3f}\"
-print('== result:', line)
+import json
+from genie.evaluation.report import headline
+print('== result:', headline(json.load(open('$RUN/eval.json'))))
 "
 echo "== done: numbers in $RUN/eval.md (eval.json, eval.png); pictures in $RUN/generated/strip.png and $RUN/masked_pretrain/pictures/"

@@ -14,15 +14,38 @@ from safetensors.torch import load_file, save_file
 
 from genie.errors import CheckpointError
 
+# torch's zip writer and safetensors report a failed write (a full disk, a file size limit) as a RuntimeError or a
+# SafetensorError, not an OSError: these markers of their messages say that a write failed.
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "inline_container", "unexpected pos", "file write failed",
+                         "No space left on device", "StorageFull", "os error 28")
+_ERRNO_CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+                 errno.EFBIG: "the file size limit is exceeded", errno.EACCES: "no permission to write there",
+                 errno.EPERM: "no permission to write there", errno.EROFS: "the file system is read-only"}
 
-def describe_write_error(target: Path, error: OSError, checkpoints: list[Path]) -> str:
-    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
-              errno.EACCES: "no permission to write there", errno.EPERM: "no permission to write there",
-              errno.EROFS: "the file system is read-only"}
-    cause = causes.get(error.errno, error.strerror or type(error).__name__)
+
+def write_failure_cause(error: BaseException, target: Path) -> str | None:
+    """Why a write failed, in a few words, if `error` (or an exception it was raised from) is a failed
+    write; None for any other error, which is a bug and keeps its traceback."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return _ERRNO_CAUSES.get(seen.errno, seen.strerror or type(seen).__name__)
+        text = str(seen)
+        if any(marker in text for marker in _TORCH_WRITE_FAILURES):
+            return "no space left on the device" if _nearly_full(target) else f"the write failed ({text[:120]})"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _nearly_full(target: Path, margin_bytes: int = 1 << 20) -> bool:
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    return existing is not None and shutil.disk_usage(existing).free < margin_bytes
+
+
+def describe_write_error(target: Path, cause: str, where: str | None, checkpoints: list[Path]) -> str:
     newest = f"the newest complete checkpoint is {checkpoints[0]}" if checkpoints else "no checkpoint was written yet"
-    return (f"could not write {target}: {cause} ({error.filename or target.parent}); the partial folder was "
-            f"removed and {newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
+    return (f"could not write {target}: {cause} ({where or target.parent}); the partial folder was removed and "
+            f"{newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
 
 
 def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> None:

@@ -56,7 +56,15 @@ def verify_checkpoint(folder: Path) -> str | None:
         return f"it has no {TRAINER_STATE} (an empty or unfinished checkpoint)"
     except (OSError, ValueError) as error:
         return f"{TRAINER_STATE} is unreadable ({type(error).__name__})"
-    return trainer_state_problem(state) or _weights_problem(folder / WEIGHTS)
+    return trainer_state_problem(state) or _step_name_problem(folder, state) or _weights_problem(folder / WEIGHTS)
+
+
+def _step_name_problem(folder: Path, state: dict) -> str | None:
+    """A step_N/ folder must hold step N (a renamed or copied folder would resume at another step)."""
+    name = folder.name.removeprefix("step_")
+    if folder.name.startswith("step_") and name.isdigit() and int(name) != state["step"]:
+        return f"its {TRAINER_STATE} records step {state['step']}, not {name} (was the folder renamed or copied?)"
+    return None
 
 
 def _manifest_problem(folder: Path) -> str | None:

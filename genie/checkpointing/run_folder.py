@@ -64,6 +64,28 @@ def check_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) ->
     if out.resolve() in (here, *here.parents):
         raise ConfigError(f"--output_dir {out} contains the working directory; --overwrite_output_dir refuses to "
                           "replace it: choose a folder below it")
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not written_by_a_run(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ConfigError(f"--overwrite_output_dir would delete files in {out} that no run wrote ({shown}); move them "
+                          "out of the folder first, or choose another folder")
+
+
+# What a run (and the commands around it) writes inside its folder; --overwrite_output_dir replaces only these.
+RUN_ENTRIES = ("config.json", "metrics.jsonl", "final_model", "masked_pretrain_final", "pictures", "generated", "wandb",
+               ".genie.lock")
+RUN_ENTRY_PREFIXES = ("step_", ".tmp-", ".old-", "genie-")
+
+
+def written_by_a_run(name: str) -> bool:
+    return name in RUN_ENTRIES or name.startswith(RUN_ENTRY_PREFIXES)
+
+
+def replaced_runs(output_dir: str | Path) -> list[Path]:
+    """Runs that an --overwrite_output_dir moved aside beside `output_dir` and that are still there (the
+    process that moved them was killed before its first checkpoint or before putting them back)."""
+    out = Path(output_dir).absolute()
+    return sorted(p for p in out.parent.glob(f".replaced-{out.name}-*") if p.is_dir()) if out.parent.is_dir() else []
 
 
 def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> Path | None:
@@ -73,9 +95,9 @@ def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) 
     out = Path(output_dir)
     aside = None
     if overwrite and not resuming and is_run_folder(out):
-        aside = out.with_name(f".replaced-{out.name}-{os.getpid()}")
-        shutil.rmtree(aside, ignore_errors=True)
-        os.replace(out, aside)
+        # A fresh, unique name: a folder left by an earlier interrupted overwrite is never touched.
+        aside = Path(tempfile.mkdtemp(prefix=f".replaced-{out.name}-", dir=out.absolute().parent))
+        os.replace(out, aside)  # rename onto the new empty folder: one step
     out.mkdir(parents=True, exist_ok=True)
     return aside
 

@@ -85,10 +85,10 @@ def masked_prediction_writer(output_dir: str | Path, val_dir: str | Path, side: 
 
 
 def plot_eval_report(report: dict, path: str | Path) -> Path:
-    """eval.png: teacher-forced cross-entropy and accuracy per frame, rollout accuracy (and PSNR) per
-    horizon; the model against its trivial references."""
+    """eval.png: teacher-forced cross-entropy and accuracy per frame, the scores on the tokens that change,
+    rollout accuracy (and PSNR) per horizon; the model against every trivial reference."""
     rollout = report.get("rollout")
-    panels = 2 + (1 if rollout else 0) + (1 if rollout and "psnr_per_horizon" in rollout else 0)
+    panels = 2 + ("changed_fraction" in report) + bool(rollout) + bool(rollout and "psnr_per_horizon" in rollout)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.6))
     frames = list(range(1, report["frames_scored"] + 1))
     axes[0].plot(frames, report["cross_entropy_per_frame"], "o-", label="model")
@@ -97,25 +97,52 @@ def plot_eval_report(report: dict, path: str | Path) -> Path:
     axes[0].set(xlabel="frame t (true frames < t given)", ylabel="cross-entropy (nats/token)", title="teacher-forced CE",
                 xticks=frames)
     for key, label, style in (("accuracy", "model (MaskGIT samples)", "o-"), ("argmax_accuracy", "model (argmax)", "x:"),
-                              ("copy_previous_accuracy", "copy previous frame", "s--")):
+                              ("copy_previous_accuracy", "copy previous frame", "s--"),
+                              ("unigram_accuracy", "most frequent token", "d-.")):
         if f"{key}_per_frame" in report:
             axes[1].plot(frames, report[f"{key}_per_frame"], style, label=label)
     axes[1].set(xlabel="frame t", ylabel="token accuracy", title="teacher-forced accuracy", xticks=frames)
+    changed_panel = axes[2] if "changed_fraction" in report else None
+    if changed_panel is not None:
+        _plot_changed_tokens(changed_panel, report)
     if rollout:
-        h = rollout["horizons"]
-        axes[2].plot(h, rollout["accuracy_per_horizon"], "o-", label="model rollout")
-        axes[2].plot(h, rollout["copy_accuracy_per_horizon"], "s--", label="copy last prompt frame")
-        axes[2].set(xlabel="horizon (frames after the prompt)", ylabel="token accuracy", title="rollout accuracy",
-                    xticks=h)
-    if panels == 4:
-        axes[3].plot(h, rollout["psnr_per_horizon"], "o-", label="model rollout")
-        axes[3].plot(h, rollout["copy_psnr_per_horizon"], "s--", label="copy last prompt frame")
-        axes[3].set(xlabel="horizon", ylabel="PSNR (dB)", title="rollout PSNR", xticks=h)
+        _plot_rollout(axes[2 + (changed_panel is not None):], rollout)
     for ax in axes:
-        ax.legend(fontsize=7)
+        if ax is not changed_panel:  # that one has its legend on its twin axis
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def _plot_changed_tokens(ax, report: dict) -> None:
+    """Bars: accuracy and CE on the tokens that differ from the previous frame, model vs references."""
+    names = ["model", "most frequent /\nunigram", "copy previous\nframe"]
+    accuracy = [report.get("changed_accuracy"), report.get("changed_unigram_accuracy"), 0.0]
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [a or 0.0 for a in accuracy], 0.4, label="accuracy (left axis)", color="C0")
+    ax.set(xticks=x, xticklabels=names, ylabel="token accuracy", ylim=(0, 1),
+           title=f"changed tokens ({report['changed_fraction']:.1%} of all)")
+    ce_axis = ax.twinx()
+    ce = [report.get("changed_cross_entropy"), report.get("changed_unigram_cross_entropy")]
+    ce_axis.bar(x[:2] + 0.2, [c or 0.0 for c in ce], 0.4, label="CE nats/token (right axis)", color="C1")
+    ce_axis.set(ylabel="cross-entropy (nats/token)")
+    handles = [*ax.get_legend_handles_labels()[0], *ce_axis.get_legend_handles_labels()[0]]
+    ce_axis.legend(handles=handles, fontsize=7, loc="upper right")  # on the twin, so that its bars do not hide it
+
+
+def _plot_rollout(axes, rollout: dict) -> None:
+    h = rollout["horizons"]
+    for key, label, style in (("accuracy", "model rollout", "o-"), ("copy_accuracy", "copy last prompt frame", "s--"),
+                              ("most_frequent_accuracy", "most frequent token", "d-."),
+                              ("changed_accuracy", "model, changed tokens only", "^:")):
+        if f"{key}_per_horizon" in rollout:
+            axes[0].plot(h, [v if v is not None else np.nan for v in rollout[f"{key}_per_horizon"]], style, label=label)
+    axes[0].set(xlabel="horizon (frames after the prompt)", ylabel="token accuracy", title="rollout accuracy", xticks=h)
+    if len(axes) > 1:
+        axes[1].plot(h, rollout["psnr_per_horizon"], "o-", label="model rollout")
+        axes[1].plot(h, rollout["copy_psnr_per_horizon"], "s--", label="copy last prompt frame")
+        axes[1].set(xlabel="horizon", ylabel="PSNR (dB)", title="rollout PSNR", xticks=h)

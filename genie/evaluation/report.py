@@ -46,6 +46,12 @@ def options_for_dataset(options: EvalOptions, dataset: TokenDataset) -> EvalOpti
                                num_prompt_frames=options.num_prompt_frames or dataset.rollout_prompt_frames)
 
 
+# sum key -> report name of the scores also reported over changed and static tokens (changed_<name>, static_<name>)
+_SPLIT = {"tf_ce": "cross_entropy", "tf_correct": "accuracy", "tf_argmax_correct": "argmax_accuracy",
+          "copy_previous_correct": "copy_previous_accuracy", "unigram_ce": "unigram_cross_entropy",
+          "unigram_correct": "unigram_accuracy"}
+
+
 def accumulate(totals: dict[str, torch.Tensor], sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Add per-window sums (B, ...) of one batch into running totals over windows."""
     for key, value in sums.items():
@@ -65,6 +71,10 @@ def summarize(totals: dict[str, torch.Tensor], num_windows: int, tokens_per_fram
         if key in totals:
             report[name] = float(totals[key].sum()) / (frame_tokens * num_frames)
             report[f"{name}_per_frame"] = (totals[key] / frame_tokens).tolist()
+    if "changed_tokens" in totals:
+        report.update(_summarize_dynamics(totals, frame_tokens * num_frames, frame_tokens))
+    if "shuffled_windows" in totals:
+        report.update(_summarize_action_sensitivity(totals, tokens_per_frame * num_frames))
     if "tf_seconds" in totals:
         report["seconds_per_frame"] = float(totals["tf_seconds"].sum()) / (num_windows * num_frames)
     if "rollout_correct" in totals:
@@ -72,13 +82,57 @@ def summarize(totals: dict[str, torch.Tensor], num_windows: int, tokens_per_fram
     return report
 
 
+def _mean(total: torch.Tensor, count: float) -> float | None:
+    return float(total.sum()) / count if count else None
+
+
+def _summarize_dynamics(totals, num_tokens: int, frame_tokens: int) -> dict[str, Any]:
+    """Scores over the tokens that change from the previous frame and over the static rest."""
+    changed = float(totals["changed_tokens"].sum())
+    dynamics = {"changed_fraction": changed / num_tokens,
+                "changed_fraction_per_frame": (totals["changed_tokens"] / frame_tokens).tolist()}
+    for key, name in _SPLIT.items():
+        if f"{key}_changed" in totals:
+            dynamics[f"changed_{name}"] = _mean(totals[f"{key}_changed"], changed)
+            dynamics[f"static_{name}"] = _mean(totals[f"{key}_static"], num_tokens - changed)
+    return dynamics
+
+
+def _summarize_action_sensitivity(totals, tokens_per_window: int) -> dict[str, Any]:
+    """CE with shuffled actions, and its excess over the true-action CE on the same windows (0 for a
+    model that ignores its actions), on all tokens and on changed ones."""
+    windows = float(totals["shuffled_windows"])
+    tokens, changed = windows * tokens_per_window, float(totals["shuffled_changed_tokens"].sum())
+    if not windows:
+        return {"action_sensitivity": None, "action_sensitivity_windows": 0}
+    shuffled, true = _mean(totals["shuffled_ce"], tokens), _mean(totals["shuffled_true_ce"], tokens)
+    result = {"action_sensitivity_windows": int(windows), "shuffled_actions_cross_entropy": shuffled,
+              "action_sensitivity": shuffled - true}
+    if changed:
+        shuffled_changed = _mean(totals["shuffled_ce_changed"], changed)
+        result.update(changed_shuffled_actions_cross_entropy=shuffled_changed,
+                      changed_action_sensitivity=shuffled_changed - _mean(totals["shuffled_true_ce_changed"], changed))
+    return result
+
+
 def _summarize_rollout(totals, frame_tokens, num_windows, pixels_per_frame, peak) -> dict[str, Any]:
     horizons = len(totals["rollout_correct"])
     rollout = {"horizons": list(range(1, horizons + 1)),
                "accuracy_per_horizon": (totals["rollout_correct"] / frame_tokens).tolist(),
                "copy_accuracy_per_horizon": (totals["copy_correct"] / frame_tokens).tolist()}
-    rollout["accuracy"] = float(np.mean(rollout["accuracy_per_horizon"]))
-    rollout["copy_accuracy"] = float(np.mean(rollout["copy_accuracy_per_horizon"]))
+    if "most_frequent_correct" in totals:
+        rollout["most_frequent_accuracy_per_horizon"] = (totals["most_frequent_correct"] / frame_tokens).tolist()
+    if "rollout_changed" in totals:
+        changed = totals["rollout_changed"]
+        rollout["changed_fraction_per_horizon"] = (changed / frame_tokens).tolist()
+        for key, name in (("rollout_correct", "changed_accuracy"), ("copy_correct", "changed_copy_accuracy"),
+                          ("most_frequent_correct", "changed_most_frequent_accuracy")):
+            if f"{key}_changed" in totals:
+                rollout[f"{name}_per_horizon"] = [float(c) / float(n) if n else None
+                                                  for c, n in zip(totals[f"{key}_changed"], changed)]
+    for name in [k for k in rollout if k.endswith("_per_horizon") and "psnr" not in k]:
+        values = [v for v in rollout[name] if v is not None]
+        rollout[name[:-len("_per_horizon")]] = float(np.mean(values)) if values else None
     if "rollout_sq_err" in totals and pixels_per_frame:
         # PSNR of the mean squared error over all windows at a horizon (a per-window mean would be
         # infinite as soon as one window is predicted exactly).
@@ -90,8 +144,13 @@ def _summarize_rollout(totals, frame_tokens, num_windows, pixels_per_frame, peak
 def training_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The flat scalars logged as val/... during training."""
     names = {"cross_entropy": "tf_cross_entropy", "accuracy": "tf_accuracy", "argmax_accuracy": "tf_argmax_accuracy",
-             "copy_previous_accuracy": "copy_previous_accuracy"}
-    metrics = {new: report[old] for old, new in names.items() if old in report}
+             "copy_previous_accuracy": "copy_previous_accuracy", "unigram_cross_entropy": "unigram_cross_entropy",
+             "unigram_accuracy": "most_frequent_accuracy", "changed_fraction": "changed_fraction",
+             "changed_cross_entropy": "changed_tf_cross_entropy", "changed_accuracy": "changed_tf_accuracy",
+             "changed_unigram_cross_entropy": "changed_unigram_cross_entropy",
+             "changed_unigram_accuracy": "changed_most_frequent_accuracy",
+             "action_sensitivity": "action_sensitivity", "changed_action_sensitivity": "changed_action_sensitivity"}
+    metrics = {new: report[old] for old, new in names.items() if report.get(old) is not None}
     if "rollout" in report:
         metrics["rollout_accuracy"] = report["rollout"]["accuracy"]
         metrics["rollout_accuracy_h1"] = report["rollout"]["accuracy_per_horizon"][0]
@@ -196,41 +255,115 @@ def json_safe(value: Any) -> Any:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """Markdown tables: the teacher-forced metric beside its references, then the rollout per horizon."""
+    """Markdown: the teacher-forced metric beside its references on all, changed and static tokens,
+    action sensitivity, the rollout per horizon, and the headline."""
     sampling = report.get("sampling", {})
     lines = [f"Teacher-forced evaluation (the 1X challenge metric) on {report['num_windows']} val windows, frames "
-             f"1..{report['frames_scored']} ({report['num_tokens']} tokens); MaskGIT {sampling.get('maskgit_steps')} "
-             f"steps, temperature {sampling.get('temperature')}, {sampling.get('unmask_mode')} unmasking, "
-             f"seed {report.get('seed')}",
-             "",
-             "| predictor | cross-entropy (nats/token) | accuracy (final MaskGIT samples) | accuracy (first-pass argmax) |",
-             "|---|---|---|---|",
-             f"| model | {report['cross_entropy']:.4f} | {_fmt(report.get('accuracy'))} | {report['argmax_accuracy']:.4f} |",
-             f"| unigram of train tokens (full token; accuracy: most frequent token) | "
-             f"{_fmt(report.get('unigram_cross_entropy'))} | {_fmt(report.get('unigram_accuracy'))} | - |",
-             f"| copy previous frame | - | {report['copy_previous_accuracy']:.4f} | - |"]
+             f"{report.get('first_frame', 1)}..{report.get('first_frame', 1) + report['frames_scored'] - 1} "
+             f"({report['num_tokens']} tokens); MaskGIT {sampling.get('maskgit_steps')} steps, temperature "
+             f"{sampling.get('temperature')}, {sampling.get('unmask_mode')} unmasking, seed {report.get('seed')}", "",
+             *_teacher_forced_table(report)]
+    if report.get("action_sensitivity") is not None:
+        lines += ["", _action_sensitivity_line(report)]
     if "seconds_per_frame" in report:
         what = "first pass only (--loss_only)" if report.get("loss_only") else "teacher-forced MaskGIT decoding"
         lines += ["", f"Time: {report['seconds_per_frame']:.4g} s/frame ({what}, {report.get('device', 'cpu')})."]
     if "rollout" in report:
         lines += ["", *_rollout_table(report["rollout"], report)]
-    return "\n".join(lines)
+    return "\n".join(lines + ["", f"**Result:** {headline(report)}"])
+
+
+def _teacher_forced_table(report: dict[str, Any]) -> list[str]:
+    """Rows: model and references; columns: CE and accuracy on all tokens, then on changed tokens
+    (those that differ from the previous frame) and on static ones."""
+    split = "changed_fraction" in report
+    header = "| predictor | CE all | accuracy all | argmax accuracy all |"
+    if split:
+        header += " CE changed | accuracy changed | CE static | accuracy static |"
+    rows = [("model", "cross_entropy", "accuracy", "argmax_accuracy"),
+            ("unigram of train tokens (CE) / most frequent token (accuracy)", "unigram_cross_entropy",
+             "unigram_accuracy", None),
+            ("copy previous frame", None, "copy_previous_accuracy", None)]
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for name, ce, acc, argmax in rows:
+        cells = [_fmt(report.get(ce)) if ce else "-", _fmt(report.get(acc)), _fmt(report.get(argmax)) if argmax else "-"]
+        if split:
+            for part in ("changed", "static"):
+                cells += [_fmt(report.get(f"{part}_{ce}")) if ce else "-", _fmt(report.get(f"{part}_{acc}"))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if split:
+        lines += ["", f"Changed tokens: {report['changed_fraction']:.2%} of the scored tokens differ from the previous "
+                  "frame's. Copying the previous frame scores 0 on them and 1 on the static ones by definition; only "
+                  "the changed tokens show whether the dynamics were learned. CE in nats/token (sum over factors); "
+                  "accuracy of the final MaskGIT samples."]
+    return lines
+
+
+def _action_sensitivity_line(report: dict[str, Any]) -> str:
+    line = (f"Action sensitivity (CE with the actions of another window minus CE with the true ones, on "
+            f"{report['action_sensitivity_windows']} windows; 0 for a model that ignores its actions): "
+            f"{report['action_sensitivity']:+.4f} nats/token on all tokens")
+    if report.get("changed_action_sensitivity") is not None:
+        line += f", {report['changed_action_sensitivity']:+.4f} on changed tokens"
+    return line + "."
+
+
+def headline(report: dict[str, Any]) -> str:
+    """One line: the model against the strongest reference on each metric, on all tokens and on the
+    tokens that change, and a plain statement when it does not beat them."""
+    refs_acc = {"copy previous frame": report.get("copy_previous_accuracy"),
+                "most frequent token": report.get("unigram_accuracy")}
+    parts, failures = [], []
+    parts.append(_versus("CE", report["cross_entropy"], {"unigram": report.get("unigram_cross_entropy")}, lower=True,
+                         failures=failures))
+    if report.get("accuracy") is not None:
+        parts.append(_versus("accuracy", report["accuracy"], refs_acc, lower=False, failures=failures))
+    if report.get("changed_cross_entropy") is not None:
+        changed = [_versus("CE", report["changed_cross_entropy"], {"unigram": report.get("changed_unigram_cross_entropy")},
+                           lower=True, failures=failures, where="changed tokens")]
+        if report.get("changed_accuracy") is not None:
+            changed.append(_versus("accuracy", report["changed_accuracy"],
+                                   {"most frequent token": report.get("changed_unigram_accuracy")}, lower=False,
+                                   failures=failures, where="changed tokens"))
+        parts.append(f"on the {report['changed_fraction']:.1%} changed tokens " + ", ".join(changed)
+                     + " (copy scores 0 there)")
+    line = "model " + "; ".join(parts) + "."
+    if failures:
+        line += (" The model does NOT beat " + "; ".join(failures) + ": it has not learned the dynamics"
+                 + (" there." if all("changed" in f for f in failures) else "."))
+    else:
+        line += " The model beats every reference."
+    return line
+
+
+def _versus(metric: str, value: float, references: dict[str, float | None], lower: bool, failures: list[str],
+            where: str = "all tokens") -> str:
+    known = {name: v for name, v in references.items() if v is not None}
+    if not known:
+        return f"{metric} {value:.4f}"
+    best = min(known, key=known.get) if lower else max(known, key=known.get)
+    for name, reference in known.items():  # each reference not beaten is named, not only the best one
+        if (value >= reference) if lower else (value <= reference):
+            failures.append(f"the {name} on {metric} ({where})")
+    return f"{metric} {value:.4f} vs {best} {known[best]:.4f}"
 
 
 def _rollout_table(rollout: dict[str, Any], report: dict[str, Any]) -> list[str]:
     horizons = rollout["horizons"]
-    k = report["frames_scored"] + 1 - len(horizons)
+    k = report.get("first_frame", 1) + report["frames_scored"] - len(horizons)
     lines = [f"Rollout: {k} true prompt frames, then {len(horizons)} generated frames (each the context of the "
-             "next); per horizon h (frame k-1+h):", "",
+             "next); per horizon h (frame k-1+h). Changed tokens: those that differ from the last prompt frame.", "",
              "| | " + " | ".join(f"h={h}" for h in horizons) + " | mean |",
              "|---|" + "---|" * (len(horizons) + 1)]
-    rows = [("token accuracy: model", rollout["accuracy_per_horizon"], rollout["accuracy"]),
-            ("token accuracy: copy last prompt frame", rollout["copy_accuracy_per_horizon"], rollout["copy_accuracy"])]
-    if "psnr_per_horizon" in rollout:
-        rows += [("PSNR dB: model", rollout["psnr_per_horizon"], None),
-                 ("PSNR dB: copy last prompt frame", rollout["copy_psnr_per_horizon"], None)]
-    for name, values, mean in rows:
-        lines.append(f"| {name} | " + " | ".join(_fmt(v, 3) for v in values) + f" | {_fmt(mean, 3)} |")
+    rows = [("token accuracy: model", "accuracy"), ("token accuracy: copy last prompt frame", "copy_accuracy"),
+            ("token accuracy: most frequent token", "most_frequent_accuracy"),
+            ("changed tokens: fraction", "changed_fraction"), ("changed tokens: model accuracy", "changed_accuracy"),
+            ("changed tokens: most frequent token", "changed_most_frequent_accuracy"),
+            ("PSNR dB: model", "psnr"), ("PSNR dB: copy last prompt frame", "copy_psnr")]
+    for name, key in rows:
+        if f"{key}_per_horizon" in rollout:
+            values = rollout[f"{key}_per_horizon"]
+            lines.append(f"| {name} | " + " | ".join(_fmt(v, 3) for v in values) + f" | {_fmt(rollout.get(key), 3)} |")
     return lines
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genie.checkpointing.lock import RunLock
 from genie.evaluation.report import evaluate_checkpoint, write_eval_outputs
 from genie.evaluation.scores import EvalOptions
 from genie.studies.spec import StudySpec
@@ -110,7 +111,7 @@ def execute(task: RunTask, quiet: bool = False) -> float:
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         if not task.trained:
-            shutil.rmtree(task.folder, ignore_errors=True)
+            remove_unfinished(task.folder)
             if task.run.stage == STAGE1:
                 run_masked_pretrain(task.args, task.masking)
             else:
@@ -124,6 +125,19 @@ def execute(task: RunTask, quiet: bool = False) -> float:
     return time.perf_counter() - start
 
 
+def remove_unfinished(folder: Path) -> None:
+    """Remove what a killed attempt left, under the run's lock: a run another runner is still training
+    is refused (RunFolderLockedError), never deleted. The trainer takes the lock again for itself."""
+    if not folder.exists():
+        return
+    lock = RunLock(folder)
+    lock.acquire()
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        lock.release()
+
+
 def commands(task: RunTask) -> list[str]:
     """The shell commands that do what `execute` does, for a cluster's scheduler."""
     train_flags = flags(task.args, TrainingArguments())
@@ -135,7 +149,7 @@ def commands(task: RunTask) -> list[str]:
     init = [f"--masked_pretrain_checkpoint {shlex.quote(str(task.init_weights))}"] if task.init_weights else []
     data = [f"--{name} {shlex.quote(str(getattr(task.args, name)))}" for name in ("train_data_dir", "val_data_dir")
             if getattr(task.args, name)]
-    evaluate = ["python scripts/evaluate.py", f"--checkpoint_dir {shlex.quote(str(task.folder / 'final_model'))}",
+    evaluate = ["python scripts/evaluate.py", f"--checkpoint_dir {shlex.quote(str(task.folder / STAGE2_FINAL))}",
                 f"--output_dir {shlex.quote(str(task.eval_json.parent))}", f"--batch_size {task.eval_batch_size}",
                 f"--stride {task.args.stride}", *data]
     if task.eval_max_examples:

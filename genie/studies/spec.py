@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,18 @@ from genie.training.masked_pretrain_config import STAGE1_FIELDS, MaskedPretrainC
 STAGE1_SWEEPABLE = STAGE1_FIELDS
 BUDGET_FIELDS = ("stage1_steps", "stage2_steps")
 BASELINES = ("equal_total_steps", "equal_stage2_steps")
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: a study file never needs them, and nested aliases (a 'billion laughs' file)
+    would expand into gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed in a study file (line "
+                                 f"{event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
 # Set by the runner for each run, so a study may not set them.
 RUNNER_OWNED = ("output_dir", "seed", "max_train_steps", "overwrite_output_dir", "resume_from_checkpoint",
                 "genie_config", "train_data_dir", "val_data_dir")
@@ -82,6 +96,10 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         where = f"study {self.source}"
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ConfigError(f"{where}: name {_short(self.name)} must be a plain folder name (letters, digits, "
+                              "'_', '-', '.'; no '/' or '..'): it names the report's folder")
+        self._check_types(where)
         for key in ("training", "stage1", "grid"):
             if not isinstance(getattr(self, key), dict):
                 raise ConfigError(f"{where}: {key} must be a mapping of names to values")
@@ -114,6 +132,26 @@ class StudySpec:
                 raise ConfigError(f"{where}: {key} must be an integer >= 1")
         self.arm_list()  # every arm's stage-1 settings must be valid
 
+    def _check_types(self, where: str) -> None:
+        """Scalar fields and the training values have the types train.py's flags have (one line, bounded)."""
+        for key, kind in (("genie_config", str), ("title", str), ("question", str), ("stride", int),
+                          ("eval_batch_size", int), ("eval_max_examples", (int, type(None))),
+                          ("train_data_dir", (str, type(None))), ("val_data_dir", (str, type(None)))):
+            value = getattr(self, key)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ConfigError(f"{where}: {key} {_short(value)} has the wrong type ({type(value).__name__})")
+        for key in ("stride", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}: {key} {getattr(self, key)} must be >= 1")
+        if self.eval_max_examples is not None and self.eval_max_examples < 1:
+            raise ConfigError(f"{where}: eval_max_examples {self.eval_max_examples} must be >= 1 (leave it out to "
+                              "score every val window)")
+        fields = {f.name: f for f in dataclasses.fields(TrainingArguments)}
+        for key, value in self.training.items():
+            if key in fields and not _fits(value, fields[key]):
+                raise ConfigError(f"{where}: training.{key} {_short(value)} has the wrong type; train.py's --{key} "
+                                  f"takes {fields[key].type}")
+
     @functools.cached_property
     def model_config_values(self) -> dict[str, Any]:
         """The model config file's values (part of every run's identity), read once."""
@@ -138,7 +176,14 @@ class StudySpec:
         arms = [self._arm(s) for s in specs]
         names = [a.name for a in arms]
         if len(set(names)) != len(names):
-            raise ConfigError(f"study {self.source}: arm names repeat: {names}")
+            raise ConfigError(f"study {self.source}: arm names repeat: {_short(names)}")
+        settings = {}
+        for arm in arms:  # two names for one run would count one result as two verdicts
+            key = json.dumps([arm.stage1, arm.stage1_steps, arm.stage2_steps], sort_keys=True, default=str)
+            if key in settings:
+                raise ConfigError(f"study {self.source}: arms {settings[key]!r} and {arm.name!r} have identical "
+                                  "settings, so they are one run; remove one of them")
+            settings[key] = arm.name
         return arms
 
     def _arm(self, spec: dict[str, Any]) -> Arm:
@@ -158,18 +203,38 @@ class StudySpec:
         return Arm(f"stage 2 only, {steps} steps", None, 0, steps, arm.value)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: an error stays one short line whatever the file holds."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _fits(value: Any, field_: dataclasses.Field) -> bool:
+    """Whether a study's training value has the type of the TrainingArguments field it sets."""
+    kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+    names = [n.strip() for n in str(field_.type).split("|")]
+    if value is None:
+        return "None" in names
+    allowed = tuple(k for n in names for k in kinds.get(n, ()))
+    return not allowed or (isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)))
+
+
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
     """Read a study file (YAML, or JSON, which YAML reads too); `overrides` replace its top-level keys."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--study {path} is a folder; pass a study file such as configs/studies/schedules.yaml")
     if not path.is_file():
         raise ConfigError(f"study file {path} does not exist; pass a file such as configs/studies/schedules.yaml")
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.load(path.read_text(), Loader=_NoAliasLoader)
     except yaml.YAMLError as error:
-        raise ConfigError(f"study file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"study file {path} is not valid YAML/JSON: {str(error).splitlines()[0][:200]}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"study file {path} must hold a mapping of keys (name, seeds, grid, ...)")
     values |= {k: v for k, v in (overrides or {}).items() if v is not None}
+    if not all(isinstance(k, str) for k in values):
+        raise ConfigError(f"study file {path}: every top-level key must be a name")
     known = {f.name for f in dataclasses.fields(StudySpec)} - {"source"}
     unknown = sorted(set(values) - known)
     if unknown:

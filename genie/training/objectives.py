@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
 import torch
 
 from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
@@ -57,6 +58,7 @@ class Objective:
 
     def __init__(self, config: GenieConfig):
         self.config = config
+        self.last_report: dict[str, Any] | None = None  # the full report of the latest evaluation
 
     def make_batch(self, batch: dict[str, torch.Tensor], step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -73,8 +75,9 @@ class Objective:
         return {}
 
     def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, options: EvalOptions,
-                 step: int = 0) -> dict[str, Any]:
-        """Val metrics over `batches`; `options` (with its seed) say how windows are scored."""
+                 step: int = 0, log_probs: np.ndarray | None = None) -> dict[str, Any]:
+        """Val metrics over `batches`; `options` (with its seed) say how windows are scored; `log_probs`,
+        the unigram of the training tokens, gives the references."""
         raise NotImplementedError
 
 
@@ -96,7 +99,7 @@ class AutoregressiveObjective(Objective):
     def make_batch(self, batch, step, generator):
         return self.collator(batch, generator=generator)
 
-    def evaluate(self, model, batches, gather, options, step=0):
+    def evaluate(self, model, batches, gather, options, step=0, log_probs=None):
         """Val loss under the training corruption (fixed draws), the teacher-forced challenge metric and
         rollouts (genie/evaluation/report.py, the same functions as scripts/evaluate.py).
 
@@ -113,7 +116,8 @@ class AutoregressiveObjective(Objective):
                 loss_sums += gather(masked_loss_rows(model, inputs)[0][:, [0, 2]]).double().cpu().sum(0)
                 yield batch
 
-        report = evaluate_batches(model, with_val_loss(batches), options, gather=gather, device=device)
+        report = self.last_report = evaluate_batches(model, with_val_loss(batches), options, log_probs, gather=gather,
+                                                     device=device)
         loss_sum, scored = loss_sums.tolist()
         return {"loss": loss_sum / max(scored, 1), **training_metrics(report), "num_windows_tokens": report["num_tokens"]}
 
@@ -155,7 +159,7 @@ class MaskedPretrainObjective(Objective):
     def settings(self) -> dict[str, Any]:
         return {f"masking.{k}": v for k, v in vars(self.masking).items()}
 
-    def evaluate(self, model, batches, gather, options, step=0):
+    def evaluate(self, model, batches, gather, options, step=0, log_probs=None):
         """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus
         the teacher-forced metric and rollouts (genie/evaluation/report.py)."""
         ratios = self.masking.ratios_for_eval()
@@ -174,7 +178,8 @@ class MaskedPretrainObjective(Objective):
                         pictures.append(self._draw(model, step, inputs, logits, ratio))
                 yield batch
 
-        report = evaluate_batches(model, with_masked_loss(batches), options, gather=gather, device=device)
+        report = self.last_report = evaluate_batches(model, with_masked_loss(batches), options, log_probs, gather=gather,
+                                                     device=device)
         metrics = {}
         for ratio, (ce, correct, scored) in zip(ratios, sums.tolist()):
             metrics[f"masked_loss@{ratio:g}"] = ce / max(scored, 1)

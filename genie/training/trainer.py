@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -17,25 +18,28 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list
+from accelerate.utils import load as accelerate_load
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from genie.checkpointing.checkpoint import describe_write_error, save_model_folder
+from genie.checkpointing.checkpoint import describe_write_error, save_model_folder, write_failure_cause
 from genie.checkpointing.lock import RunLock
-from genie.checkpointing.manifest import write_manifest
+from genie.checkpointing.manifest import MANIFEST, write_manifest
 from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, check_restartable, check_resumable,
                                             discard_replaced_run, find_checkpoint, prepare_output_dir,
-                                            read_trainer_state, restore_replaced_run, step_folders)
+                                            read_trainer_state, replaced_runs, restore_replaced_run, step_folders)
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
 from genie.errors import (CheckpointError, CheckpointWriteError, ConfigError, NonFiniteLossError, NothingToLearnError,
                           RunFolderLockedError)
-from genie.evaluation.report import options_for_dataset
-from genie.evaluation.scores import EvalOptions
+from genie.evaluation.report import headline, options_for_dataset
+from genie.evaluation.scores import EvalOptions, unigram_log_probs
 from genie.masking.seeding import batch_generator
 from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
@@ -78,27 +82,17 @@ class Trainer:
         model.set_temporal_attention(objective.temporal_attention)
         self.config = model.config
         self.accelerator = self._build_accelerator()
-        set_seed(args.seed)
-        self.train_set, self.val_set = self._build_datasets()
-        self.checkpoint = self._find_checkpoint()
-        self.model, self.optimizer, self.train_loader, self.val_loader = self._build_model_and_loaders(model)
-        self.unwrapped = self.accelerator.unwrap_model(self.model)
-        # Only the training forward is compiled; saving and evaluation use the plain module.
-        self.forward_model = torch.compile(self.model) if args.compile else self.model
-        updates_per_epoch = max(len(self.train_loader) // args.gradient_accumulation_steps, 1)
-        self.max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
-        objective.set_total_steps(self.max_steps)
-        self.scheduler = self._build_scheduler()
-        self.step, self.epoch, self.batches_done = 0, 0, 0
-        if self.checkpoint is not None:
-            self._resume(self.checkpoint)
-        # Everything is checked (inputs, data, resume): only now is the run folder locked and written.
-        self.lock = self._lock_run_folder()
+        # An existing run folder is locked before anything in it is read (a resume racing an overwrite
+        # must meet the lock, not a half-moved folder); a new one only once every input is checked.
+        self.lock = self._lock_run_folder() if self.output_dir.is_dir() else None
         try:
+            self._build(model)
+            self.lock = self.lock or self._lock_run_folder()
             self.replaced_run = self._write_run_folder(run_info or {})
             self._init_trackers()
         except BaseException:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
             raise
         self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.accelerator)
         self.progress: tqdm | None = None
@@ -109,6 +103,28 @@ class Trainer:
         self.skipped_steps = 0
 
     # ----- set-up -----
+    def _build(self, model: STMaskGIT) -> None:
+        """Data, resume point, model, loaders and schedule: everything checked before the folder is written."""
+        args = self.args
+        set_seed(args.seed)
+        self.train_set, self.val_set = self._build_datasets()
+        self.checkpoint = self._find_checkpoint()
+        self.model, self.optimizer, self.train_loader, self.val_loader = self._build_model_and_loaders(model)
+        self.unwrapped = self.accelerator.unwrap_model(self.model)
+        # Only the training forward is compiled; saving and evaluation use the plain module.
+        self.forward_model = torch.compile(self.model) if args.compile else self.model
+        updates_per_epoch = max(len(self.train_loader) // args.gradient_accumulation_steps, 1)
+        self.max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
+        self.objective.set_total_steps(self.max_steps)
+        self.scheduler = self._build_scheduler()
+        self.step, self.epoch, self.batches_done = 0, 0, 0
+        if self.checkpoint is not None:
+            self._resume(self.checkpoint)
+        for aside in replaced_runs(self.output_dir):
+            self.accelerator.print(f"note: {aside} holds a run that an interrupted --overwrite_output_dir moved aside; "
+                                   f"to restore it: rm -rf {self.output_dir} && mv {aside} {self.output_dir}; "
+                                   f"to discard it: rm -rf {aside}")
+
     def _build_accelerator(self) -> Accelerator:
         log_with = tracker_names(self.args.report_to)
         if log_with and "wandb" in log_with:
@@ -174,6 +190,9 @@ class Trainer:
         checkpoint, skipped = find_checkpoint(self.output_dir, self.args.resume_from_checkpoint)
         for line in skipped:
             self.accelerator.print(f"--resume_from_checkpoint latest {line}")
+        if checkpoint is not None and not (checkpoint / MANIFEST).is_file():
+            self.accelerator.print(f"note: {checkpoint} has no {MANIFEST}, so its files cannot be checked for damage "
+                                   "(sizes, SHA-256); resuming from it unchecked")
         if checkpoint is None:
             check_restartable(self.output_dir, self.objective.name)
             self.accelerator.print(f"{self.output_dir} holds a run with no checkpoint yet: it starts from step 0")
@@ -259,6 +278,9 @@ class Trainer:
         try:
             # Accelerate reads weights with safetensors and the optimizer / RNG files with
             # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
+            # It skips an RNG file it cannot read without a word: refuse it here instead.
+            for rng_file in sorted(checkpoint.glob("random_states_*.pkl")):
+                accelerate_load(rng_file)
             self.accelerator.load_state(str(checkpoint))
         except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -349,9 +371,11 @@ class Trainer:
                                       "raise the mask ratios or loosen --prompt_frame_period / --lattice_stride")
         bad = nonfinite > 0
         if bad and not args.skip_nonfinite:
+            steps = step_folders(self.output_dir)
+            last = f"the last good one is {steps[0]}" if steps else "no checkpoint was written yet"
             raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}; no checkpoint was written for it "
-                                     "(last good one: the newest step_N/); lower --learning_rate, check "
-                                     "the data, or pass --skip_nonfinite to skip such batches")
+                                     f"({last}); lower --learning_rate, check the data, or pass --skip_nonfinite "
+                                     "to skip such batches")
         if bad:
             self.skipped_steps += 1
             return
@@ -368,6 +392,7 @@ class Trainer:
             self.progress.set_postfix({k: round(v, 3) for k, v in used.items()})
         if self.should_evaluate():
             self.logger.log({"step": self.step, **{f"val/{k}": v for k, v in self.evaluate().items()}})
+            self._print_result(f"step {self.step} validation")
         if self.should_checkpoint():
             self.save_checkpoint()
 
@@ -391,9 +416,14 @@ class Trainer:
         with torch.no_grad(), self.accelerator.autocast(), full_parameters(self.accelerator, self.model):
             options = options_for_dataset(EvalOptions(seed=self.args.seed), self.val_set)
             metrics = self.objective.evaluate(self.unwrapped, batches, self.accelerator.gather_for_metrics, options,
-                                              step=self.step)
+                                              step=self.step, log_probs=self.train_unigram_log_probs)
         self.model.train()
         return metrics
+
+    @functools.cached_property
+    def train_unigram_log_probs(self) -> np.ndarray:
+        """The unigram of the training tokens (read once): the references every evaluation prints."""
+        return unigram_log_probs(self.train_set.frame_arrays(), self.unwrapped.config.image_vocab_size)
 
     # ----- saving and shutdown -----
     def save_checkpoint(self) -> None:
@@ -425,10 +455,15 @@ class Trainer:
         folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
         try:
             yield
-        except OSError as error:
+        except Exception as error:
+            cause = write_failure_cause(error, target)
+            if cause is None:
+                raise
             if partial is not None:
                 shutil.rmtree(partial, ignore_errors=True)
-            raise CheckpointWriteError(describe_write_error(target, error, step_folders(self.output_dir))) from None
+            where = getattr(error, "filename", None)
+            raise CheckpointWriteError(describe_write_error(target, cause, where, step_folders(self.output_dir))
+                                       ) from None
 
     def _write_trainer_state(self, folder: Path) -> None:
         (folder / TRAINER_STATE).write_text(json.dumps(self.state_dict()))
@@ -451,7 +486,13 @@ class Trainer:
                 save_model_folder(final_dir, self.unwrapped.config, state_dict)
         self.accelerator.wait_for_everyone()
         self.accelerator.print(f"saved final model to {final_dir}")
+        self._print_result(f"final validation ({self.args.max_eval_steps} batches)")
         return final_metrics
+
+    def _print_result(self, what: str) -> None:
+        """One line on the console: the model against its references (the progress bar hides the log)."""
+        if self.objective.last_report is not None and self.accelerator.is_main_process:
+            tqdm.write(f"{what}: {headline(self.objective.last_report)}")
 
     def close(self, failed: bool = False) -> None:
         """The single shutdown path, also after an error: signal handlers back, progress bar and trackers

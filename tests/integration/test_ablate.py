@@ -169,3 +169,23 @@ def test_a_study_of_named_arms_only_has_exactly_those_arms(tmp_path):
     study = load_study(write_study(tmp_path / "s.json", grid={}, stage1={"mask_schedule": "constant"}, arms=[
         {"name": "ratio 0.3", "value": 0.3, "stage1": {"initial_mask_ratio": 0.3, "final_mask_ratio": 0.3}}]))
     assert [(a.name, a.value, a.stage1["initial_mask_ratio"]) for a in study.arm_list()] == [("ratio 0.3", 0.3, 0.3)]
+
+
+def test_the_runner_never_deletes_a_run_another_runner_is_training(tmp_path):
+    from genie.checkpointing.lock import RunLock
+    from genie.errors import RunFolderLockedError
+    from genie.studies.runs import remove_unfinished
+
+    folder = tmp_path / "s2-seed0-4steps-abc"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    lock = RunLock(folder)
+    lock.acquire()  # the other runner, training this run
+    try:
+        with pytest.raises(RunFolderLockedError, match="is being written by another training process"):
+            remove_unfinished(folder)
+        assert (folder / "config.json").is_file()
+    finally:
+        lock.release()
+    remove_unfinished(folder)  # a folder left by a killed attempt: removed under the lock
+    assert not folder.exists() and not list(tmp_path.iterdir())

@@ -80,7 +80,8 @@ def test_evaluate_and_generate_scripts(trained_run, tiny_data, capsys):
                             "--train_data_dir", str(train_dir), "--output_dir", str(out / "eval"),
                             "--max_examples", "32", "--seed", "7"])
     printed = capsys.readouterr().out
-    assert "| model |" in printed and "| unigram of train tokens (full token" in printed
+    assert "| model |" in printed and "| unigram of train tokens (CE) / most frequent token (accuracy) |" in printed
+    assert printed.strip().splitlines()[-1].startswith("**Result:** model CE ")
     assert "| copy previous frame |" in printed and "| token accuracy: copy last prompt frame |" in printed
     assert report["cross_entropy"] < report["unigram_cross_entropy"]
     assert 0 <= report["copy_previous_accuracy"] <= 1
@@ -94,6 +95,10 @@ def test_evaluate_and_generate_scripts(trained_run, tiny_data, capsys):
     assert final["val/tf_cross_entropy"] == pytest.approx(report["cross_entropy"], abs=1e-6)
     assert final["val/tf_accuracy"] == pytest.approx(report["accuracy"], abs=1e-9)
     assert final["val/rollout_accuracy"] == pytest.approx(report["rollout"]["accuracy"], abs=1e-9)
+    for logged, reported in (("changed_tf_cross_entropy", "changed_cross_entropy"), ("changed_tf_accuracy",
+                             "changed_accuracy"), ("unigram_cross_entropy", "unigram_cross_entropy"),
+                             ("most_frequent_accuracy", "unigram_accuracy"), ("action_sensitivity", "action_sensitivity")):
+        assert final[f"val/{logged}"] == pytest.approx(report[reported], abs=1e-6), logged
     summary = generate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
                              "--num_prompt_frames", "2", "--num_examples", "2", "--maskgit_steps", "2",
                              "--output_dir", str(out / "gen")])

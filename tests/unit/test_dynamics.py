@@ -1,0 +1,127 @@
+"""Scores where the dynamics happen, with known answers: tokens that change vs static ones, action
+sensitivity, and references a constant model cannot pass."""
+import numpy as np
+import pytest
+import torch
+
+from genie.evaluation.report import evaluate_batches, format_report, headline
+from genie.evaluation.scores import EvalOptions
+from genie.model.config import GenieConfig
+from genie.model.factorization import factorize_token_ids
+from genie.protocols import MaskGITModel
+from tests.conftest import TINY
+
+CONFIG = GenieConfig(**{**TINY, "T": 6})  # 4x4 tokens, 256 ids factorized 2 x 16, one 2-dim action stream
+
+
+class ScriptedModel:
+    """A MaskGITModel whose logits put all the mass on one token per position, chosen by `predict`
+    from the (masked) input tokens and the actions: (B, T, S) tokens, (B, T, A) actions -> (B, T, S) ids."""
+
+    def __init__(self, predict):
+        self.config, self.predict = CONFIG, predict
+
+    @property
+    def mask_token_id(self) -> int:
+        return CONFIG.mask_token_id
+
+    def compute_logits(self, tokens, actions=None):
+        factors = factorize_token_ids(self.predict(tokens, actions), CONFIG.num_factored_vocabs,
+                                      CONFIG.factored_vocab_size)
+        return torch.nn.functional.one_hot(factors, CONFIG.factored_vocab_size).float() * 20.0
+
+    def new_kv_cache(self):
+        raise NotImplementedError  # these tests decode without a cache
+
+    def compute_logits_cached(self, tokens, cache, actions=None, commit=0):
+        raise NotImplementedError
+
+
+def copy_previous(tokens, actions):
+    """Each frame t predicted as frame t-1 (frame 0 as itself)."""
+    return torch.cat([tokens[:, :1], tokens[:, :-1]], dim=1)
+
+
+def windows(seed=0, batches=3, size=4):
+    """Token windows where most tokens stay and a few change each frame (like a sprite over a background)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(batches):
+        tokens = np.repeat(rng.integers(0, 8, (size, 1, CONFIG.S)), CONFIG.T, axis=1)
+        moving = rng.random((size, CONFIG.T, CONFIG.S)) < 0.2
+        tokens = np.where(moving, rng.integers(100, 256, tokens.shape), tokens)
+        out.append({"input_ids": torch.from_numpy(tokens), "actions": torch.from_numpy(
+            rng.normal(size=(size, CONFIG.T, CONFIG.action_dim)).astype(np.float32))})
+    return out
+
+
+def log_probs_of(batches):
+    counts = np.ones(CONFIG.image_vocab_size)
+    for batch in batches:
+        counts += np.bincount(batch["input_ids"].reshape(-1).numpy(), minlength=CONFIG.image_vocab_size)
+    return np.log(counts / counts.sum())
+
+
+def report_of(model, batches, **options):
+    assert isinstance(model, MaskGITModel)
+    return evaluate_batches(model, batches, EvalOptions(use_cache=False, **options), log_probs_of(batches))
+
+
+def test_a_copy_model_scores_zero_on_changed_tokens_and_one_on_static_ones():
+    batches = windows()
+    report = report_of(ScriptedModel(copy_previous), batches)
+    assert report["accuracy"] == pytest.approx(report["copy_previous_accuracy"], abs=1e-12)
+    assert report["changed_accuracy"] == 0.0 and report["changed_argmax_accuracy"] == 0.0
+    assert report["static_accuracy"] == 1.0 and report["changed_copy_previous_accuracy"] == 0.0
+    assert 0.1 < report["changed_fraction"] < 0.4
+    rollout = report["rollout"]  # a copy model's rollout equals copying the last prompt frame
+    assert rollout["accuracy_per_horizon"] == rollout["copy_accuracy_per_horizon"]
+    assert rollout["changed_accuracy"] == 0.0 and rollout["changed_copy_accuracy"] == 0.0
+
+
+def test_the_changed_and_static_parts_add_up_to_the_whole():
+    report = report_of(ScriptedModel(copy_previous), windows(seed=1))
+    frac = report["changed_fraction"]
+    for name in ("cross_entropy", "accuracy", "argmax_accuracy", "unigram_cross_entropy", "unigram_accuracy",
+                 "copy_previous_accuracy"):
+        whole = frac * report[f"changed_{name}"] + (1 - frac) * report[f"static_{name}"]
+        assert whole == pytest.approx(report[name], rel=1e-12, abs=1e-12), name
+    changed_tokens = round(frac * report["num_tokens"])
+    assert changed_tokens == pytest.approx(frac * report["num_tokens"], abs=1e-6)  # a whole number of tokens
+
+
+def test_a_constant_model_equals_the_most_frequent_token_and_is_told_so():
+    batches = windows(seed=2)
+    most_frequent = int(np.argmax(log_probs_of(batches)))
+    report = report_of(ScriptedModel(lambda tokens, actions: torch.full_like(tokens, most_frequent)), batches)
+    assert report["accuracy"] == report["unigram_accuracy"]
+    assert report["changed_accuracy"] == report["changed_unigram_accuracy"]
+    line = headline(report)
+    assert "The model does NOT beat the unigram on CE (all tokens)" in line
+    assert "the most frequent token on accuracy (all tokens)" in line
+    assert "has not learned the dynamics" in line
+    assert "**Result:** " + line in format_report(report)
+
+
+def test_a_model_that_ignores_its_actions_has_action_sensitivity_zero():
+    report = report_of(ScriptedModel(copy_previous), windows(seed=3))
+    assert report["action_sensitivity"] == 0.0 and report["changed_action_sensitivity"] == 0.0
+    assert report["action_sensitivity_windows"] == 12
+
+
+def test_a_model_that_reads_its_actions_has_a_positive_action_sensitivity():
+    batches = windows(seed=4)
+    for batch in batches:  # every token of frame t is a function of the action at t
+        batch["input_ids"] = (batch["actions"][..., :1] > 0).long().expand(-1, -1, CONFIG.S) * 7
+    reader = ScriptedModel(lambda tokens, actions: (actions[..., :1] > 0).long().expand_as(tokens) * 7)
+    report = report_of(reader, batches)
+    assert report["cross_entropy"] < 1e-6 and report["action_sensitivity"] > 1.0
+    assert report["changed_action_sensitivity"] > report["action_sensitivity"]  # the changes are what actions drive
+    off = report_of(reader, batches, action_sensitivity=False)
+    assert "action_sensitivity" not in off and off["cross_entropy"] == report["cross_entropy"]
+
+
+def test_a_batch_of_one_window_is_left_out_of_action_sensitivity():
+    batches = [{k: v[:1] for k, v in b.items()} for b in windows(seed=5)] + windows(seed=6, batches=1)
+    report = report_of(ScriptedModel(copy_previous), batches)
+    assert report["action_sensitivity_windows"] == 4  # only the batch of four could be shuffled

@@ -1,0 +1,61 @@
+"""Study files that are wrong in the ways a careful or a hostile user finds: each is one short line
+(exit 2 through the command line), and nothing is trained or written."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from genie.errors import ConfigError
+from genie.studies.spec import load_study
+from tests.conftest import REPO_ROOT
+
+STUDY = {"name": "tiny", "title": "tiny", "question": "q", "genie_config": "configs/small.json", "seeds": [0, 1],
+         "stage1_steps": 3, "stage2_steps": 4, "stage1": {"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1},
+         "grid": {"mask_schedule": ["cosine", "exponential"]}}
+
+
+def study_file(tmp_path, text=None, **changes):
+    path = tmp_path / "study.yaml"
+    path.write_text(text if text is not None else json.dumps(STUDY | changes))
+    return path
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"name": "../../outside"}, "name '../../outside' must be a plain folder name"),
+    ({"name": "a/b"}, "must be a plain folder name"),
+    ({"name": ".hidden"}, "must be a plain folder name"),
+    ({"training": {"learning_rate": "fast"}}, "training.learning_rate 'fast' has the wrong type"),
+    ({"training": {"per_device_train_batch_size": 2.5}}, "training.per_device_train_batch_size 2.5 has the wrong type"),
+    ({"training": {"gradient_checkpointing": "yes"}}, "training.gradient_checkpointing 'yes' has the wrong type"),
+    ({"eval_max_examples": 0}, "eval_max_examples 0 must be >= 1"),
+    ({"stride": "15"}, "stride '15' has the wrong type"),
+    ({"grid": {}, "arms": [{"name": "a", "stage1": {"mask_schedule": "linear"}},
+                           {"name": "b", "stage1": {"mask_schedule": "linear"}}]},
+     "arms 'a' and 'b' have identical settings, so they are one run"),
+])
+def test_a_wrong_study_file_is_one_line(tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        load_study(study_file(tmp_path, **changes))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, "
+                                                      f"*{chr(97 + i)}, *{chr(97 + i)}]" for i in range(9)]
+    with pytest.raises(ConfigError) as info:
+        load_study(study_file(tmp_path, text="\n".join(lines) + "\nname: x\n"))
+    assert "aliases (*a) are not allowed in a study file" in str(info.value) and len(str(info.value)) < 300
+
+
+def test_a_huge_value_gives_a_bounded_message(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_study(study_file(tmp_path, name="x" * 100_000 + "/"))
+    assert len(str(info.value)) < 400
+
+
+def test_a_folder_passed_as_the_study_is_named_as_a_folder(tmp_path):
+    result = subprocess.run([sys.executable, "scripts/ablate.py", "--study", str(tmp_path)], cwd=REPO_ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert f"--study {tmp_path} is a folder; pass a study file" in result.stderr
