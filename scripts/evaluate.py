@@ -14,7 +14,7 @@ from genie.cli import parse, run_cli
 from genie.data import DataOptions
 from genie.decoding import SamplingConfig
 from genie.errors import check_flag
-from genie.evaluation.report import evaluate_checkpoint, format_report, write_eval_outputs
+from genie.evaluation.report import check_eval_output_dir, evaluate_checkpoint, format_report, write_eval_outputs
 from genie.evaluation.scores import EvalOptions
 
 
@@ -45,6 +45,7 @@ class EvaluateArguments:
                    self.num_prompt_frames, "must be >= 1")
         check_flag(self.seed >= 0, "seed", self.seed, "must be >= 0")
         check_output_folder(self.output_dir)
+        check_eval_output_dir(self.output_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:

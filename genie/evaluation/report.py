@@ -15,6 +15,7 @@ import torch
 
 from genie.data import DataOptions, challenge_stride, open_dataset, open_eval_dataset, resolve_data_dirs, stack_features
 from genie.data.builtin import tokenizer_from_metadata
+from genie.errors import ConfigError
 from genie.evaluation.scores import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
 from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel, TokenDataset
@@ -226,6 +227,20 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
                   stride=val_set.stride, window=val_set.window_size, device=device,
                   sampling=vars(options.sampling), seed=options.seed, loss_only=options.loss_only)
     return report
+
+
+EVAL_OUTPUTS = ("eval.json", "eval.md", "eval.png")
+
+
+def check_eval_output_dir(output_dir: str | Path | None) -> None:
+    """An evaluation replaces its own earlier outputs (eval.json says they are), never a user's eval.md
+    or eval.png."""
+    if output_dir is None or (Path(output_dir) / "eval.json").is_file():
+        return
+    foreign = [name for name in EVAL_OUTPUTS[1:] if (Path(output_dir) / name).exists()]
+    if foreign:
+        raise ConfigError(f"--output_dir {output_dir} holds {' and '.join(foreign)} that no evaluation wrote (no "
+                          "eval.json beside them); move them or choose another --output_dir")
 
 
 def write_eval_outputs(report: dict[str, Any], output_dir: str | Path) -> Path:

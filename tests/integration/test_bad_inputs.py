@@ -123,6 +123,13 @@ def data_case(how, expected):
     return Case("train", lambda e: e.train_argv(train_dir=e.broken_data(how)), expected)
 
 
+def _users_table(tmp: Path) -> Path:
+    folder = tmp / "mine"
+    folder.mkdir(exist_ok=True)
+    (folder / "eval.md").write_text("my own table")
+    return folder
+
+
 def config_case(changes, expected, cli="train"):
     return Case(cli, lambda e: e.train_argv(config=e.config(**changes)), expected)
 
@@ -169,6 +176,8 @@ CASES = {
     "config with S not square": config_case({"S": 15}, "'S' = 15 must be a perfect square"),
     "config with d_model not divisible by heads": config_case({"d_model": 65}, "must be divisible by num_heads"),
     "config with use_mup": config_case({"use_mup": True}, "muP is not supported"),
+    "evaluate into a folder holding a user's eval.md": Case("evaluate", lambda e: e.eval_argv(
+        "--output_dir", str(_users_table(e.tmp))), "holds eval.md that no evaluation wrote"),
     "config with a bad temporal_attention": config_case({"temporal_attention": "sideways"},
                                                         "--temporal_attention 'sideways' must be one of",
                                                         cli="masked_pretrain"),
@@ -290,7 +299,7 @@ CASES = {
     "generate --num_examples 0": Case("generate", lambda e: e.gen_argv("--num_examples", "0"), "must be >= 1"),
     "generate --num_new_frames -3": Case("generate", lambda e: e.gen_argv("--num_new_frames", "-3"), "must be >= 1"),
     "generate --num_prompt_frames T": Case("generate", lambda e: e.gen_argv("--num_prompt_frames", "4"),
-                                           "must be < the model's T = 4"),
+                                           "--num_prompt_frames 4 must be in [1, 3]"),
     "generate --num_prompt_frames 0": Case("generate", lambda e: e.gen_argv("--num_prompt_frames", "0"),
                                            "--num_prompt_frames 0 must be >= 1"),
     "generate too many frames": Case("generate", lambda e: e.gen_argv("--num_prompt_frames", "2", "--num_new_frames", "5"),

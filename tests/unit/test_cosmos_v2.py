@@ -147,7 +147,7 @@ def test_builtin_world_in_the_v2_layout(builtin_v2):
     assert shard0.video.shape == (-(-1500 // 17), 3, 8, 8) and shard0.states.shape == (1500, 25)
     # the format is detected from the layout; v1.1 can be forced and then says what is missing
     assert isinstance(open_dataset(val_dir, _config(), data=DataOptions()), CosmosV2Dataset)
-    with pytest.raises(DataFormatError, match="video.bin"):
+    with pytest.raises(DataFormatError, match="--data_format v1.1 contradicts .*: it holds video_0.bin, the v2.0 layout"):
         open_dataset(val_dir, _config(), data=DataOptions("v1.1"))
 
 
@@ -173,3 +173,54 @@ def test_both_stages_and_evaluation_run_on_v2_data(builtin_v2, tiny_v2_config, t
     assert report["rollout"]["horizons"] == [1, 2, 3] and report["stride"] == 1
     assert report["cross_entropy_per_frame"][0] == pytest.approx(report["block_cross_entropy_per_frame"][0], rel=1e-5)
     shutil.rmtree(tmp_path / "s1")
+
+
+def _v1_with_v2_names(v1_dir, tmp_path):
+    folder = tmp_path / "renamed"
+    shutil.copytree(v1_dir, folder)
+    (folder / "video.bin").rename(folder / "video_0.bin")
+    return folder
+
+
+def _v2_without_s(v2_dir, tmp_path):
+    folder = tmp_path / "no_s"
+    shutil.copytree(v2_dir, folder)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    del metadata["s"]
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return folder
+
+
+# The v1.1 / v2.0 mix-ups: (train split, val split, config, extra flags) -> what the one line must say.
+LAYOUT_CASES = {
+    "--data_format v2.0 on a v1.1 folder": (lambda v1, v2, tmp: (v1[0], v1[1]), "v1", ["--data_format", "v2.0"],
+                                            "--data_format v2.0 contradicts {train}: it holds video.bin, the v1.1 layout"),
+    "--data_format v1.1 on a v2.0 folder": (lambda v1, v2, tmp: (v2[0], v2[1]), "v2", ["--data_format", "v1.1"],
+                                            "--data_format v1.1 contradicts {train}: it holds videos/, the v2.0 layout"),
+    "a v1.1 train split with a v2.0 val split": (lambda v1, v2, tmp: (v1[0], v2[1]), "v1", [],
+                                                 "the train split {train} is v1.1 (video.bin) but the val split {val} "
+                                                 "is v2.0 (video_0.bin); pass two splits of one layout"),
+    "a v1.1 model on v2.0 data": (lambda v1, v2, tmp: (v2[0], v2[1]), "v1", [],
+                                  "must be a multiple of 3 (6 = context clip + target clip) [{train} was read as the "
+                                  "v2.0 layout (videos/)]"),
+    "a v1.1 folder with v2.0 file names": (lambda v1, v2, tmp: (_v1_with_v2_names(v1[0], tmp), v1[1]), "v1", [],
+                                           "the train split {train} is v2.0 (video_0.bin) but the val split {val} is "
+                                           "v1.1 (video.bin)"),
+    "a v2.0 folder without s in metadata.json": (lambda v1, v2, tmp: (_v2_without_s(v2[0], tmp), v2[1]), "v2", [],
+                                                 "[{train} was read as the v2.0 layout (videos/)]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUT_CASES))
+def test_a_layout_mix_up_names_the_folder_its_layout_and_the_fix(name, builtin_v2, tiny_data, tiny_config_file,
+                                                                 tiny_v2_config, tmp_path, capsys):
+    folders, config, flags, expected = LAYOUT_CASES[name]
+    train_dir, val_dir = folders(tiny_data, builtin_v2, tmp_path)
+    config_file = str(tiny_config_file) if config == "v1" else tiny_v2_config()
+    before = {p: p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*"))}
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: train.main(run_argv(config_file, (train_dir, val_dir), tmp_path / "out", *flags)))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1, err
+    assert expected.format(train=train_dir, val=val_dir) in err[0], err[0]
+    assert {p: p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*"))} == before
