@@ -188,7 +188,7 @@ def _cached_logits(model: MaskGITModel, tokens: torch.Tensor, first_frame: int, 
     def logits_of(t: int, frame: torch.Tensor, step: int) -> torch.Tensor:
         if step == 0:  # [finished frame t-1, frame t]: caches the former, decodes the latter
             block = torch.stack([tokens[:, t - 1], frame], dim=1)
-            return model.compute_logits_cached(block, cache, frame_actions(t - 1, t + 1), commit=1)[:, 1]
+            return model.compute_logits_cached(block, cache, frame_actions(t - 1, t + 1), commit=1)[:, 0]
         return model.compute_logits_cached(frame[:, None], cache, frame_actions(t, t + 1))[:, 0]
     return logits_of
 
