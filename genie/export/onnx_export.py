@@ -7,7 +7,8 @@ Graphs (float32, dynamic batch):
   frames [, actions (B, C + N, A)] -> logits (B, N, S, K, V) of the N scored frames and the committed
   frames' committed_keys / committed_values (C, layers, B, S, heads, head_dim). Frames first, so that a
   cache preallocated for T frames passes its cached prefix without a copy.
-`config.json` beside them records the model config, the opset and every graph's input/output names.
+`config.json` beside them (genie/export/record.py) records the model config, the SHA-256 of the weights
+file exported, the opset and every graph's file, SHA-256 and input/output names.
 genie/export/ort_backend.py runs them behind the same interface as the PyTorch model.
 """
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, file_sha256
 from genie.model.attention import ConcatKVCache
 from genie.model.stmaskgit import STMaskGIT
 
 OPSET = 17
-FULL_GRAPH, STEP_GRAPH = "full.onnx", "cached_step.onnx"
 
 
 class FullGraph(nn.Module):
@@ -89,9 +90,10 @@ def _example_inputs(model: STMaskGIT, cached: bool) -> tuple[torch.Tensor, ...]:
             *actions(num_committed + num_new))
 
 
-def export_onnx(model: STMaskGIT, output_dir: str | Path) -> dict[str, Any]:
+def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | None = None) -> dict[str, Any]:
     """Write full.onnx (and cached_step.onnx for a causal model) and config.json; check every graph
-    with onnx.checker. Returns what config.json holds."""
+    with onnx.checker. `weights_sha256` (of the model.safetensors exported) goes into the record, so
+    that the ONNX Runtime backend can tell whether the export belongs to a checkpoint. Returns the record."""
     import onnx
 
     output_dir = Path(output_dir)
@@ -100,7 +102,8 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path) -> dict[str, Any]:
     graphs = {"full": (FullGraph(model), FULL_GRAPH, False)}
     if model.config.causal:
         graphs["cached_step"] = (CachedStepGraph(model), STEP_GRAPH, True)
-    record = {"genie_config": model.config.to_dict(), "opset": OPSET, "dtype": "float32", "graphs": {}}
+    record = {"format": RECORD_FORMAT, "genie_config": model.config.to_dict(), "weights_sha256": weights_sha256,
+              "opset": OPSET, "dtype": "float32", "graphs": {}}
     for name, (module, filename, cached) in graphs.items():
         spec = _graph_spec(model, cached)
         with warnings.catch_warnings(), torch.no_grad():
@@ -109,6 +112,7 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path) -> dict[str, Any]:
                               input_names=spec["inputs"], output_names=spec["outputs"],
                               dynamic_axes=spec["dynamic_axes"], opset_version=OPSET)
         onnx.checker.check_model(str(output_dir / filename))
-        record["graphs"][name] = {"file": filename, "inputs": spec["inputs"], "outputs": spec["outputs"]}
-    (output_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+        record["graphs"][name] = {"file": filename, "sha256": file_sha256(output_dir / filename),
+                                  "inputs": spec["inputs"], "outputs": spec["outputs"]}
+    (output_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -7,14 +7,14 @@ values that the graph returns after it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genie.errors import CheckpointError
+from genie.errors import OnnxExportError
+from genie.export.record import RECORD, check_export_of_checkpoint, read_export_record
 from genie.model.config import GenieConfig
 
 
@@ -54,24 +54,34 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
+def _session(onnx_dir: Path, filename: str, options: Any, providers: list[str]) -> Any:
+    """An ONNX Runtime session of one graph; a graph ONNX Runtime refuses is a one-line error."""
+    import onnxruntime
+
+    try:
+        return onnxruntime.InferenceSession(str(onnx_dir / filename), options, providers=providers)
+    except Exception as error:  # onnxruntime's own exception types (Fail, InvalidProtobuf, ...) share no base
+        reason = " ".join(str(error).split())[:300]
+        raise OnnxExportError(f"--onnx_dir {onnx_dir}: ONNX Runtime cannot load {filename} ({reason}); export the "
+                              "model again with scripts/export_onnx.py") from error
+
+
 class OnnxRuntimeModel:
     """An exported model run by ONNX Runtime; satisfies genie.protocols.MaskGITModel.
 
-    `options` (an onnxruntime.SessionOptions) replaces the defaults of `session_options(threads)`."""
+    The folder is checked first (genie/export/record.py): its record, every graph's SHA-256 and, given
+    `checkpoint_dir`, that the export was made from that checkpoint; each problem is one-line
+    `OnnxExportError`. `options` (an onnxruntime.SessionOptions) replaces `session_options(threads)`."""
 
     def __init__(self, onnx_dir: str | Path, providers: list[str] | None = None, options: Any = None,
-                 threads: int | None = None):
-        import onnxruntime
-
+                 threads: int | None = None, checkpoint_dir: str | Path | None = None):
         onnx_dir = Path(onnx_dir)
-        if not (onnx_dir / "config.json").is_file():
-            raise CheckpointError(f"--onnx_dir {onnx_dir} has no config.json; pass a folder written by "
-                                  "scripts/export_onnx.py")
-        record = json.loads((onnx_dir / "config.json").read_text())
-        self.config = GenieConfig.from_dict(record["genie_config"], source=str(onnx_dir / "config.json"))
+        record = read_export_record(onnx_dir)
+        if checkpoint_dir is not None:
+            check_export_of_checkpoint(record, onnx_dir, checkpoint_dir)
+        self.config = GenieConfig.from_dict(record["genie_config"], source=str(onnx_dir / RECORD))
         options = options or session_options(threads)
-        self.sessions = {name: onnxruntime.InferenceSession(str(onnx_dir / graph["file"]), options,
-                                                            providers=providers or ["CPUExecutionProvider"])
+        self.sessions = {name: _session(onnx_dir, graph["file"], options, providers or ["CPUExecutionProvider"])
                          for name, graph in record["graphs"].items()}
         self.graphs = record["graphs"]
 
