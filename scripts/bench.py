@@ -422,8 +422,6 @@ def bench_onnx(smoke: bool) -> list[dict]:
 
     results = []
     for size, spec in ONNX_SIZES.items():
-        if smoke and size != "tiny":
-            continue
         model, prompt, new = generation_setup(spec, smoke)
         model = model.cpu()
         prompt = prompt.cpu()
