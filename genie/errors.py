@@ -34,6 +34,10 @@ class CheckpointWriteError(CheckpointError):
     """A checkpoint or the final model could not be written (disk full, no permission)."""
 
 
+class OnnxExportError(UserError, ValueError):
+    """An ONNX export folder is missing, damaged, of another model, or would replace another model's export."""
+
+
 class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or infinite (a learning rate or data problem the user must fix)."""
 

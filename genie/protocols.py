@@ -36,8 +36,8 @@ class MaskGITModel(Protocol):
 
     def compute_logits_cached(self, tokens: torch.Tensor, cache: Any, actions: torch.Tensor | None = None,
                               commit: int = 0) -> torch.Tensor:
-        """Causal logits (B, T', S, K, V) of frames that follow those in `cache`; the first `commit`
-        of them are added to the cache."""
+        """Causal logits (B, T' - commit, S, K, V) of frames `tokens` (B, T', S) that follow those in
+        `cache`: the first `commit` of them are added to the cache and get no logits."""
 
 
 @runtime_checkable

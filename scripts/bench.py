@@ -1,31 +1,49 @@
-"""Benchmarks: one JSON line per benchmark with our figure, a naive reference's figure measured in the
-same process, and their ratio; plus the benchmark process's peak memory.
+"""Benchmarks: one JSON line per benchmark with our figure, a reference's figure measured in the same
+process, their ratio, the machine (CPU model, load average, threads) and the process's peak memory.
 
-    python scripts/bench.py                 # all benchmarks, CPU sizes (a few minutes on 2 cores)
-    python scripts/bench.py --only generation --smoke
+    python scripts/bench.py                 # all benchmarks, CPU sizes (several minutes on 2 cores)
+    python scripts/bench.py --only onnx     # ONNX Runtime vs PyTorch per size, parity checked first
+    python scripts/bench.py --only generation --threads 2 --rounds 9
+    python scripts/bench.py --only generation --baseline /tmp/base   # our code vs an older checkout's
 
-Each benchmark runs in its own child process, so its peak memory (RSS on CPU, max allocated on GPU)
-is its own. The naive references live here, not in the library: a model with hand-written softmax
-attention and boolean-index embedding gathers, per-sample per-frame Python mask loops, a Python loop
-over frames for the window index, and MaskGIT decoding (generation and the teacher-forced evaluation)
-that recomputes the whole prefix every step.
+Every comparison alternates its two sides round by round in one process (A B, B A, A B, ...), so that
+a load change on a shared machine hits both; it reports the median of the per-round ratios with their
+min-max. Both sides run with the same number of threads (`--threads`, default 1; ONNX Runtime gets
+the same). Each benchmark runs in its own child process, so its peak memory (RSS on CPU, max allocated
+on GPU) is its own. The naive references live here, not in the library: a model with hand-written
+softmax attention and boolean-index embedding gathers, per-sample per-frame Python mask loops, a Python
+loop over frames for the window index, and MaskGIT decoding (generation and the teacher-forced
+evaluation) that recomputes the whole prefix every step. `--baseline DIR` also times generation and
+the teacher-forced metric of the `genie/` in DIR (e.g. a `git worktree` of an older commit), imported
+side by side under another name.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+if __name__ == "__main__" and not __package__:
+    # `python scripts/bench.py`: rerun as `python -m scripts.bench` from the repository root, so that this
+    # checkout's genie/ is imported (not another one an editable install points to) without PYTHONPATH.
+    root = Path(__file__).resolve().parents[1]
+    raise SystemExit(subprocess.call([sys.executable, "-m", "scripts.bench", *sys.argv[1:]], cwd=root))
 
-from genie.model.config import GenieConfig
-from genie.model.stmaskgit import STMaskGIT
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
+from genie.model.config import GenieConfig  # noqa: E402
+from genie.model.stmaskgit import STMaskGIT  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 TINY = dict(num_layers=2, num_heads=4, d_model=128, T=16, S=256, image_vocab_size=2 ** 18, num_factored_vocabs=2,
@@ -88,18 +106,49 @@ def sync():
         torch.cuda.synchronize()
 
 
-def timed(fn, repeats: int, warmup: int = 1) -> float:
-    """Median seconds of `fn()` over `repeats` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
+def run_timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
     sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return time.perf_counter() - start
+
+
+def compare(ours, reference, rounds: int, warmup: int = 1) -> dict:
+    """Time `ours()` and `reference()` alternately, A B then B A round by round (after `warmup` calls of
+    each): medians of their seconds and the median, min and max of the per-round ratios reference / ours."""
+    for _ in range(warmup):
+        ours()
+        reference()
+    sync()
+    ours_s, reference_s = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            ours_s.append(run_timed(ours))
+            reference_s.append(run_timed(reference))
+        else:
+            reference_s.append(run_timed(reference))
+            ours_s.append(run_timed(ours))
+    ratios = [b / a for a, b in zip(ours_s, reference_s)]
+    return {"ours_s": float(np.median(ours_s)), "reference_s": float(np.median(reference_s)),
+            "ratio": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios), "rounds": rounds}
+
+
+def figures(timing: dict, work: float = 1.0, rate: bool = False) -> dict:
+    """ours / naive in the benchmark's unit: seconds per `work` unit, or `work` per second with `rate`."""
+    to_unit = (lambda s: work / s) if rate else (lambda s: s / work)
+    return {"ours": to_unit(timing["ours_s"]), "naive": to_unit(timing["reference_s"]),
+            **{k: timing[k] for k in ("ratio", "ratio_min", "ratio_max", "rounds")}}
+
+
+def machine() -> dict:
+    """What the figures were measured on: CPU model, cores, threads used, load average (1, 5, 15 min)."""
+    model = platform.processor()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "load_avg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__}
 
 
 def training_step_fn(model, batch, compile_model=False, bf16=False):
@@ -134,29 +183,31 @@ def bench_config(spec: dict, smoke: bool) -> GenieConfig:
     return GenieConfig(**{**spec, **(dict(T=4, S=16, d_model=32, num_heads=2, num_layers=1) if smoke else {})})
 
 
+ROUNDS = 5  # rounds of each comparison (--rounds; --smoke: 2)
+
+
 def bench_train(size: str, smoke: bool) -> dict:
     batch_size = 1 if size == "mid" else 2
-    specs = {"tiny": TINY, "mid": MID,
-             "v2_tiny": json.loads((Path(__file__).resolve().parents[1] / "configs" / "cosmos_v2_tiny.json").read_text())}
+    specs = {"tiny": TINY, "mid": MID, "v2_tiny": json.loads((REPO_ROOT / "configs" / "cosmos_v2_tiny.json").read_text())}
     config = bench_config(specs[size], smoke)
     torch.manual_seed(0)
     batch = make_batch(config, batch_size)
     tokens = batch_size * config.T * config.S
-    repeats = 2 if smoke else 5
     ours_model = STMaskGIT(config).to(DEVICE)
     naive_model = STMaskGIT(config)
     naive_model.load_state_dict(ours_model.state_dict())
     naive_model = make_naive(naive_model).to(DEVICE)
     with torch.no_grad():  # the naive reference computes the same function
         assert torch.allclose(ours_model(**batch).loss, naive_model(**batch).loss, atol=1e-4)
-    ours = timed(training_step_fn(ours_model, batch), repeats)
-    naive = timed(training_step_fn(naive_model, batch), repeats)
-    result = {"benchmark": f"train_step_{size}", "unit": "tokens/s", "ours": tokens / ours, "naive": tokens / naive,
-              "ratio": naive / ours, "batch": batch_size, "T": config.T, "S": config.S, "d_model": config.d_model,
+    naive_step = training_step_fn(naive_model, batch)
+    timing = compare(training_step_fn(ours_model, batch), naive_step, ROUNDS)
+    result = {"benchmark": f"train_step_{size}", "unit": "tokens/s", **figures(timing, tokens, rate=True),
+              "batch": batch_size, "T": config.T, "S": config.S, "d_model": config.d_model,
               "num_layers": config.num_layers}
     if not smoke and size == "mid":
-        compiled = timed(training_step_fn(ours_model, batch, compile_model=True), repeats, warmup=2)
-        result.update(ours_compiled=tokens / compiled, ratio_compiled=naive / compiled)
+        compiled = compare(training_step_fn(ours_model, batch, compile_model=True), naive_step, ROUNDS, warmup=2)
+        result.update(ours_compiled=tokens / compiled["ours_s"], ratio_compiled=compiled["ratio"],
+                      ratio_compiled_min=compiled["ratio_min"], ratio_compiled_max=compiled["ratio_max"])
     return result
 
 
@@ -175,10 +226,9 @@ def bench_masking(smoke: bool) -> dict:
                 mask[b, t, torch.randperm(shape[2], generator=g)[:count]] = True
         return mask
 
-    ours = timed(lambda: random_mask(shape, ratio, torch.Generator().manual_seed(0)), 5 if smoke else 20)
-    naive = timed(loop, 2 if smoke else 5)
+    timing = compare(lambda: random_mask(shape, ratio, torch.Generator().manual_seed(0)), loop, ROUNDS)
     return {"benchmark": "masking_random", "unit": "masks/s (batch x T x S)", "shape": list(shape),
-            "ours": 1 / ours, "naive": 1 / naive, "ratio": naive / ours}
+            **figures(timing, rate=True)}
 
 
 def bench_index(smoke: bool) -> dict:
@@ -198,68 +248,129 @@ def bench_index(smoke: bool) -> dict:
                 starts.append(s)
         return starts
 
-    start = time.perf_counter()
     fast = window_start_indices(segment_ids, num_frames, window, stride)
-    ours = time.perf_counter() - start
-    start = time.perf_counter()
-    slow = loop()
-    naive = time.perf_counter() - start
-    assert len(fast) == len(slow)
-    return {"benchmark": "dataset_index", "unit": "s", "frames": num_frames, "ours": ours, "naive": naive,
-            "ratio": naive / ours, "windows": len(fast)}
+    assert len(fast) == len(loop())
+    timing = compare(lambda: window_start_indices(segment_ids, num_frames, window, stride), loop, ROUNDS, warmup=0)
+    return {"benchmark": "dataset_index", "unit": "s", "frames": num_frames, **figures(timing), "windows": len(fast)}
 
 
-def bench_generation(smoke: bool) -> list[dict]:
-    from genie.decoding import SamplingConfig, generate
-
-    config = bench_config(TINY, smoke)
+def generation_setup(spec: dict, smoke: bool, batch: int = 1):
+    config = bench_config(spec, smoke)
     torch.manual_seed(0)
     model = STMaskGIT(config).to(DEVICE).eval()
     num_prompt = config.T // 2
-    new = config.T - num_prompt
-    prompt = torch.randint(0, config.image_vocab_size, (1, num_prompt, config.S)).to(DEVICE)
+    prompt = torch.randint(0, config.image_vocab_size, (batch, num_prompt, config.S)).to(DEVICE)
+    return model, prompt, config.T - num_prompt
+
+
+def greedy(steps: int):
+    from genie.decoding import SamplingConfig
+
+    return SamplingConfig(maskgit_steps=steps, temperature=0.0, unmask_mode="confidence")
+
+
+def bench_generation(smoke: bool) -> list[dict]:
+    """Generation through the KV cache vs the naive reference: the same loop recomputing every prefix."""
+    from genie.decoding import generate
+
+    model, prompt, new = generation_setup(TINY, smoke)
     results = []
     for steps in (2, 8):
-        cfg = SamplingConfig(maskgit_steps=steps, temperature=0.0, unmask_mode="confidence")
-        dtype = torch.bfloat16 if DEVICE == "cuda" else torch.float32
-        with torch.autocast(DEVICE, dtype=dtype, enabled=DEVICE == "cuda"):
-            cached = timed(lambda c=cfg: generate(model, prompt, new, c, use_cache=True), 1 if smoke else 3)
-            full = timed(lambda c=cfg: generate(model, prompt, new, c, use_cache=False), 1 if smoke else 2)
-        results.append({"benchmark": f"generation_tiny_{steps}steps", "unit": "s/frame", "prompt_frames": num_prompt,
-                        "new_frames": new, "maskgit_steps": steps, "batch": 1, "ours": cached / new,
-                        "naive": full / new, "ratio": full / cached})
+        cfg = greedy(steps)
+        with torch.no_grad():
+            cached, _ = generate(model, prompt, new, cfg, use_cache=True)
+            assert torch.equal(cached, generate(model, prompt, new, cfg, use_cache=False)[0])
+            timing = compare(lambda c=cfg: generate(model, prompt, new, c, use_cache=True),
+                             lambda c=cfg: generate(model, prompt, new, c, use_cache=False), ROUNDS)
+        results.append({"benchmark": f"generation_tiny_{steps}steps", "unit": "s/frame", "prompt_frames": prompt.shape[1],
+                        "new_frames": new, "maskgit_steps": steps, "batch": 1, **figures(timing, new),
+                        "reference": "prefix recompute (no KV cache), same loop"})
     return results
+
+
+def eval_setup(smoke: bool):
+    model, _, _ = generation_setup(TINY, smoke)
+    batch = 1 if smoke else 4
+    tokens = torch.randint(0, model.config.image_vocab_size, (batch, model.config.T, model.config.S)).to(DEVICE)
+    return model, tokens
+
+
+def teacher_forced(scores_module, model, tokens, loss_only: bool, use_cache: bool) -> dict:
+    options = scores_module.EvalOptions(loss_only=loss_only, use_cache=use_cache)
+    return scores_module.teacher_forced_sums(model, tokens, None, options, torch.Generator(DEVICE).manual_seed(0))
 
 
 def bench_eval(smoke: bool) -> list[dict]:
     """The teacher-forced challenge metric through the KV cache vs recomputing every prefix (T = 16)."""
-    from genie.evaluation.scores import EvalOptions, teacher_forced_sums
+    from genie.evaluation import scores
 
-    config = bench_config(TINY, smoke)
-    torch.manual_seed(0)
-    model = STMaskGIT(config).to(DEVICE).eval()
-    batch = 1 if smoke else 4
-    tokens = torch.randint(0, config.image_vocab_size, (batch, config.T, config.S)).to(DEVICE)
+    model, tokens = eval_setup(smoke)
     results = []
     for loss_only in (False, True):
-        def run(use_cache, loss_only=loss_only):
-            options = EvalOptions(loss_only=loss_only, use_cache=use_cache)
-            return teacher_forced_sums(model, tokens, None, options, torch.Generator(DEVICE).manual_seed(0))
-        cached, full = run(True), run(False)
-        assert torch.allclose(cached["tf_ce"], full["tf_ce"], rtol=1e-4), "cache and recompute disagree"
-        ours = timed(lambda: run(True), 1 if smoke else 3)
-        naive = timed(lambda: run(False), 1 if smoke else 2)
+        run = lambda use_cache, lo=loss_only: teacher_forced(scores, model, tokens, lo, use_cache)  # noqa: E731
+        assert torch.allclose(run(True)["tf_ce"], run(False)["tf_ce"], rtol=1e-4), "cache and recompute disagree"
+        timing = compare(lambda: run(True), lambda: run(False), ROUNDS)
         name = "eval_teacher_forced_loss_only" if loss_only else "eval_teacher_forced_2steps"
-        results.append({"benchmark": name, "unit": "s/window", "T": config.T, "batch": batch,
-                        "ours": ours / batch, "naive": naive / batch, "ratio": naive / ours})
+        results.append({"benchmark": name, "unit": "s/window", "T": model.config.T, "batch": tokens.shape[0],
+                        **figures(timing, tokens.shape[0]), "reference": "prefix recompute (no KV cache)"})
+    return results
+
+
+def import_baseline(source: str):
+    """The genie/ package of checkout `source`, imported as `genie_baseline` (its own imports rewritten)."""
+    import importlib.util
+    import re
+
+    folder = Path(tempfile.mkdtemp(prefix="genie-baseline-"))
+    shutil.copytree(Path(source) / "genie", folder / "genie_baseline")
+    for path in (folder / "genie_baseline").rglob("*.py"):
+        path.write_text(re.sub(r"\b(from|import) genie\b", r"\1 genie_baseline", path.read_text()))
+    package = folder / "genie_baseline"
+    spec = importlib.util.spec_from_file_location("genie_baseline", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    sys.modules["genie_baseline"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["genie_baseline"])
+    return {name: importlib.import_module(f"genie_baseline.{name}")
+            for name in ("decoding", "model.stmaskgit", "evaluation.scores")}
+
+
+def bench_baseline(smoke: bool, source: str, kind: str) -> list[dict]:
+    """Our cached generation (`kind` "generation") or teacher-forced metric ("eval") vs the same computation
+    in an older checkout's genie/ (same weights, inputs and threads), alternating round by round."""
+    from genie.decoding import generate
+    from genie.evaluation import scores
+
+    base = import_baseline(source)
+    model, prompt, new = generation_setup(TINY, smoke)
+    old = base["model.stmaskgit"].STMaskGIT(model.config).to(DEVICE).eval()
+    old.load_state_dict(model.state_dict())
+    results = []
+    for steps in (2, 8) if kind == "generation" else ():
+        cfg, old_cfg = greedy(steps), base["decoding"].SamplingConfig(maskgit_steps=steps, temperature=0.0,
+                                                                        unmask_mode="confidence")
+        with torch.no_grad():
+            ours_tokens, ours_logits = generate(model, prompt, new, cfg)
+            old_tokens, old_logits = base["decoding"].generate(old, prompt, new, old_cfg)
+            assert torch.equal(ours_tokens, old_tokens) and (ours_logits - old_logits).abs().max() <= 1e-4
+            timing = compare(lambda c=cfg: generate(model, prompt, new, c),
+                             lambda c=old_cfg: base["decoding"].generate(old, prompt, new, c), ROUNDS)
+        results.append({"benchmark": f"generation_tiny_{steps}steps_vs_baseline", "unit": "s/frame",
+                        **figures(timing, new), "reference": f"KV-cached generation of {source}"})
+    _, tokens = eval_setup(smoke)
+    for loss_only in (False, True) if kind == "eval" else ():
+        ours = lambda lo=loss_only: teacher_forced(scores, model, tokens, lo, True)  # noqa: E731
+        theirs = lambda lo=loss_only: teacher_forced(base["evaluation.scores"], old, tokens, lo, True)  # noqa: E731
+        assert torch.allclose(ours()["tf_ce"], theirs()["tf_ce"], rtol=1e-4)
+        timing = compare(ours, theirs, ROUNDS)
+        name = "eval_teacher_forced_loss_only" if loss_only else "eval_teacher_forced_2steps"
+        results.append({"benchmark": f"{name}_vs_baseline", "unit": "s/window", **figures(timing, tokens.shape[0]),
+                        "reference": f"KV-cached teacher-forced metric of {source}"})
     return results
 
 
 def bench_token_check(smoke: bool) -> dict:
     """The whole-file token-range check over a 10M-frame video.bin (4x4 uint32 tokens, 640 MB), made and
     removed here; the naive reference reads the whole file into memory at once."""
-    import tempfile
-
     from genie.data.checks import first_token_out_of_range
 
     num_frames = 100_000 if smoke else 10_000_000
@@ -270,47 +381,99 @@ def bench_token_check(smoke: bool) -> dict:
             for start in range(0, num_frames, 1_000_000):
                 rng.integers(0, 2 ** 18, (min(1_000_000, num_frames - start), 4, 4), dtype=np.uint32).tofile(f)
         video = np.memmap(path, dtype=np.uint32, mode="r", shape=(num_frames, 4, 4))
-        start = time.perf_counter()
         assert first_token_out_of_range(video, 2 ** 18) is None
-        ours = time.perf_counter() - start
         rss_after_ours = peak_memory_mb()
-        start = time.perf_counter()
-        assert not (np.asarray(np.fromfile(path, dtype=np.uint32)) >= 2 ** 18).any()
-        naive = time.perf_counter() - start
+        timing = compare(lambda: first_token_out_of_range(video, 2 ** 18),
+                         lambda: (np.fromfile(path, dtype=np.uint32) >= 2 ** 18).any(), ROUNDS, warmup=0)
         size = video.nbytes
     return {"benchmark": "token_check_whole_file", "unit": "s", "frames": num_frames, "bytes": size,
-            "ours": ours, "naive": naive, "ratio": naive / ours, "ours_gb_per_s": size / ours / 1e9,
+            **figures(timing), "ours_gb_per_s": size / timing["ours_s"] / 1e9,
             "peak_rss_mb_after_ours": rss_after_ours.get("peak_rss_mb")}
 
 
-def bench_onnx(smoke: bool) -> list[dict]:
-    """MaskGIT generation (8 prompt -> 8 new frames, KV cache) on ONNX Runtime vs PyTorch, same loop, CPU."""
-    import tempfile
+ONNX_SIZES = {"tiny": TINY, "tiny_s16": {**TINY, "S": 16}, "mid": MID}
 
-    from genie.decoding import SamplingConfig, generate
+
+def onnx_parity(model: STMaskGIT, ort_model, prompt: torch.Tensor, new: int) -> dict:
+    """Checked before timing: full-graph and cached-step logits within 1e-4 of PyTorch's, identical greedy tokens."""
+    from genie.decoding import generate
+
+    with torch.no_grad():
+        expected = model.compute_logits(prompt)
+        cache, ort_cache = model.new_kv_cache(), ort_model.new_kv_cache()
+        step = (model.compute_logits_cached(prompt, cache, commit=1) -
+                ort_model.compute_logits_cached(prompt, ort_cache, commit=1)).abs().max().item()
+        tokens, logits = generate(model, prompt, new, greedy(2))
+    full = (ort_model.compute_logits(prompt) - expected).abs().max().item()
+    ort_tokens, ort_logits = generate(ort_model, prompt, new, greedy(2))
+    parity = {"max_abs_logit_diff_full": full, "max_abs_logit_diff_cached_step": step,
+              "max_abs_logit_diff_generation": (ort_logits - logits).abs().max().item(),
+              "identical_greedy_tokens": bool(torch.equal(ort_tokens, tokens))}
+    assert max(full, step, parity["max_abs_logit_diff_generation"]) <= 1e-4 and parity["identical_greedy_tokens"], parity
+    return parity
+
+
+def bench_onnx(smoke: bool) -> list[dict]:
+    """MaskGIT generation (8 prompt -> 8 new frames, KV cache) on ONNX Runtime vs PyTorch eager, the same
+    loop, CPU, the same number of threads; parity checked first."""
+    from genie.decoding import generate
     from genie.export.onnx_export import export_onnx
     from genie.export.ort_backend import OnnxRuntimeModel
 
     results = []
-    for size, spec in (("tiny", TINY), ("mid", MID)):
-        config = bench_config(spec, smoke)
-        torch.manual_seed(0)
-        model = STMaskGIT(config).eval()
-        num_prompt = config.T // 2
-        new = config.T - num_prompt
-        prompt = torch.randint(0, config.image_vocab_size, (1, num_prompt, config.S))
+    for size, spec in ONNX_SIZES.items():
+        model, prompt, new = generation_setup(spec, smoke)
+        model = model.cpu()
+        prompt = prompt.cpu()
         with tempfile.TemporaryDirectory() as folder:
             export_onnx(model, folder)
-            ort_model = OnnxRuntimeModel(folder)
+            ort_model = OnnxRuntimeModel(folder, threads=torch.get_num_threads())
+            parity = onnx_parity(model, ort_model, prompt, new)
             for steps in (2, 8):
-                cfg = SamplingConfig(maskgit_steps=steps, temperature=0.0, unmask_mode="confidence")
+                cfg = greedy(steps)
                 with torch.no_grad():
-                    torch_s = timed(lambda c=cfg: generate(model, prompt, new, c), 1 if smoke else 3)
-                ort_s = timed(lambda c=cfg: generate(ort_model, prompt, new, c), 1 if smoke else 3)
+                    timing = compare(lambda c=cfg: generate(ort_model, prompt, new, c),
+                                     lambda c=cfg: generate(model, prompt, new, c), ROUNDS)
                 results.append({"benchmark": f"onnxruntime_generation_{size}_{steps}steps", "unit": "s/frame",
-                                "layers": config.num_layers, "d_model": config.d_model, "prompt_frames": num_prompt,
-                                "new_frames": new, "ours": ort_s / new, "naive": torch_s / new,
-                                "ratio": torch_s / ort_s, "note": "ours = ONNX Runtime, naive = PyTorch eager"})
+                                "layers": model.config.num_layers, "d_model": model.config.d_model,
+                                "S": model.config.S, "prompt_frames": prompt.shape[1], "new_frames": new,
+                                **figures(timing, new), **parity,
+                                "note": "ours = ONNX Runtime, naive = PyTorch eager (KV cache on both)"})
+    return results
+
+
+def bench_bf16(smoke: bool) -> list[dict]:
+    """bf16 autocast vs fp32 on this device: the mid training step (loss difference recorded) and
+    cached generation (logit difference and token agreement recorded)."""
+    from genie.decoding import generate
+
+    config = bench_config(MID, smoke)
+    torch.manual_seed(0)
+    batch = make_batch(config, 1)
+    fp32_model = STMaskGIT(config).to(DEVICE)
+    bf16_model = STMaskGIT(config).to(DEVICE)
+    bf16_model.load_state_dict(fp32_model.state_dict())
+    with torch.no_grad():
+        loss32 = fp32_model(**batch).loss.item()
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            loss16 = bf16_model(**batch).loss.item()
+    timing = compare(training_step_fn(bf16_model, batch, bf16=True), training_step_fn(fp32_model, batch), ROUNDS)
+    tokens = batch["input_ids"].numel()
+    results = [{"benchmark": "bf16_train_step_mid", "unit": "tokens/s", **figures(timing, tokens, rate=True),
+                "loss_fp32": loss32, "loss_bf16": loss16, "note": "ours = bf16 autocast, naive = fp32"}]
+    model, prompt, new = generation_setup(TINY, smoke)
+
+    def bf16_generate():
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            return generate(model, prompt, new, greedy(2))
+
+    with torch.no_grad():
+        (tok16, logits16), (tok32, logits32) = bf16_generate(), generate(model, prompt, new, greedy(2))
+        timing = compare(bf16_generate, lambda: generate(model, prompt, new, greedy(2)), ROUNDS)
+    results.append({"benchmark": "bf16_generation_tiny_2steps", "unit": "s/frame", **figures(timing, new),
+                    "max_abs_logit_diff": (logits16.float() - logits32).abs().max().item(),
+                    "token_agreement": (tok16 == tok32)[:, prompt.shape[1]:].float().mean().item(),
+                    "note": "ours = bf16 autocast, naive = fp32"})
     return results
 
 
@@ -339,48 +502,37 @@ def bench_v2_index(smoke: bool) -> dict:
             (root / "metadata" / f"metadata_{i}.json").write_text(json.dumps({"shard_num_frames": frames, "shard_ind": i}))
         (root / "metadata.json").write_text(json.dumps({"num_shards": shards, "hz": 30, "num_images": shards * frames,
                                                         "s": 1}))
-        start = time.perf_counter()
+        def loop():
+            count = 0
+            for shard in dataset.shards:
+                seg = np.asarray(shard.segment_idx)
+                for c in range(len(shard.video) - 1):
+                    last = 17 * (c + 2) - 1
+                    count += last < frames and seg[17 * c] == seg[last] and len(np.unique(seg[17 * c:last + 1])) == 1
+            return count
+
         dataset = CosmosV2Dataset(root, window_size=6)
-        ours = time.perf_counter() - start
-        start = time.perf_counter()
-        loop = 0
-        for shard in dataset.shards:
-            seg = np.asarray(shard.segment_idx)
-            for c in range(len(shard.video) - 1):
-                last = 17 * (c + 2) - 1
-                loop += last < frames and seg[17 * c] == seg[last] and len(np.unique(seg[17 * c:last + 1])) == 1
-        naive = time.perf_counter() - start
-        assert loop == len(dataset)
+        assert loop() == len(dataset)
+        timing = compare(lambda: CosmosV2Dataset(root, window_size=6), loop, ROUNDS, warmup=0)
     return {"benchmark": "v2_open_and_index", "unit": "s", "raw_frames": shards * frames, "shards": shards,
-            "windows": len(dataset), "ours": ours, "naive": naive, "ratio": naive / ours}
+            "windows": len(dataset), **figures(timing)}
 
 
-def run_one(name: str, smoke: bool) -> list[dict]:
-    if name == "train_tiny":
-        return [bench_train("tiny", smoke)]
-    if name == "train_mid":
-        return [bench_train("mid", smoke)]
-    if name == "masking":
-        return [bench_masking(smoke)]
-    if name == "index":
-        return [bench_index(smoke)]
-    if name == "generation":
-        return bench_generation(smoke)
-    if name == "eval":
-        return bench_eval(smoke)
-    if name == "token_check":
-        return [bench_token_check(smoke)]
-    if name == "onnx":
-        return bench_onnx(smoke)
-    if name == "v2_index":
-        return [bench_v2_index(smoke)]
-    if name == "v2_tokens":
-        return [bench_train("v2_tiny", smoke)]
-    raise SystemExit(f"unknown benchmark {name!r}")
+def run_one(name: str, smoke: bool, baseline: str | None = None) -> list[dict]:
+    benchmarks = {"train_tiny": lambda: [bench_train("tiny", smoke)], "train_mid": lambda: [bench_train("mid", smoke)],
+                  "masking": lambda: [bench_masking(smoke)], "index": lambda: [bench_index(smoke)],
+                  "generation": lambda: bench_generation(smoke), "eval": lambda: bench_eval(smoke),
+                  "token_check": lambda: [bench_token_check(smoke)], "onnx": lambda: bench_onnx(smoke),
+                  "v2_index": lambda: [bench_v2_index(smoke)], "v2_tokens": lambda: [bench_train("v2_tiny", smoke)],
+                  "bf16": lambda: bench_bf16(smoke)}
+    results = benchmarks[name]()
+    if baseline and name in ("generation", "eval"):
+        results += bench_baseline(smoke, baseline, name)
+    return results
 
 
 BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "token_check", "onnx",
-              "v2_index", "v2_tokens"]
+              "v2_index", "v2_tokens", "bf16"]
 
 
 def peak_memory_mb() -> dict:
@@ -390,17 +542,26 @@ def peak_memory_mb() -> dict:
 
 
 def main() -> None:
+    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark in this process")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and 2 rounds, for the test suite")
+    parser.add_argument("--threads", type=int, default=1, help="threads of both sides of every comparison (default 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of each comparison (default 5; --smoke: 2)")
+    parser.add_argument("--baseline", help="a checkout whose genie/ generation and evaluation are timed against ours")
     args = parser.parse_args()
+    if args.threads < 1 or (args.rounds is not None and args.rounds < 1):
+        parser.error("--threads and --rounds must be >= 1")
     if args.only:
-        for result in run_one(args.only, args.smoke):
-            print(json.dumps({**result, **peak_memory_mb(), "device": DEVICE}), flush=True)
+        torch.set_num_threads(args.threads)
+        ROUNDS = args.rounds or (2 if args.smoke else ROUNDS)
+        for result in run_one(args.only, args.smoke, args.baseline):
+            print(json.dumps({**result, **peak_memory_mb(), "device": DEVICE, **machine()}), flush=True)
         return
+    passed = [f"--{k}={v}" for k, v in (("threads", args.threads), ("rounds", args.rounds), ("baseline", args.baseline))
+              if v is not None] + (["--smoke"] if args.smoke else [])
     for name in BENCHMARKS:  # each in a fresh process: its own peak memory, no warm caches between them
-        command = [sys.executable, __file__, "--only", name] + (["--smoke"] if args.smoke else [])
-        subprocess.run(command, check=True)
+        subprocess.run([sys.executable, "-m", "scripts.bench", "--only", name, *passed], check=True, cwd=REPO_ROOT)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     python scripts/export_onnx.py --checkpoint_dir runs/train/final_model --output_dir runs/train/onnx
     python scripts/generate.py --checkpoint_dir runs/train/final_model --backend onnxruntime --onnx_dir runs/train/onnx
 
-Writes full.onnx, cached_step.onnx (causal models) and config.json; every graph passes onnx.checker
-and its logits are compared with PyTorch's on a random input before the command reports success.
+Writes full.onnx, cached_step.onnx (causal models) and config.json (the record: model config, SHA-256
+of model.safetensors and of every graph); every graph passes onnx.checker and its logits are compared
+with PyTorch's on a random input before the command reports success. A folder holding another model's
+export is replaced only with --overwrite; files that are not an export are never replaced.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from genie.checkpointing.run_folder import check_output_folder, model_folder
 from genie.cli import parse, run_cli
 from genie.export.onnx_export import export_onnx
 from genie.export.ort_backend import OnnxRuntimeModel
+from genie.export.record import check_export_target, file_sha256
 from genie.model.stmaskgit import STMaskGIT
 
 
@@ -23,6 +26,8 @@ from genie.model.stmaskgit import STMaskGIT
 class ExportArguments:
     checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors)."})
     output_dir: str = field(metadata={"help": "Where full.onnx, cached_step.onnx and config.json go."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace an export of another model in --output_dir (the same model's export is always replaced)."})
 
     def __post_init__(self) -> None:
         check_output_folder(self.output_dir)
@@ -30,8 +35,11 @@ class ExportArguments:
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = parse([ExportArguments], __doc__.split("\n")[0], argv)
-    model = STMaskGIT.from_pretrained(model_folder(args.checkpoint_dir)).eval()
-    record = export_onnx(model, args.output_dir)
+    checkpoint = model_folder(args.checkpoint_dir)
+    model = STMaskGIT.from_pretrained(checkpoint).eval()
+    weights_sha256 = file_sha256(checkpoint / "model.safetensors")
+    check_export_target(args.output_dir, model.config, weights_sha256, args.overwrite)
+    record = export_onnx(model, args.output_dir, weights_sha256)
     config = model.config
     tokens = torch.randint(0, config.image_vocab_size, (2, config.T, config.S))
     actions = torch.randn(2, config.T, config.action_dim) if config.action_dims else None

@@ -39,7 +39,8 @@ class GenerateArguments:
     stride: int = field(default=1, metadata={"help": "Frames between window frames."})
     seed: int = field(default=0, metadata={"help": "Seeds sampling and random unmasking."})
     backend: str = field(default="pytorch", metadata={"help": "pytorch | onnxruntime (needs --onnx_dir)"})
-    onnx_dir: str | None = field(default=None, metadata={"help": "A folder written by scripts/export_onnx.py."})
+    onnx_dir: str | None = field(default=None, metadata={
+        "help": "A folder written by scripts/export_onnx.py from --checkpoint_dir (checked: same config and weights)."})
 
     def __post_init__(self) -> None:
         check_flag(self.backend in ("pytorch", "onnxruntime"), "backend", self.backend, "must be pytorch or onnxruntime")
@@ -95,7 +96,7 @@ def load_backend(args: GenerateArguments) -> MaskGITModel:
     if args.backend == "onnxruntime":
         from genie.export.ort_backend import OnnxRuntimeModel
 
-        return OnnxRuntimeModel(args.onnx_dir)
+        return OnnxRuntimeModel(args.onnx_dir, checkpoint_dir=model_folder(args.checkpoint_dir))
     return STMaskGIT.from_pretrained(model_folder(args.checkpoint_dir)).eval()
 
 

@@ -2,10 +2,13 @@
 
 Graphs (float32, dynamic batch):
 - `full.onnx`: tokens (B, T', S) int64 with mask ids [, actions (B, T', A)] -> logits (B, T', S, K, V);
-- `cached_step.onnx`: tokens (B, N, S) of N new frames, past_keys / past_values (layers, B*S, heads,
-  L, head_dim) of the L cached frames [, actions (B, N, A)] -> logits (B, N, S, K, V) and the new
-  frames' new_keys / new_values (layers, B*S, heads, N, head_dim).
-`config.json` beside them records the model config, the opset and every graph's input/output names.
+- `cached_step.onnx`: committed_tokens (B, C, S) of C frames to add to the cache, tokens (B, N, S) of N
+  frames to score after them, past_keys / past_values (L, layers, B, S, heads, head_dim) of the L cached
+  frames [, actions (B, C + N, A)] -> logits (B, N, S, K, V) of the N scored frames and the committed
+  frames' committed_keys / committed_values (C, layers, B, S, heads, head_dim). Frames first, so that a
+  cache preallocated for T frames passes its cached prefix without a copy.
+`config.json` beside them (genie/export/record.py) records the model config, the SHA-256 of the weights
+file exported, the opset and every graph's file, SHA-256 and input/output names.
 genie/export/ort_backend.py runs them behind the same interface as the PyTorch model.
 """
 from __future__ import annotations
@@ -18,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, file_sha256
 from genie.model.attention import ConcatKVCache
 from genie.model.stmaskgit import STMaskGIT
 
 OPSET = 17
-FULL_GRAPH, STEP_GRAPH = "full.onnx", "cached_step.onnx"
 
 
 class FullGraph(nn.Module):
@@ -36,53 +39,61 @@ class FullGraph(nn.Module):
 
 class CachedStepGraph(nn.Module):
     """The model's cached step as a pure function: the caller passes the past keys/values and receives
-    the new frames' keys/values, instead of a cache object being updated in place."""
+    the committed frames' keys/values, instead of a cache object being updated in place.
+
+    `committed_tokens` (B, C, S) are frames to add to the cache (no logits); `tokens` (B, N, S) are the
+    frames to score after them; `actions` (B, C + N, A) cover both."""
 
     def __init__(self, model: STMaskGIT):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor, past_keys: torch.Tensor, past_values: torch.Tensor,
-                actions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        caches = [ConcatKVCache(k, v) for k, v in zip(past_keys.unbind(0), past_values.unbind(0))]
-        x = self.model._embed(tokens, actions, first_frame=past_keys.shape[3])
-        logits = self.model._head(self.model.decoder.forward_cached(x, caches))
-        return logits, torch.stack([c.new_k for c in caches]), torch.stack([c.new_v for c in caches])
+    def forward(self, committed_tokens: torch.Tensor, tokens: torch.Tensor, past_keys: torch.Tensor,
+                past_values: torch.Tensor, actions: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        caches = [ConcatKVCache(k, v) for k, v in zip(past_keys.unbind(1), past_values.unbind(1))]
+        num_committed = committed_tokens.shape[1]
+        x = self.model._embed(torch.cat([committed_tokens, tokens], dim=1), actions, first_frame=past_keys.shape[0])
+        logits = self.model._head(self.model.decoder.forward_cached(x, caches, num_committed))
+        return (logits, torch.stack([c.new_k[:num_committed] for c in caches], dim=1),
+                torch.stack([c.new_v[:num_committed] for c in caches], dim=1))
 
 
 def _graph_spec(model: STMaskGIT, cached: bool) -> dict[str, Any]:
     actions = ["actions"] if model.config.action_dims else []
     if cached:
-        inputs = ["tokens", "past_keys", "past_values", *actions]
-        outputs = ["logits", "new_keys", "new_values"]
-        axes = {"tokens": {0: "batch", 1: "new_frames"}, "logits": {0: "batch", 1: "new_frames"},
-                "past_keys": {1: "batch_x_tokens", 3: "past_frames"},
-                "past_values": {1: "batch_x_tokens", 3: "past_frames"},
-                "new_keys": {1: "batch_x_tokens", 3: "new_frames"}, "new_values": {1: "batch_x_tokens", 3: "new_frames"}}
+        inputs = ["committed_tokens", "tokens", "past_keys", "past_values", *actions]
+        outputs = ["logits", "committed_keys", "committed_values"]
+        axes = {"committed_tokens": {0: "batch", 1: "committed_frames"}, "tokens": {0: "batch", 1: "new_frames"},
+                "logits": {0: "batch", 1: "new_frames"},
+                **{name: {0: "past_frames", 2: "batch"} for name in ("past_keys", "past_values")},
+                **{name: {0: "committed_frames", 2: "batch"} for name in ("committed_keys", "committed_values")}}
+        if actions:
+            axes["actions"] = {0: "batch", 1: "all_frames"}
     else:
         inputs, outputs = ["tokens", *actions], ["logits"]
         axes = {"tokens": {0: "batch", 1: "frames"}, "logits": {0: "batch", 1: "frames"}}
-    if actions:
-        axes["actions"] = dict(axes["tokens"])
+        if actions:
+            axes["actions"] = dict(axes["tokens"])
     return {"inputs": inputs, "outputs": outputs, "dynamic_axes": axes}
 
 
 def _example_inputs(model: STMaskGIT, cached: bool) -> tuple[torch.Tensor, ...]:
     cfg, batch = model.config, 2
-    frames = 2 if cached else min(3, cfg.T)
-    tokens = torch.randint(0, cfg.image_vocab_size, (batch, frames, cfg.S))
-    extra = ()
-    if cached:
-        heads, head_dim = cfg.num_heads, cfg.d_model // cfg.num_heads
-        past = torch.randn(cfg.num_layers, batch * cfg.S, heads, 1, head_dim)
-        extra = (past, past.clone())
-    actions = (torch.randn(batch, frames, cfg.action_dim),) if cfg.action_dims else ()
-    return (tokens, *extra, *actions)
+    random_tokens = lambda frames: torch.randint(0, cfg.image_vocab_size, (batch, frames, cfg.S))  # noqa: E731
+    actions = lambda frames: (torch.randn(batch, frames, cfg.action_dim),) if cfg.action_dims else ()  # noqa: E731
+    if not cached:
+        return (random_tokens(min(3, cfg.T)), *actions(min(3, cfg.T)))
+    num_past, num_committed, num_new = (1, 1, 2) if cfg.T >= 4 else (cfg.T - 2, 1, 1)  # they must fit in T
+    past = torch.randn(num_past, cfg.num_layers, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)
+    return (random_tokens(num_committed), random_tokens(num_new), past, past.clone(),
+            *actions(num_committed + num_new))
 
 
-def export_onnx(model: STMaskGIT, output_dir: str | Path) -> dict[str, Any]:
+def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | None = None) -> dict[str, Any]:
     """Write full.onnx (and cached_step.onnx for a causal model) and config.json; check every graph
-    with onnx.checker. Returns what config.json holds."""
+    with onnx.checker. `weights_sha256` (of the model.safetensors exported) goes into the record, so
+    that the ONNX Runtime backend can tell whether the export belongs to a checkpoint. Returns the record."""
     import onnx
 
     output_dir = Path(output_dir)
@@ -91,7 +102,8 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path) -> dict[str, Any]:
     graphs = {"full": (FullGraph(model), FULL_GRAPH, False)}
     if model.config.causal:
         graphs["cached_step"] = (CachedStepGraph(model), STEP_GRAPH, True)
-    record = {"genie_config": model.config.to_dict(), "opset": OPSET, "dtype": "float32", "graphs": {}}
+    record = {"format": RECORD_FORMAT, "genie_config": model.config.to_dict(), "weights_sha256": weights_sha256,
+              "opset": OPSET, "dtype": "float32", "graphs": {}}
     for name, (module, filename, cached) in graphs.items():
         spec = _graph_spec(model, cached)
         with warnings.catch_warnings(), torch.no_grad():
@@ -100,6 +112,7 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path) -> dict[str, Any]:
                               input_names=spec["inputs"], output_names=spec["outputs"],
                               dynamic_axes=spec["dynamic_axes"], opset_version=OPSET)
         onnx.checker.check_model(str(output_dir / filename))
-        record["graphs"][name] = {"file": filename, "inputs": spec["inputs"], "outputs": spec["outputs"]}
-    (output_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n")
+        record["graphs"][name] = {"file": filename, "sha256": file_sha256(output_dir / filename),
+                                  "inputs": spec["inputs"], "outputs": spec["outputs"]}
+    (output_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record

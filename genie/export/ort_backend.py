@@ -1,58 +1,87 @@
 """ONNX Runtime behind the MaskGITModel interface (genie/protocols.py), so that genie/decoding.py's
 MaskGIT loop, the rollouts and the evaluation run unchanged on exported graphs (genie/export/onnx_export.py).
 
-The KV cache is kept here as numpy arrays: each cached-step call passes the committed past keys/values
-and appends the first `commit` new frames' keys/values that the graph returns.
+The KV cache is kept here as numpy arrays preallocated for T frames, frames first, so that each
+cached-step call passes the committed prefix without a copy and writes the committed frames' keys and
+values that the graph returns after it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from genie.errors import CheckpointError
+from genie.errors import OnnxExportError
+from genie.export.record import RECORD, check_export_of_checkpoint, read_export_record
 from genie.model.config import GenieConfig
 
 
 class OrtKVCache:
-    """Per-layer temporal keys/values of finished frames: arrays (layers, B*S, heads, frames, head_dim)."""
+    """Temporal keys/values of finished frames, (T, layers, B, S, heads, head_dim) arrays filled from the front."""
 
-    def __init__(self):
+    def __init__(self, config: GenieConfig):
+        self.config, self.length = config, 0
         self.keys: np.ndarray | None = None
         self.values: np.ndarray | None = None
 
-    @property
-    def length(self) -> int:
-        return 0 if self.keys is None else self.keys.shape[3]
-
-    def past(self, config: GenieConfig, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    def past(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         if self.keys is None:
-            empty = np.zeros((config.num_layers, batch * config.S, config.num_heads, 0,
-                              config.d_model // config.num_heads), dtype=np.float32)
-            return empty, empty
-        return self.keys, self.values
+            cfg = self.config
+            shape = (cfg.T, cfg.num_layers, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)
+            self.keys, self.values = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        return self.keys[:self.length], self.values[:self.length]
 
     def append(self, keys: np.ndarray, values: np.ndarray) -> None:
-        self.keys = keys if self.keys is None else np.concatenate([self.keys, keys], axis=3)
-        self.values = values if self.values is None else np.concatenate([self.values, values], axis=3)
+        end = self.length + keys.shape[0]
+        self.keys[self.length:end], self.values[self.length:end] = keys, values
+        self.length = end
+
+
+def session_options(threads: int | None = None) -> Any:
+    """The session settings the backend uses unless the caller passes its own: as many intra-op threads as
+    torch uses (`threads` overrides), no spinning of idle threads (they would steal the cores of everything
+    else), sequential execution and every graph optimisation."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def _session(onnx_dir: Path, filename: str, options: Any, providers: list[str]) -> Any:
+    """An ONNX Runtime session of one graph; a graph ONNX Runtime refuses is a one-line error."""
+    import onnxruntime
+
+    try:
+        return onnxruntime.InferenceSession(str(onnx_dir / filename), options, providers=providers)
+    except Exception as error:  # onnxruntime's own exception types (Fail, InvalidProtobuf, ...) share no base
+        reason = " ".join(str(error).split())[:300]
+        raise OnnxExportError(f"--onnx_dir {onnx_dir}: ONNX Runtime cannot load {filename} ({reason}); export the "
+                              "model again with scripts/export_onnx.py") from error
 
 
 class OnnxRuntimeModel:
-    """An exported model run by ONNX Runtime; satisfies genie.protocols.MaskGITModel."""
+    """An exported model run by ONNX Runtime; satisfies genie.protocols.MaskGITModel.
 
-    def __init__(self, onnx_dir: str | Path, providers: list[str] | None = None):
-        import onnxruntime
+    The folder is checked first (genie/export/record.py): its record, every graph's SHA-256 and, given
+    `checkpoint_dir`, that the export was made from that checkpoint; each problem is one-line
+    `OnnxExportError`. `options` (an onnxruntime.SessionOptions) replaces `session_options(threads)`."""
 
+    def __init__(self, onnx_dir: str | Path, providers: list[str] | None = None, options: Any = None,
+                 threads: int | None = None, checkpoint_dir: str | Path | None = None):
         onnx_dir = Path(onnx_dir)
-        if not (onnx_dir / "config.json").is_file():
-            raise CheckpointError(f"--onnx_dir {onnx_dir} has no config.json; pass a folder written by "
-                                  "scripts/export_onnx.py")
-        record = json.loads((onnx_dir / "config.json").read_text())
-        self.config = GenieConfig.from_dict(record["genie_config"], source=str(onnx_dir / "config.json"))
-        providers = providers or ["CPUExecutionProvider"]
-        self.sessions = {name: onnxruntime.InferenceSession(str(onnx_dir / graph["file"]), providers=providers)
+        record = read_export_record(onnx_dir)
+        if checkpoint_dir is not None:
+            check_export_of_checkpoint(record, onnx_dir, checkpoint_dir)
+        self.config = GenieConfig.from_dict(record["genie_config"], source=str(onnx_dir / RECORD))
+        options = options or session_options(threads)
+        self.sessions = {name: _session(onnx_dir, graph["file"], options, providers or ["CPUExecutionProvider"])
                          for name, graph in record["graphs"].items()}
         self.graphs = record["graphs"]
 
@@ -78,14 +107,14 @@ class OnnxRuntimeModel:
     def new_kv_cache(self) -> OrtKVCache:
         if "cached_step" not in self.sessions:
             raise ValueError("this export has no cached_step graph (the model is bidirectional); decode without a cache")
-        return OrtKVCache()
+        return OrtKVCache(self.config)
 
     def compute_logits_cached(self, tokens: torch.Tensor, cache: OrtKVCache, actions: torch.Tensor | None = None,
                               commit: int = 0) -> torch.Tensor:
-        past_keys, past_values = cache.past(self.config, tokens.shape[0])
-        logits, new_keys, new_values = self._run("cached_step", tokens=tokens.cpu().long().numpy(),
-                                                 past_keys=past_keys, past_values=past_values,
-                                                 **self._actions(actions))
-        if commit:
-            cache.append(new_keys[:, :, :, :commit], new_values[:, :, :, :commit])
+        """As STMaskGIT.compute_logits_cached: logits of frames commit.. of `tokens`, the first `commit` cached."""
+        past_keys, past_values = cache.past(tokens.shape[0])
+        frames = tokens.cpu().long().numpy()
+        logits, keys, values = self._run("cached_step", committed_tokens=frames[:, :commit], tokens=frames[:, commit:],
+                                         past_keys=past_keys, past_values=past_values, **self._actions(actions))
+        cache.append(keys, values)
         return torch.from_numpy(logits).to(tokens.device)

@@ -3,11 +3,10 @@ across frames at each token position, then an MLP (Genie, arXiv 2402.15391, Figu
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from genie.model.attention import KVCache, SelfAttention
+from genie.model.attention import ConcatKVCache, KVCache, SelfAttention
 from genie.model.config import GenieConfig
 
 
@@ -43,16 +42,24 @@ class STBlock(nn.Module):
         self.norm2 = nn.Identity() if config.qk_norm else nn.LayerNorm(d, eps=1e-5)
         self.mlp = Mlp(d, config.mlp_ratio, config.mlp_bias, config.mlp_drop)
 
-    def forward(self, x: torch.Tensor, causal: bool, cache: KVCache | None = None) -> torch.Tensor:
-        """x: (B, T, S, C) -> (B, T, S, C). With `cache`, x holds new frames after the cached ones and
-        their temporal keys/values are written into the cache."""
-        b, t = x.shape[:2]
-        x = rearrange(x, "b t s c -> (b t) s c")
+    def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
+        """x: (B, T, S, C) -> (B, T, S, C), a view in the (B, S, T, C) memory layout of the temporal step."""
+        b, t, s, c = x.shape
+        x = x.reshape(b * t, s, c)
         x = x + self.spatial_attn(self.norm1(x))
-        x = rearrange(x, "(b t) s c -> (b s) t c", b=b, t=t)
-        x = x + self.temporal_attn.attend(x, causal=causal, cache=cache)
+        x = x.view(b, t, s, c).transpose(1, 2).reshape(b * s, t, c)
+        x = x + self.temporal_attn(x, causal=causal)
         x = x + self.mlp(self.norm2(x))
-        return rearrange(x, "(b s) t c -> b t s c", b=b)
+        return x.view(b, s, t, c).transpose(1, 2)
+
+    def forward_cached(self, x: torch.Tensor, cache: KVCache | ConcatKVCache, drop: int = 0) -> torch.Tensor:
+        """x: (B, N, S, C), new frames after the frames in `cache` (causal in time) -> (B, N - drop, S, C).
+        Their temporal keys/values are written into the cache; the first `drop` frames only feed it. Stays
+        in the (B, N, S, C) layout throughout: no transposes."""
+        b, n, s, c = x.shape
+        x = x + self.spatial_attn(self.norm1(x.reshape(b * n, s, c))).view(b, n, s, c)
+        x = x[:, drop:] + self.temporal_attn.attend_cached(x, cache, drop)
+        return x + self.mlp(self.norm2(x))
 
 
 class STTransformer(nn.Module):
@@ -70,8 +77,12 @@ class STTransformer(nn.Module):
                 x = layer(x, causal)
         return x
 
-    def forward_cached(self, x: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
-        """Causal pass over new frames x after the frames held in every layer's cache."""
-        for layer, cache in zip(self.layers, caches):
-            x = layer(x, causal=True, cache=cache)
+    def forward_cached(self, x: torch.Tensor, caches: list[KVCache] | list[ConcatKVCache], drop: int = 0
+                       ) -> torch.Tensor:
+        """Causal pass over new frames x (B, N, S, C) after the frames held in every layer's cache; returns
+        the output of frames drop..N-1 (the first `drop` frames are only needed for the caches, so the last
+        layer skips their attention output and MLP)."""
+        last = len(self.layers) - 1
+        for i, (layer, cache) in enumerate(zip(self.layers, caches)):
+            x = layer.forward_cached(x, cache, drop if i == last else 0)
         return x

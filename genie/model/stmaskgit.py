@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
@@ -84,11 +83,12 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
 
     def compute_logits_cached(self, tokens: torch.Tensor, cache: list[KVCache], actions: torch.Tensor | None = None,
                               commit: int = 0) -> torch.Tensor:
-        """Causal logits (B, T', S, K, V) of new frames `tokens` (B, T', S) that follow the frames held
-        in `cache`; the first `commit` new frames are added to the cache. Equal to `compute_logits`
-        on the whole prefix, for the new frames."""
+        """Causal logits (B, T' - commit, S, K, V) of new frames `tokens` (B, T', S) that follow the frames
+        held in `cache`: the first `commit` new frames are added to the cache and get no logits (the last
+        layer and the output head skip them); the others get the logits `compute_logits` gives them on the
+        whole prefix."""
         first_frame = cache[0].length
-        logits = self._head(self.decoder.forward_cached(self._embed(tokens, actions, first_frame), cache))
+        logits = self._head(self.decoder.forward_cached(self._embed(tokens, actions, first_frame), cache, commit))
         for layer_cache in cache:
             layer_cache.commit(commit)
         return logits
@@ -103,7 +103,7 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         return x
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
-        return rearrange(self.out_x_proj(x), "b t s (k v) -> b t s k v", k=self.config.num_factored_vocabs)
+        return self.out_x_proj(x).unflatten(-1, (self.config.num_factored_vocabs, self.config.factored_vocab_size))
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, actions: torch.Tensor | None = None,

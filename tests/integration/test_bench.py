@@ -7,15 +7,20 @@ from tests.conftest import REPO_ROOT
 
 
 def test_bench_smoke_prints_one_json_line_per_benchmark():
-    result = subprocess.run([sys.executable, "scripts/bench.py", "--smoke"], cwd=REPO_ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "scripts/bench.py", "--smoke"], cwd=REPO_ROOT, capture_output=True,  # no PYTHONPATH
                             text=True)  # no time limit: a benchmark on a busy machine is slow, not wrong
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     names = [line["benchmark"] for line in lines]
     assert names == ["train_step_tiny", "train_step_mid", "masking_random", "dataset_index",
                      "generation_tiny_2steps", "generation_tiny_8steps", "eval_teacher_forced_2steps",
-                     "eval_teacher_forced_loss_only", "token_check_whole_file", "onnxruntime_generation_tiny_2steps",
-                     "onnxruntime_generation_tiny_8steps", "onnxruntime_generation_mid_2steps",
-                     "onnxruntime_generation_mid_8steps", "v2_open_and_index", "train_step_v2_tiny"]
+                     "eval_teacher_forced_loss_only", "token_check_whole_file",
+                     *[f"onnxruntime_generation_{size}_{steps}steps" for size in ("tiny", "tiny_s16", "mid")
+                       for steps in (2, 8)],
+                     "v2_open_and_index", "train_step_v2_tiny", "bf16_train_step_mid", "bf16_generation_tiny_2steps"]
     for line in lines:
         assert line["ours"] > 0 and line["naive"] > 0 and line["ratio"] > 0 and line["peak_rss_mb"] > 0
+        assert line["ratio_min"] <= line["ratio"] <= line["ratio_max"] and line["rounds"] == 2
+        assert line["threads"] == 1 and line["cpu"] and len(line["load_avg"]) == 3
+    for line in lines[9:15]:  # ONNX Runtime: parity checked before timing
+        assert line["identical_greedy_tokens"] and line["max_abs_logit_diff_cached_step"] <= 1e-4

@@ -7,7 +7,8 @@ import torch
 
 from genie.decoding import SamplingConfig, generate
 from genie.export.onnx_export import export_onnx
-from genie.export.ort_backend import OnnxRuntimeModel
+from genie.export.ort_backend import OnnxRuntimeModel, session_options
+from genie.export.record import file_sha256
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel
@@ -40,12 +41,12 @@ def test_export_writes_checked_graphs_and_their_record(exported):
 
     model, ort_model, folder = exported
     record = json.loads((folder / "config.json").read_text())
-    assert set(record["graphs"]) == {"full", "cached_step"} and record["opset"] == 17
+    assert set(record["graphs"]) == {"full", "cached_step"} and record["opset"] == 17 and record["format"] == 2
     assert GenieConfig.from_dict(record["genie_config"]) == model.config
     for graph in record["graphs"].values():
         onnx.checker.check_model(str(folder / graph["file"]))
         names = [i.name for i in onnx.load(str(folder / graph["file"])).graph.input]
-        assert names == graph["inputs"]
+        assert names == graph["inputs"] and graph["sha256"] == file_sha256(folder / graph["file"])
     assert isinstance(ort_model, MaskGITModel)
 
 
@@ -124,6 +125,7 @@ def test_export_and_generate_commands(trained_tiny_model, tiny_data, tmp_path):
 
     record = export_command.main(["--checkpoint_dir", str(trained_tiny_model), "--output_dir", str(tmp_path / "onnx")])
     assert record["check_max_abs_logit_difference"] <= 1e-4
+    assert record["weights_sha256"] == file_sha256(trained_tiny_model / "model.safetensors")
     common = ["--checkpoint_dir", str(trained_tiny_model), "--val_data_dir", str(tiny_data[1]), "--num_examples", "2",
               "--unmask_mode", "confidence"]
     ours = generate_command.main([*common, "--output_dir", str(tmp_path / "pt")])
@@ -139,3 +141,23 @@ def trained_tiny_model(tiny_config, tmp_path):
     model = STMaskGIT(tiny_config)
     model.save_pretrained(tmp_path / "model")
     return tmp_path / "model"
+
+
+def test_session_settings_are_the_backends_unless_the_caller_passes_its_own(exported):
+    import onnxruntime
+
+    _, _, folder = exported
+    torch_threads = torch.get_num_threads()
+    options = session_options()
+    assert options.intra_op_num_threads == torch_threads
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    mine = onnxruntime.SessionOptions()
+    mine.intra_op_num_threads = 1
+    mine.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    model = OnnxRuntimeModel(folder, options=mine)
+    tokens = torch.zeros(1, 1, model.config.S, dtype=torch.long)
+    actions = torch.zeros(1, 1, model.config.action_dim) if model.config.action_dims else None
+    assert model.sessions["full"].get_session_options().graph_optimization_level == mine.graph_optimization_level
+    assert torch.isfinite(model.compute_logits(tokens, actions)).all()

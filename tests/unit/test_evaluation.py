@@ -105,7 +105,7 @@ class CopyPreviousFrame:
         logits = self._logits(torch.cat([first[:, None], tokens[:, :-1]], dim=1))
         if commit:
             cache["last_frame"] = tokens[:, commit - 1]
-        return logits
+        return logits[:, commit:]  # the committed frames get no logits
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
