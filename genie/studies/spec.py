@@ -24,6 +24,7 @@ import functools
 import itertools
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,11 @@ class StudySpec:
         if self.eval_max_examples is not None and self.eval_max_examples < 1:
             raise ConfigError(f"{where}: eval_max_examples {self.eval_max_examples} must be >= 1 (leave it out to "
                               "score every val window)")
-        fields = {f.name: f for f in dataclasses.fields(TrainingArguments)}
+        hints = typing.get_type_hints(TrainingArguments)  # resolved types (the fields' own may be strings)
         for key, value in self.training.items():
-            if key in fields and not _fits(value, fields[key]):
+            if key in hints and not _fits(value, hints[key]):
                 raise ConfigError(f"{where}: training.{key} {_short(value)} has the wrong type; train.py's --{key} "
-                                  f"takes {fields[key].type}")
+                                  f"takes {hints[key]}")
 
     @functools.cached_property
     def model_config_values(self) -> dict[str, Any]:
@@ -209,14 +210,14 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _fits(value: Any, field_: dataclasses.Field) -> bool:
-    """Whether a study's training value has the type of the TrainingArguments field it sets."""
-    kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
-    names = [n.strip() for n in str(field_.type).split("|")]
-    if value is None:
-        return "None" in names
-    allowed = tuple(k for n in names for k in kinds.get(n, ()))
-    return not allowed or (isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)))
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a study's training value has the type `hint` of the TrainingArguments field it sets."""
+    allowed = typing.get_args(hint) or (hint,)  # `int | None` -> (int, NoneType)
+    if value is None or bool in allowed or isinstance(value, bool):
+        return (value is None and type(None) in allowed) or (isinstance(value, bool) and bool in allowed)
+    if float in allowed:
+        return isinstance(value, (int, float))
+    return isinstance(value, tuple(a for a in allowed if isinstance(a, type)))
 
 
 def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> StudySpec:
