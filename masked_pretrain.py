@@ -17,10 +17,9 @@ from genie.training.stages import MASKED_PRETRAIN_OUTPUT_DIR, run_masked_pretrai
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, masking = parse([TrainingArguments, MaskedPretrainConfig], __doc__.split("\n")[0], argv,
-                          defaults_from=lambda flags: stage1_fields_of_config_file(flags.genie_config))
-    if args.output_dir == TrainingArguments.output_dir:  # the flag's default names the stage-2 folder
-        args.output_dir = MASKED_PRETRAIN_OUTPUT_DIR
+    args, masking = parse([TrainingArguments, MaskedPretrainConfig], __doc__, argv,
+                          defaults_from=lambda flags: stage1_fields_of_config_file(flags.genie_config),
+                          defaults={"output_dir": MASKED_PRETRAIN_OUTPUT_DIR})
     return run_masked_pretrain(args, masking)
 
 

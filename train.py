@@ -13,7 +13,7 @@ from genie.training.stages import HandOffArguments, run_autoregressive
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, hand_off = parse([TrainingArguments, HandOffArguments], __doc__.split("\n")[0], argv)
+    args, hand_off = parse([TrainingArguments, HandOffArguments], __doc__, argv)
     return run_autoregressive(args, hand_off)
 
 

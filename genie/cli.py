@@ -13,20 +13,35 @@ from genie.errors import ConfigError, UserError
 T = TypeVar("T")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help: the command's whole docstring as written (its examples keep their lines), every default shown."""
+
+
 class ArgumentParser(HfArgumentParser):
-    """HfArgumentParser whose mistakes (a bad value, a missing or unknown flag) are one-line user errors."""
+    """HfArgumentParser whose mistakes (a bad value, a missing or unknown flag) are one-line user errors,
+    and whose --help shows every flag with its default."""
+
+    def __init__(self, dataclass_types, **kwargs):
+        super().__init__(dataclass_types, formatter_class=HelpFormatter, **kwargs)
+        for action in self._actions:
+            if not action.help and action.default is not argparse.SUPPRESS:
+                action.help = "(default: %(default)s)"  # argparse prints nothing for a flag without a description
+            negated = next((s for s in action.option_strings if s.startswith("--no_")), None)
+            if negated:  # HfArgumentParser copies the positive flag's help to its --no_ twin
+                action.help = f"Turn --{negated[len('--no_'):]} off."
 
     def error(self, message: str):
         raise ConfigError(f"{message}; see --help")
 
 
 def parse(dataclass_types, description: str, argv: list[str] | None = None,
-          defaults_from: Callable[[argparse.Namespace], dict] | None = None):
+          defaults_from: Callable[[argparse.Namespace], dict] | None = None, defaults: dict | None = None):
     """Parse the command line into the dataclasses; an unknown flag is a one-line error naming it.
 
-    `defaults_from(first_pass_namespace)` may supply defaults that explicit flags override (e.g. the
-    stage-1 fields of the --genie_config file)."""
+    `defaults` replace the dataclasses' own defaults (also in --help); `defaults_from(first_pass_namespace)`
+    may supply defaults that explicit flags override (e.g. the stage-1 fields of the --genie_config file)."""
     parser = ArgumentParser(dataclass_types, description=description)
+    parser.set_defaults(**(defaults or {}))
     if defaults_from is not None:
         parser.set_defaults(**defaults_from(parser.parse_known_args(argv)[0]))
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False,

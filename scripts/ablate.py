@@ -20,7 +20,7 @@ from genie.studies.cli import AblateArguments, run_ablation
 
 
 def main(argv: list[str] | None = None) -> str:
-    (args,) = parse([AblateArguments], __doc__.split("\n")[0], argv)
+    (args,) = parse([AblateArguments], __doc__, argv)
     text = run_ablation(args, args.load())
     print(text)
     return text

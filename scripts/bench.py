@@ -543,7 +543,7 @@ def peak_memory_mb() -> dict:
 
 def main() -> None:
     global ROUNDS
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark in this process")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and 2 rounds, for the test suite")
     parser.add_argument("--threads", type=int, default=1, help="threads of both sides of every comparison (default 1)")

@@ -13,7 +13,7 @@ from genie.data.builtin import DEFAULT_ROOT, WORLD_VERSION, write_builtin_datase
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out_dir", default=None, help="where to write train/ and val/ (default: data/builtin/...)")
     parser.add_argument("--grid", type=int, default=16, help="tokens per frame side (S = grid**2)")
     parser.add_argument("--vocab", type=int, default=262144, choices=[262144, 256])

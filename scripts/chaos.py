@@ -114,7 +114,7 @@ class ChaosArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    (args,) = parse([ChaosArguments], __doc__.split("\n")[0], argv)
+    (args,) = parse([ChaosArguments], __doc__, argv)
     train_argv = ["--genie_config", args.genie_config, "--max_train_steps", str(args.steps), "--checkpointing_steps",
                   str(args.checkpointing_steps), "--per_device_train_batch_size", "4", "--log_every_n_steps", "1",
                   "--eval_every_n_steps", "10", "--max_eval_steps", "1", "--learning_rate", "3e-3", "--seed", "1"]

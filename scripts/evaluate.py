@@ -49,7 +49,7 @@ class EvaluateArguments:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, sampling, data = parse([EvaluateArguments, SamplingConfig, DataOptions], __doc__.split("\n")[0], argv)
+    args, sampling, data = parse([EvaluateArguments, SamplingConfig, DataOptions], __doc__, argv)
     options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed)
     report = evaluate_checkpoint(model_folder(args.checkpoint_dir), args.train_data_dir, args.val_data_dir, options,
                                  args.batch_size, args.max_examples, args.stride, data)

@@ -34,7 +34,7 @@ class ExportArguments:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    (args,) = parse([ExportArguments], __doc__.split("\n")[0], argv)
+    (args,) = parse([ExportArguments], __doc__, argv)
     checkpoint = model_folder(args.checkpoint_dir)
     model = STMaskGIT.from_pretrained(checkpoint).eval()
     weights_sha256 = file_sha256(checkpoint / "model.safetensors")

@@ -58,7 +58,7 @@ class GenerateArguments:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args, sampling, data = parse([GenerateArguments, SamplingConfig, DataOptions], __doc__.split("\n")[0], argv)
+    args, sampling, data = parse([GenerateArguments, SamplingConfig, DataOptions], __doc__, argv)
     model = load_backend(args)
     config = model.config
     num_prompt = prompt_length(args.num_prompt_frames, config.T, config.num_prompt_frames)

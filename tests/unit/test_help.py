@@ -1,0 +1,37 @@
+"""--help of every command reads well: the whole description, every default shown, no duplicated text,
+and stage 1's own output folder."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+COMMANDS = ["train.py", "masked_pretrain.py", "scripts/evaluate.py", "scripts/generate.py", "scripts/ablate.py",
+            "scripts/export_onnx.py", "scripts/chaos.py"]
+
+
+def help_of(command: str) -> str:
+    result = subprocess.run([sys.executable, command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_the_whole_description_and_every_default(command):
+    text = help_of(command)
+    doc = (REPO_ROOT / command).read_text().split('"""')[1]
+    first_paragraph = " ".join(doc.split("\n\n")[0].split())
+    assert first_paragraph in " ".join(text.split())  # not cut after the first line
+    flags = re.findall(r"^  (--[a-z_0-9]+)", text, re.M)
+    entries = re.split(r"\n  (?=--)", text.split("options:")[1])
+    without_default = [e.split()[0] for e in entries if e.startswith("--") and "(default:" not in e]
+    assert flags and without_default == []
+    helps = [" ".join(e.split("\n", 1)[1].split()) for e in entries if "\n" in e and e.startswith("--no_")]
+    assert all(h.startswith("Turn --") for h in helps)
+
+
+def test_stage1_help_shows_its_own_output_folder():
+    entry = help_of("masked_pretrain.py").split("options:")[1].split("  --output_dir")[1].split("\n  --")[0]
+    assert "(default: runs/masked_pretrain)" in " ".join(entry.split())
