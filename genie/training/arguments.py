@@ -72,6 +72,9 @@ class TrainingArguments:
     # Evaluation, checkpoints, logging
     eval_every_n_steps: int = 1000
     max_eval_steps: int = field(default=20, metadata={"help": "Validation batches per evaluation (per process)."})
+    eval_loss_only: bool = field(default=False, metadata={
+        "help": "Evaluate during training with the cross-entropy alone (no MaskGIT sampling, no rollouts): much "
+                "cheaper for large models on a CPU; scripts/evaluate.py gives the full metric afterwards."})
     checkpointing_steps: int = field(default=1000, metadata={"help": "Save a resumable step_N/ every N optimizer steps."})
     log_every_n_steps: int = 10
     report_to: str = field(default="none", metadata={"help": "none, wandb (offline unless logged in), tensorboard, or all."})

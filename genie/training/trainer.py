@@ -414,7 +414,8 @@ class Trainer:
         self.model.eval()
         batches = (b for _, b in zip(range(self.args.max_eval_steps), self.val_loader))
         with torch.no_grad(), self.accelerator.autocast(), full_parameters(self.accelerator, self.model):
-            options = options_for_dataset(EvalOptions(seed=self.args.seed), self.val_set)
+            options = options_for_dataset(EvalOptions(seed=self.args.seed, loss_only=self.args.eval_loss_only),
+                                          self.val_set)
             metrics = self.objective.evaluate(self.unwrapped, batches, self.accelerator.gather_for_metrics, options,
                                               step=self.step, log_probs=self.train_unigram_log_probs)
         self.model.train()

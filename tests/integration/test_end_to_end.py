@@ -145,3 +145,11 @@ def test_wandb_runs_offline_without_a_login_and_trackers_get_the_pictures(tiny_c
     assert list(runs[0].rglob("media/images/val/picture*.png")), "the stage-1 picture did not reach wandb"
     events = EventAccumulator(str(next(out.rglob("events.out.tfevents*")).parent)).Reload()
     assert "val/picture" in events.Tags()["images"], "the stage-1 picture did not reach tensorboard"
+
+
+def test_eval_loss_only_scores_the_cross_entropy_without_sampling(tiny_config_file, tiny_data, tmp_path, capsys):
+    metrics = train.main(train_args(tiny_config_file, tiny_data, tmp_path / "run", "--eval_loss_only",
+                                    "--max_train_steps", "2", "--max_eval_steps", "1"))
+    assert metrics["val/tf_cross_entropy"] > 0 and "val/changed_tf_cross_entropy" in metrics
+    assert "val/tf_accuracy" not in metrics and "val/rollout_accuracy" not in metrics
+    assert "final validation (1 batches): model CE " in capsys.readouterr().out
