@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -169,6 +170,7 @@ class Trainer:
                       "distributed_type": self.accelerator.distributed_type.value, **run_info}
         if self.accelerator.distributed_type == DistributedType.FSDP:
             run_config["fsdp_version"] = 2 if self.accelerator.is_fsdp2 else 1
+        run_config["tracker_run_id"] = self.tracker_run_id
         aside = None
         if self.accelerator.is_main_process:
             aside = prepare_output_dir(self.output_dir, self.args.overwrite_output_dir,
@@ -253,10 +255,25 @@ class Trainer:
         return get_scheduler(self.args.lr_scheduler_type, self.optimizer, num_warmup_steps=self.args.num_warmup_steps,
                              num_training_steps=self.max_steps)
 
+    @functools.cached_property
+    def tracker_run_id(self) -> str:
+        """The trackers' run id, kept in the run's config.json: a resumed run continues its wandb run and
+        its TensorBoard folder instead of starting new ones."""
+        previous = self.output_dir / "config.json"
+        if self.args.resume_from_checkpoint and previous.is_file():
+            saved = json.loads(previous.read_text()).get("tracker_run_id")
+            if saved:
+                return saved
+        return uuid.uuid4().hex[:12]
+
     def _init_trackers(self) -> None:
-        if self.accelerator.log_with:
-            scalars = {k: v for k, v in dataclasses.asdict(self.args).items() if isinstance(v, (int, float, str, bool))}
-            self.accelerator.init_trackers(f"genie-{self.objective.name}", config=scalars)
+        if not self.accelerator.log_with:
+            return
+        resuming = bool(self.args.resume_from_checkpoint) and self.step > 0
+        scalars = {k: v for k, v in dataclasses.asdict(self.args).items() if isinstance(v, (int, float, str, bool))}
+        # On resume the configuration is not stored again: TensorBoard would add a second hparams folder.
+        self.accelerator.init_trackers(f"genie-{self.objective.name}", config=None if resuming else scalars,
+                                       init_kwargs={"wandb": {"id": self.tracker_run_id, "resume": "allow"}})
 
     # ----- resumable state -----
     def state_dict(self) -> dict[str, Any]:

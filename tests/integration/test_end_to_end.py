@@ -153,3 +153,20 @@ def test_eval_loss_only_scores_the_cross_entropy_without_sampling(tiny_config_fi
     assert metrics["val/tf_cross_entropy"] > 0 and "val/changed_tf_cross_entropy" in metrics
     assert "val/tf_accuracy" not in metrics and "val/rollout_accuracy" not in metrics
     assert "final validation (1 batches): model CE " in capsys.readouterr().out
+
+
+def test_a_resumed_run_continues_its_tracker_runs(tiny_config_file, tiny_data, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
+    out = tmp_path / "resumed"
+    board = out / "genie-autoregressive"
+    hparams = []
+    for steps, extra in (("2", []), ("4", ["--resume_from_checkpoint", "latest"])):
+        result = subprocess.run([sys.executable, "train.py", *train_args(tiny_config_file, tiny_data, out, *extra,
+                                 "--max_train_steps", steps, "--checkpointing_steps", "2", "--report_to", "all")],
+                                cwd=REPO_ROOT, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr[-2000:]
+        hparams.append(sorted(p.name for p in board.iterdir() if p.is_dir()))
+    run_id = json.loads((out / "config.json").read_text())["tracker_run_id"]
+    wandb_runs = sorted(p.name for p in (out / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and all(name.endswith(f"-{run_id}") for name in wandb_runs)  # one wandb run id
+    assert hparams[0] and hparams[1] == hparams[0]  # the resume logs into the same TensorBoard run, no new hparams
