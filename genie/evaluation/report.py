@@ -6,12 +6,14 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from genie.data import DataOptions, challenge_stride, open_dataset, open_eval_dataset, resolve_data_dirs, stack_features
 from genie.data.builtin import tokenizer_from_metadata
@@ -195,10 +197,15 @@ def evaluate_batches(model: MaskGITModel, batches: Iterable[dict[str, torch.Tens
     return summarize(totals, num_windows, tokens_per_frame, pixels, peak, options.first_frame)
 
 
-def dataset_batches(dataset, batch_size: int, max_examples: int | None = None):
-    """Batches of the first `max_examples` windows of `dataset`, in order."""
+def dataset_batches(dataset, batch_size: int, max_examples: int | None = None, progress: bool = False):
+    """Batches of the first `max_examples` windows of `dataset`, in order; with `progress`, a bar on stderr
+    (in a log that is not a terminal, one line every 30 s)."""
     count = len(dataset) if max_examples is None else min(max_examples, len(dataset))
-    for start in range(0, count, batch_size):
+    starts = range(0, count, batch_size)
+    if progress:
+        starts = tqdm(starts, desc=f"evaluating {count} windows", unit="batch",
+                      mininterval=0.5 if sys.stderr.isatty() else 30)
+    for start in starts:
         yield stack_features([dataset[i] for i in range(start, min(start + batch_size, count))])
 
 
@@ -221,7 +228,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
     log_probs = unigram_log_probs(open_dataset(train_dir, config, data=data).frame_arrays(), config.image_vocab_size)
     decode_pixels, peak = pixel_decoder(val_set.metadata, config.h)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    report = evaluate_batches(model.to(device), dataset_batches(val_set, batch_size, max_examples), options,
+    report = evaluate_batches(model.to(device), dataset_batches(val_set, batch_size, max_examples, progress=True), options,
                               log_probs, decode_pixels, peak, device=device)
     report.update(checkpoint=str(checkpoint_dir), val_data_dir=str(val_dir), train_data_dir=str(train_dir),
                   stride=val_set.stride, window=val_set.window_size, device=device,
