@@ -31,7 +31,9 @@ class EvaluateArguments:
     max_examples: int | None = field(default=None, metadata={"help": "Stop after this many val windows."})
     seed: int = field(default=0, metadata={"help": "Seeds random unmasking and sampling, per batch."})
     loss_only: bool = field(default=False, metadata={"help": "Cross-entropy alone: no sampling, no rollout (fastest)."})
-    rollout: bool = field(default=True, metadata={"help": "--no_rollout skips the rollouts."})
+    rollout: bool = field(default=True, metadata={"help": "Roll the model out from the prompt frames."})
+    action_sensitivity: bool = field(default=True, metadata={
+        "help": "Score the model again with each window given another window's actions (one more first pass)."})
     num_prompt_frames: int | None = field(default=None, metadata={
         "help": "Rollout prompt frames. Default: the config's num_prompt_frames (T // 2 if that leaves none)."})
     output_dir: str | None = field(default=None, metadata={"help": "Write eval.json, eval.md and eval.png here."})
@@ -50,7 +52,8 @@ class EvaluateArguments:
 
 def main(argv: list[str] | None = None) -> dict:
     args, sampling, data = parse([EvaluateArguments, SamplingConfig, DataOptions], __doc__, argv)
-    options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed)
+    options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed,
+                          action_sensitivity=args.action_sensitivity)
     report = evaluate_checkpoint(model_folder(args.checkpoint_dir), args.train_data_dir, args.val_data_dir, options,
                                  args.batch_size, args.max_examples, args.stride, data)
     print(format_report(report))
