@@ -316,6 +316,26 @@ def bench_eval(smoke: bool) -> list[dict]:
     return results
 
 
+def bench_dynamics(smoke: bool) -> list[dict]:
+    """What the action-sensitivity pass adds to scoring a batch (score_windows with it vs without it; the
+    changed/static split rides on the passes both make: `--baseline` times it against an older checkout)."""
+    from genie.evaluation.scores import EvalOptions, score_windows
+
+    model, _ = eval_setup(smoke)
+    config = model.config.replace(action_dims={"action": 2})
+    model = STMaskGIT(config).to(DEVICE).eval()
+    batch = 2 if smoke else 4
+    tokens = torch.randint(0, config.image_vocab_size, (batch, config.T, config.S)).to(DEVICE)
+    actions = torch.randn(batch, config.T, 2).to(DEVICE)
+    log_probs = np.log(np.full(config.image_vocab_size, 1.0 / config.image_vocab_size))
+    run = lambda on: score_windows(model, tokens, actions, EvalOptions(action_sensitivity=on), 0, log_probs)  # noqa
+    with torch.no_grad():
+        timing = compare(lambda: run(True), lambda: run(False), ROUNDS)
+    return [{"benchmark": "eval_action_sensitivity_overhead", "unit": "s/window", "T": config.T, "batch": batch,
+             **figures(timing, batch), "reference": "the same scoring without the shuffled-actions pass "
+             "(ratio < 1: the share of time the pass costs is 1 - ratio)"}]
+
+
 def import_baseline(source: str):
     """The genie/ package of checkout `source`, imported as `genie_baseline` (its own imports rewritten)."""
     import importlib.util
@@ -522,6 +542,7 @@ def run_one(name: str, smoke: bool, baseline: str | None = None) -> list[dict]:
     benchmarks = {"train_tiny": lambda: [bench_train("tiny", smoke)], "train_mid": lambda: [bench_train("mid", smoke)],
                   "masking": lambda: [bench_masking(smoke)], "index": lambda: [bench_index(smoke)],
                   "generation": lambda: bench_generation(smoke), "eval": lambda: bench_eval(smoke),
+                  "dynamics": lambda: bench_dynamics(smoke),
                   "token_check": lambda: [bench_token_check(smoke)], "onnx": lambda: bench_onnx(smoke),
                   "v2_index": lambda: [bench_v2_index(smoke)], "v2_tokens": lambda: [bench_train("v2_tiny", smoke)],
                   "bf16": lambda: bench_bf16(smoke)}
@@ -531,7 +552,7 @@ def run_one(name: str, smoke: bool, baseline: str | None = None) -> list[dict]:
     return results
 
 
-BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "token_check", "onnx",
+BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "dynamics", "token_check", "onnx",
               "v2_index", "v2_tokens", "bf16"]
 
 

@@ -14,7 +14,7 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
     names = [line["benchmark"] for line in lines]
     assert names == ["train_step_tiny", "train_step_mid", "masking_random", "dataset_index",
                      "generation_tiny_2steps", "generation_tiny_8steps", "eval_teacher_forced_2steps",
-                     "eval_teacher_forced_loss_only", "token_check_whole_file",
+                     "eval_teacher_forced_loss_only", "eval_action_sensitivity_overhead", "token_check_whole_file",
                      *[f"onnxruntime_generation_{size}_{steps}steps" for size in ("tiny", "tiny_s16", "mid")
                        for steps in (2, 8)],
                      "v2_open_and_index", "train_step_v2_tiny", "bf16_train_step_mid", "bf16_generation_tiny_2steps"]
