@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 COMMANDS = ["train.py", "masked_pretrain.py", "scripts/evaluate.py", "scripts/generate.py", "scripts/ablate.py",
-            "scripts/export_onnx.py", "scripts/chaos.py"]
+            "scripts/export_onnx.py", "scripts/chaos.py", "scripts/download_1x.py"]
 
 
 def help_of(command: str) -> str:

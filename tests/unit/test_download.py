@@ -1,0 +1,26 @@
+"""The 1X download command, with the hub client stubbed (no network in tests)."""
+import pytest
+
+from genie.errors import ConfigError
+from scripts import download_1x
+
+
+def test_download_asks_the_hub_for_the_splits_and_checkpoints(tmp_path, monkeypatch):
+    calls = []
+    fake = lambda **kwargs: calls.append(kwargs)  # noqa: E731
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake)
+    folders = download_1x.main(["--version", "v1.1", "--models", "GENIE_35M", "--output_dir", str(tmp_path)])
+    assert calls == [{"repo_id": "1x-technologies/worldmodel", "repo_type": "dataset", "local_dir": str(tmp_path),
+                      "allow_patterns": ["train_v1.1/*", "val_v1.1/*"]},
+                     {"repo_id": "1x-technologies/GENIE_35M", "repo_type": "model",
+                      "local_dir": str(tmp_path / "GENIE_35M")}]
+    assert folders == [tmp_path / "train_v1.1", tmp_path / "val_v1.1", tmp_path / "GENIE_35M"]
+
+
+@pytest.mark.parametrize("argv, message", [(["--version", "v3"], "--version 'v3' must be one of v1.1, v2.0"),
+                                           (["--models", "GENIE_1B"], "--models GENIE_1B: unknown"),
+                                           ([], "nothing to download")])
+def test_wrong_download_flags_are_one_line(argv, message, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda **kwargs: pytest.fail("downloaded"))
+    with pytest.raises(ConfigError, match=message):
+        download_1x.main(argv)
