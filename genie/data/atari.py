@@ -242,7 +242,8 @@ def write_split(out_dir: Path, episodes: list[Episode], tokenizer: CodebookToken
     segment_ids = np.repeat(np.arange(len(episodes), dtype=np.int32), [len(e.frames) for e in episodes])
     actions = one_hot_actions(np.concatenate([e.actions for e in episodes]))
     return write_token_dataset(out_dir, tokens, segment_ids, tokenizer.vocab_size, hz=HZ,
-                               actions={ACTION_STREAM: actions}, token_dtype="uint16",
+                               actions={ACTION_STREAM: actions},
+                               token_dtype="uint16" if tokenizer.vocab_size <= 2 ** 16 else "uint32",
                                extra_metadata=recording_metadata(spec, episodes, tokenizer),
                                extra_arrays={CODEBOOK_FILE: tokenizer.centroids.astype(np.float32)})
 
