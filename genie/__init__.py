@@ -3,7 +3,8 @@
 Where each concept lives (docs/architecture.md has the full map):
   model/          config, factorized vocabulary, attention, ST transformer, STMaskGIT
   masking/        mask builders (True = masked), mask-ratio schedules, seeded generators
-  data/           token folders (1X v1.1, v2.0), windows, collators, the built-in world
+  data/           token folders (1X v1.1, v2.0), windows, collators, the built-in world, tokenizers
+                  (the Tokenizer interface), recorded Atari
   training/       arguments, objectives (the two stages), the Trainer, logging
   checkpointing/  checkpoint I/O, manifests, run folders, the run lock
   evaluation/     scores, the report, pictures

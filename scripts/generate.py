@@ -1,5 +1,5 @@
 """Generate future frames with MaskGIT decoding from prompt frames of val windows; write the tokens and,
-for the built-in dataset, a GIF and a PNG strip (prompt | prediction | truth).
+for data with a tokenizer (the built-in world, recorded Atari), a GIF and a PNG strip (prompt | prediction | truth).
 
     python scripts/generate.py --checkpoint_dir runs/main/final_model --num_prompt_frames 4 --maskgit_steps 4
     python scripts/generate.py ... --backend onnxruntime --onnx_dir O     # the same loop on ONNX Runtime
@@ -16,7 +16,7 @@ import torch
 from genie.checkpointing.run_folder import check_output_folder, model_folder
 from genie.cli import parse, run_cli
 from genie.data import DataOptions, open_eval_dataset, resolve_data_dirs
-from genie.data.builtin import tokenizer_from_metadata
+from genie.data.tokenizers import tokenizer_from_metadata
 from genie.decoding import SamplingConfig, generate, prompt_length
 from genie.errors import check_flag
 from genie.evaluation.pictures import save_gif, save_grid
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {"num_examples": len(items), "num_prompt_frames": num_prompt, "num_new_frames": num_new,
                "generated_token_accuracy": accuracy, "copy_last_prompt_frame_accuracy": copy_accuracy,
                "sampling": vars(sampling), "backend": args.backend, "files": ["tokens.npz"]}
-    summary["files"] += write_pictures(out, val_set.metadata, tokens, truth, num_prompt, config.h)
+    summary["files"] += write_pictures(out, val_set.metadata, tokens, truth, num_prompt, config.h, val_dir)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"generated {num_new} frames for {len(items)} examples: token accuracy {accuracy:.4f} "
           f"(copying the last prompt frame: {copy_accuracy:.4f}); wrote {', '.join(summary['files'])} to {out}")
@@ -101,9 +101,9 @@ def load_backend(args: GenerateArguments) -> MaskGITModel:
 
 
 def write_pictures(out: Path, metadata: dict, tokens: torch.Tensor, truth: torch.Tensor, num_prompt: int,
-                   side: int) -> list[str]:
-    """GIF and PNG strip for data made by the built-in tokenizer; other data has no decoder here."""
-    tokenizer = tokenizer_from_metadata(metadata)
+                   side: int, val_dir: Path | None = None) -> list[str]:
+    """GIF and PNG strip for data whose metadata names a tokenizer; other data (1X) has no decoder."""
+    tokenizer = tokenizer_from_metadata(metadata, val_dir)
     if tokenizer is None:
         return []
     grid = lambda x: x.reshape(x.shape[0], x.shape[1], side, side).numpy()  # noqa: E731

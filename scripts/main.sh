@@ -5,11 +5,13 @@
 #   MAIN_COMPARE=1   also trains stage 2 alone for the same total steps and evaluates it (+4 min)
 #   MAIN_CONFIG=configs/tiny.json   the 16x16-token, 2^18-vocabulary world instead (slower, learns less)
 #   MAIN_SEED, MAIN_STAGE1_STEPS, MAIN_STAGE2_STEPS, RUN_DIR   override the defaults
+#   MAIN_DATA_DIR=D   train on D/train and D/val instead of the built-in world (scripts/atari.sh sets it)
+#   MAIN_PYTHON=P     use the interpreter P (an environment that has the package) and skip the set-up
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+if [ -z "${MAIN_PYTHON:-}" ]; then bash scripts/setup_env.sh; fi
 export WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1
-PY=.venv/bin/python
+PY=${MAIN_PYTHON:-.venv/bin/python}
 RUN=${RUN_DIR:-runs/main-$(date +%Y%m%d-%H%M%S)}
 CONFIG=${MAIN_CONFIG:-configs/small.json}
 STAGE1_STEPS=${MAIN_STAGE1_STEPS:-200}
@@ -17,6 +19,11 @@ STAGE2_STEPS=${MAIN_STAGE2_STEPS:-800}
 COMMON=(--genie_config "$CONFIG" --seed "${MAIN_SEED:-42}" --learning_rate 3e-3 --lr_scheduler_type cosine
         --num_warmup_steps 20 --per_device_train_batch_size 16 --log_every_n_steps 50 --max_eval_steps 4
         --eval_every_n_steps 100000 --checkpointing_steps 100000)
+TRAIN_DATA=() VAL_DATA=() EVAL_STRIDE=()
+if [ -n "${MAIN_DATA_DIR:-}" ]; then  # windows of consecutive frames, in training and in evaluation alike
+  TRAIN_DATA=(--train_data_dir "$MAIN_DATA_DIR/train") VAL_DATA=(--val_data_dir "$MAIN_DATA_DIR/val") EVAL_STRIDE=(--stride 1)
+  COMMON+=("${TRAIN_DATA[@]}" "${VAL_DATA[@]}")
+fi
 # Keep the log readable: progress-bar updates (carriage-return separated) are dropped, every other
 # line (results, errors) is kept, and a failing command still stops the job (pipefail + set -e).
 quiet() { "$@" 2>&1 | tr '\r' '\n' | { grep -v -E "it/s|s/it" || true; }; }
@@ -30,17 +37,19 @@ quiet $PY train.py "${COMMON[@]}" --output_dir "$RUN/autoregressive" --max_train
   --masked_pretrain_checkpoint "$RUN/masked_pretrain"
 
 echo "== evaluation: the challenge metric (teacher-forced) and rollouts, beside copying the last frame"
-$PY scripts/evaluate.py --checkpoint_dir "$RUN/autoregressive/final_model" --output_dir "$RUN"
+$PY scripts/evaluate.py --checkpoint_dir "$RUN/autoregressive/final_model" --output_dir "$RUN" \
+  ${TRAIN_DATA[@]+"${TRAIN_DATA[@]}"} ${VAL_DATA[@]+"${VAL_DATA[@]}"} ${EVAL_STRIDE[@]+"${EVAL_STRIDE[@]}"}
 
 echo "== generation: 4 prompt frames -> 4 new frames (prompt | prediction | truth)"
 $PY scripts/generate.py --checkpoint_dir "$RUN/autoregressive/final_model" --output_dir "$RUN/generated" \
-  --num_prompt_frames 4 --num_examples 3
+  --num_prompt_frames 4 --num_examples 3 ${VAL_DATA[@]+"${VAL_DATA[@]}"}
 
 if [ "${MAIN_COMPARE:-0}" = "1" ]; then
   TOTAL=$((STAGE1_STEPS + STAGE2_STEPS))
   echo "== comparison: stage 2 alone, from scratch, for the same $TOTAL steps -> $RUN/stage2_only"
   quiet $PY train.py "${COMMON[@]}" --output_dir "$RUN/stage2_only" --max_train_steps "$TOTAL"
-  $PY scripts/evaluate.py --checkpoint_dir "$RUN/stage2_only/final_model" --output_dir "$RUN/stage2_only_eval"
+  $PY scripts/evaluate.py --checkpoint_dir "$RUN/stage2_only/final_model" --output_dir "$RUN/stage2_only_eval" \
+    ${TRAIN_DATA[@]+"${TRAIN_DATA[@]}"} ${VAL_DATA[@]+"${VAL_DATA[@]}"} ${EVAL_STRIDE[@]+"${EVAL_STRIDE[@]}"}
 fi
 $PY -c "
 import json

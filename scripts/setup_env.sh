@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install the genie package with its dependencies (pyproject.toml),
-# editable, with the dev (tests) and onnx (ONNX export and ONNX Runtime) extras. torch goes first and pinned, so that no CUDA build is pulled in.
+# editable, with the dev (tests), onnx (ONNX export and ONNX Runtime) and atari (recording Atari games,
+# fitting their codebook) extras. torch goes first and pinned, so that no CUDA build is pulled in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,4 +10,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[dev,onnx]"
+.venv/bin/python -m pip install --quiet -e ".[dev,onnx,atari]"

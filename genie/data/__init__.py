@@ -1,5 +1,6 @@
 """Data: readers of token folders (1X v1.1 and v2.0 behind one interface), their window index,
-collators (one per masking strategy), the built-in world."""
+collators (one per masking strategy), the built-in world; tokenizers.py (frames <-> tokens, one interface)
+and atari.py (recorded Atari games; needs the atari extra) are imported from their modules."""
 from genie.data.collators import (AutoregressiveMaskGITCollator, MaskedPretrainCollator, apply_mask,
                                   get_masked_pretrain_collator, get_maskgit_collator, stack_features)
 from genie.data.cosmos_v2 import CosmosV2Dataset

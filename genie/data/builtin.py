@@ -16,7 +16,6 @@ Decoding is exact, so predictions can be shown as pictures.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,54 +23,14 @@ import numpy as np
 from genie.checkpointing.checkpoint import atomic_directory
 from genie.data.cosmos_v2 import RAW_PER_CLIP, STATE_DIM, write_v2_split
 from genie.data.raw_tokens import write_token_dataset
+# The tokenizer lives in genie/data/tokenizers.py (one interface for every data source shown in pixels);
+# these names stay importable from here.
+from genie.data.tokenizers import PALETTE, PatchTokenizer, tokenizer_from_metadata  # noqa: F401
 
 # Where the training commands write the built-in dataset on first use: data/builtin under the
 # working directory (the repository when run from it), or $GENIE_BUILTIN_DATA_DIR.
 DEFAULT_ROOT = Path(os.environ.get("GENIE_BUILTIN_DATA_DIR", "data/builtin"))
 ACTION_NAME = "driving_command"
-PALETTE = np.array([[24, 28, 40], [70, 90, 120], [150, 160, 130], [250, 200, 60]], dtype=np.uint8)
-
-
-@dataclass(frozen=True)
-class PatchTokenizer:
-    """Fixed, invertible tokenizer: a patch x patch block of grey levels -> one integer id."""
-    patch: int
-    levels: int
-
-    @property
-    def vocab_size(self) -> int:
-        return self.levels ** (self.patch * self.patch)
-
-    @classmethod
-    def for_vocab(cls, vocab_size: int) -> "PatchTokenizer":
-        for tokenizer in (cls(3, 4), cls(2, 4)):
-            if tokenizer.vocab_size == vocab_size:
-                return tokenizer
-        raise ValueError(f"the built-in dataset supports image_vocab_size 262144 (3x3 patches, 4 levels) or 256 "
-                         f"(2x2 patches, 4 levels), not {vocab_size}; pass --train_data_dir for other data")
-
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W) grey levels -> (N, H/p, W/p) token ids."""
-        n, height, width = images.shape
-        p = self.patch
-        blocks = images.reshape(n, height // p, p, width // p, p).transpose(0, 1, 3, 2, 4).reshape(n, height // p, width // p, p * p)
-        weights = self.levels ** np.arange(p * p, dtype=np.int64)
-        return (blocks.astype(np.int64) * weights).sum(-1)
-
-    def decode(self, tokens: np.ndarray) -> np.ndarray:
-        """(..., h, w) token ids -> (..., h*p, w*p) grey levels. Inverse of `encode`."""
-        tokens = np.asarray(tokens, dtype=np.int64)
-        p = self.patch
-        digits = (tokens[..., None] // self.levels ** np.arange(p * p)) % self.levels  # (..., h, w, p*p)
-        *lead, h, w, _ = digits.shape
-        blocks = digits.reshape(*lead, h, w, p, p)
-        return np.moveaxis(blocks, -2, -3).reshape(*lead, h * p, w * p)
-
-    def to_rgb(self, tokens: np.ndarray, scale: int = 4) -> np.ndarray:
-        """(..., h, w) token ids -> (..., H*scale, W*scale, 3) uint8 for pictures."""
-        grey = self.decode(tokens)
-        rgb = PALETTE[np.clip(grey * (len(PALETTE) - 1) // max(self.levels - 1, 1), 0, len(PALETTE) - 1)]
-        return rgb.repeat(scale, axis=-3).repeat(scale, axis=-2)
 
 
 def _background(rng: np.random.Generator, size: int, patch: int) -> np.ndarray:
@@ -182,12 +141,6 @@ def _builtin_metadata(tokenizer: PatchTokenizer, seed: int) -> dict:
     """What a split's metadata records of the built-in world (its tokenizer decodes it to pictures)."""
     return {"builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}, "builtin_seed": seed,
             "builtin_world_version": WORLD_VERSION}
-
-
-def tokenizer_from_metadata(metadata: dict) -> PatchTokenizer | None:
-    """The built-in tokenizer recorded in a split's metadata, or None for other data."""
-    spec = metadata.get("builtin_tokenizer")
-    return PatchTokenizer(spec["patch"], spec["levels"]) if spec else None
 
 
 def _v2_shard(raw_tokens: np.ndarray, segment_ids: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:

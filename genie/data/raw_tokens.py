@@ -199,8 +199,11 @@ def _longest_segment(segment_ids: np.ndarray | None, num_frames: int) -> int:
 
 def write_token_dataset(out_dir: str | Path, tokens: np.ndarray, segment_ids: np.ndarray, vocab_size: int,
                         hz: int = 30, actions: Mapping[str, np.ndarray] | None = None,
-                        token_dtype: str = "uint32", extra_metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write a split in the 1X v1.1 format; written to a temporary folder and renamed into place."""
+                        token_dtype: str = "uint32", extra_metadata: Mapping[str, Any] | None = None,
+                        extra_arrays: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Write a split in the 1X v1.1 format; written to a temporary folder and renamed into place.
+    `extra_arrays` (file name -> array) are saved beside the data as .npy files (no pickle), e.g. a
+    tokenizer's codebook that `extra_metadata` names."""
     tokens = np.asarray(tokens)
     if tokens.ndim != 3 or tokens.shape[1] != tokens.shape[2]:
         raise ValueError(f"tokens must have shape (num_images, s, s), got {tokens.shape}")
@@ -217,6 +220,8 @@ def write_token_dataset(out_dir: str | Path, tokens: np.ndarray, segment_ids: np
             (tmp / "actions").mkdir(exist_ok=True)
             values.tofile(tmp / "actions" / f"{name}.bin")
             action_dims[name] = values.shape[1]
+        for name, array in (extra_arrays or {}).items():
+            np.save(tmp / name, np.asarray(array), allow_pickle=False)
         metadata = {"num_images": len(tokens), "s": tokens.shape[1], "vocab_size": vocab_size, "hz": hz,
                     "token_dtype": np.dtype(token_dtype).name, **({"action_dims": action_dims} if action_dims else {}),
                     **(extra_metadata or {})}

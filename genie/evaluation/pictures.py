@@ -1,7 +1,7 @@
-"""Pictures of token videos from the built-in dataset: labelled PNG grids and animated GIFs."""
+"""Pictures of token videos from data with a tokenizer (genie/data/tokenizers.py: the built-in world, recorded
+Atari): labelled PNG grids and animated GIFs, in RGB."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -12,10 +12,10 @@ import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from genie.data.builtin import PatchTokenizer, tokenizer_from_metadata  # noqa: E402
+from genie.data.tokenizers import Tokenizer, tokenizer_for_folder  # noqa: E402
 
 
-def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenizer: PatchTokenizer,
+def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenizer: Tokenizer,
               mask_token_id: int | None = None, title: str | None = None) -> Path:
     """One row per (label, tokens (T, h, w)); masked tokens (== mask_token_id) are drawn in magenta."""
     num_frames = max(len(frames) for _, frames in rows)
@@ -41,7 +41,7 @@ def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenize
     return Path(path)
 
 
-def save_gif(path: str | Path, videos: Sequence[np.ndarray], tokenizer: PatchTokenizer, scale: int = 4,
+def save_gif(path: str | Path, videos: Sequence[np.ndarray], tokenizer: Tokenizer, scale: int = 4,
              fps: int = 4) -> Path:
     """Side-by-side animation of several token videos (each (T, h, w)), e.g. prediction | truth."""
     strips = [np.concatenate([_frame_rgb(v[t], tokenizer, None, scale) for v in videos], axis=1)
@@ -52,9 +52,9 @@ def save_gif(path: str | Path, videos: Sequence[np.ndarray], tokenizer: PatchTok
     return Path(path)
 
 
-def _frame_rgb(tokens: np.ndarray, tokenizer: PatchTokenizer, mask_token_id: int | None, scale: int = 1) -> np.ndarray:
+def _frame_rgb(tokens: np.ndarray, tokenizer: Tokenizer, mask_token_id: int | None, scale: int = 1) -> np.ndarray:
     masked = tokens == mask_token_id if mask_token_id is not None else np.zeros(tokens.shape, dtype=bool)
-    rgb = tokenizer.to_rgb(np.where(masked, 0, tokens), scale=scale * 1)
+    rgb = tokenizer.to_rgb(np.where(masked, 0, tokens), scale=scale)
     if masked.any():
         block = rgb.shape[0] // tokens.shape[0]
         big = masked.repeat(block, 0).repeat(block, 1)
@@ -66,9 +66,8 @@ def _frame_rgb(tokens: np.ndarray, tokenizer: PatchTokenizer, mask_token_id: int
 def masked_prediction_writer(output_dir: str | Path, val_dir: str | Path, side: int, mask_token_id: int):
     """A callable(step, input_ids, predictions, labels, ratio) -> Path that draws masked input |
     prediction | truth for the first val windows into output_dir/pictures/, or None when the data has
-    no decoder (only the built-in dataset does)."""
-    metadata_path = Path(val_dir) / "metadata.json"
-    tokenizer = tokenizer_from_metadata(json.loads(metadata_path.read_text())) if metadata_path.is_file() else None
+    no decoder (its metadata names no tokenizer, e.g. 1X data)."""
+    tokenizer = tokenizer_for_folder(val_dir)
     if tokenizer is None:
         return None
 

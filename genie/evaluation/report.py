@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genie.data import DataOptions, challenge_stride, open_dataset, open_eval_dataset, resolve_data_dirs, stack_features
-from genie.data.builtin import tokenizer_from_metadata
+from genie.data.tokenizers import tokenizer_from_metadata
 from genie.errors import ConfigError
 from genie.evaluation.scores import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
 from genie.model.stmaskgit import STMaskGIT
@@ -29,16 +29,18 @@ _PER_FRAME = {"tf_ce": "cross_entropy", "tf_correct": "accuracy", "tf_argmax_cor
               "block_argmax_correct": "block_argmax_accuracy"}
 
 
-def pixel_decoder(metadata: dict, side: int) -> tuple[PixelDecoder | None, float | None]:
-    """Token -> pixel decoding and the pixel peak value, for data written by the built-in tokenizer."""
-    tokenizer = tokenizer_from_metadata(metadata)
+def pixel_decoder(metadata: dict, side: int, data_dir: str | Path | None = None
+                  ) -> tuple[PixelDecoder | None, float | None]:
+    """Token -> pixel decoding and the pixel peak value, for data whose metadata names a tokenizer (the
+    built-in world's, or a codebook beside the data in `data_dir`); (None, None) for other data."""
+    tokenizer = tokenizer_from_metadata(metadata, data_dir)
     if tokenizer is None:
         return None, None
 
     def decode(tokens: torch.Tensor) -> torch.Tensor:
         grid = tokens.reshape(*tokens.shape[:-1], side, side).cpu().numpy()
         return torch.from_numpy(tokenizer.decode(grid)).reshape(*tokens.shape[:-1], -1)
-    return decode, float(tokenizer.levels - 1)
+    return decode, float(tokenizer.peak)
 
 
 def options_for_dataset(options: EvalOptions, dataset: TokenDataset) -> EvalOptions:
@@ -226,7 +228,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
     val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir, data), data=data)
     options = options_for_dataset(options, val_set)
     log_probs = unigram_log_probs(open_dataset(train_dir, config, data=data).frame_arrays(), config.image_vocab_size)
-    decode_pixels, peak = pixel_decoder(val_set.metadata, config.h)
+    decode_pixels, peak = pixel_decoder(val_set.metadata, config.h, val_set.data_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = evaluate_batches(model.to(device), dataset_batches(val_set, batch_size, max_examples, progress=True), options,
                               log_probs, decode_pixels, peak, device=device)

@@ -12,7 +12,8 @@ from tests.conftest import REPO_ROOT
 GENIE_DIR = REPO_ROOT / "genie"
 TOP_LEVEL_MODULES = {"data", "scripts", "train", "masked_pretrain", "tests"}
 # Distribution name -> module it is imported as, where they differ.
-IMPORT_NAMES = {"pillow": "PIL", "huggingface_hub": "huggingface_hub", "pyyaml": "yaml"}
+IMPORT_NAMES = {"pillow": "PIL", "huggingface_hub": "huggingface_hub", "pyyaml": "yaml", "ale-py": "ale_py",
+                "scikit-learn": "sklearn"}
 # Used, but through another package rather than imported by ours: accelerate loads it for --report_to.
 USED_THROUGH_ANOTHER_PACKAGE = {"tensorboard"}
 
@@ -45,7 +46,7 @@ def test_no_script_or_test_patches_sys_path():
 def declared_requirements() -> tuple[list[str], list[str]]:
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    pyproject = project["dependencies"] + extras["dev"] + extras["onnx"]
+    pyproject = project["dependencies"] + extras["dev"] + extras["onnx"] + extras["atari"]
     lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
     requirements = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     return pyproject, requirements
