@@ -38,6 +38,10 @@ class OnnxExportError(UserError, ValueError):
     """An ONNX export folder is missing, damaged, of another model, or would replace another model's export."""
 
 
+class RunStopped(UserError):
+    """A run stopped on a signal (SIGTERM, SIGINT) after saving a checkpoint: not finished."""
+
+
 class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or infinite (a learning rate or data problem the user must fix)."""
 

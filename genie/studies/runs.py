@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from genie.checkpointing.lock import RunLock
+from genie.errors import RunStopped
 from genie.evaluation.report import evaluate_checkpoint, write_eval_outputs
 from genie.evaluation.scores import EvalOptions
 from genie.studies.spec import StudySpec
@@ -113,10 +114,14 @@ def execute(task: RunTask, quiet: bool = False) -> float:
         if not task.trained:
             remove_unfinished(task.folder)
             if task.run.stage == STAGE1:
-                run_masked_pretrain(task.args, task.masking)
+                result = run_masked_pretrain(task.args, task.masking)
             else:
                 hand_off = HandOffArguments(str(task.init_weights) if task.init_weights else None)
-                run_autoregressive(task.args, hand_off)
+                result = run_autoregressive(task.args, hand_off)
+            if "stopped_by" in result:  # the trainer saved a checkpoint and returned: the run is not finished
+                raise RunStopped(f"the study stopped on {result['stopped_by']} during {task.folder.name} (step "
+                                 f"{result['step']}); run the same command again to continue (finished runs are "
+                                 "kept, this one starts over)")
         if task.run.stage == STAGE2:
             report = evaluate_checkpoint(task.folder / STAGE2_FINAL, task.args.train_data_dir,
                                          task.args.val_data_dir, EvalOptions(), task.eval_batch_size,

@@ -189,3 +189,22 @@ def test_the_runner_never_deletes_a_run_another_runner_is_training(tmp_path):
         lock.release()
     remove_unfinished(folder)  # a folder left by a killed attempt: removed under the lock
     assert not folder.exists() and not list(tmp_path.iterdir())
+
+
+def test_a_run_stopped_by_sigterm_is_not_logged_as_finished(tmp_path, monkeypatch):
+    from genie.errors import RunStopped
+
+    spec = load_study(write_study(tmp_path / "s.json"))
+    stage2_only = next(run for _, _, run in study_runs_plan(spec) if run.stage == study_runs.STAGE2 and not run.init)
+    task = study_runs.make_task(stage2_only, spec, tmp_path / "store")
+    monkeypatch.setattr(study_runs, "run_autoregressive", lambda args, hand_off: {"stopped_by": "SIGTERM", "step": 3})
+    monkeypatch.setattr(study_runs, "evaluate_checkpoint", lambda *a, **k: pytest.fail("a stopped run was evaluated"))
+    with pytest.raises(RunStopped, match="the study stopped on SIGTERM during .* run the same command again"):
+        study_runs.execute(task)
+    assert not task.finished
+
+
+def study_runs_plan(spec):
+    from genie.studies.runner import plan
+
+    return plan(spec)
