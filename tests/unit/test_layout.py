@@ -96,3 +96,9 @@ def test_the_public_names_of_the_package_stay():
                  "run_masked_pretrain", "run_autoregressive", "generate", "SamplingConfig", "MaskGITModel",
                  "get_maskgit_collator", "get_masked_pretrain_collator", "Trainer", "run_training", "ConfigError"):
         assert hasattr(genie, name), name
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test files by their base name: two test_x.py in different folders collide."""
+    names = [p.name for p in (REPO_ROOT / "tests").rglob("test_*.py")]
+    assert sorted(names) == sorted(set(names))
