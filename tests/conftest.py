@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,27 @@ def run_argv(config_file, data, out=None, *extra: str, **flags) -> list[str]:
               "per_device_train_batch_size": 4, "max_eval_steps": 1, **flags}
     return [item for name, value in values.items() if value is not None for item in (f"--{name}", str(value))] + [
         *extra]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under `root` with its size and modification time: equal before and after
+    means nothing was written, changed or deleted."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def one_line_error(main, argv: list[str], capsys) -> str:
+    """Run a command's `main` as its command line does (genie.cli.run_cli): it must exit with code 2 and
+    print exactly one line on stderr (progress bars aside), `error: ...`; returns that line."""
+    from genie.cli import run_cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(lambda: main(argv))
+    lines = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()
+    err = [line for line in lines if line.strip() and not re.search(r"\d+%\|", line)]
+    assert info.value.code == 2, err
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
+    return err[0]
 
 
 @pytest.fixture(autouse=True)

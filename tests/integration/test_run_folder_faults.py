@@ -3,7 +3,6 @@ a resume that meets a writer, and checkpoints whose files do not say what their 
 asserts the exit code, the single line on stderr and what the folders hold before and after."""
 import os
 import pickle
-import re
 import shutil
 import subprocess
 import sys
@@ -15,23 +14,11 @@ import torch
 
 import train
 from genie.checkpointing.lock import RunLock
-from genie.cli import run_cli
-from tests.conftest import REPO_ROOT, run_argv
+from tests.conftest import REPO_ROOT, one_line_error, run_argv, snapshot
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
-
-
-def one_line_error(argv: list[str], capsys) -> str:
-    """Run train.py's main as the command line does; the single stderr line of its exit 2."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        run_cli(lambda: train.main(argv))
-    lines = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()
-    err = [line for line in lines if line.strip() and not re.search(r"\d+%\|", line)]  # progress bars aside
-    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
+def train_error(argv: list[str], capsys) -> str:
+    return one_line_error(train.main, argv, capsys)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +41,7 @@ def test_overwrite_refuses_to_delete_files_no_run_wrote(finished_run, tiny_confi
     (run / "eval").mkdir()
     (run / "eval" / "eval.md").write_text("my table")
     before = snapshot(tmp_path)
-    line = one_line_error(run_argv(tiny_config_file, tiny_data, run, "--overwrite_output_dir"), capsys)
+    line = train_error(run_argv(tiny_config_file, tiny_data, run, "--overwrite_output_dir"), capsys)
     assert "would delete files in" in line and "(eval/, notes.txt)" in line and "move them out" in line
     assert snapshot(tmp_path) == before
 
@@ -82,7 +69,7 @@ def test_a_resume_meets_the_lock_of_a_writer_before_reading_its_checkpoints(fini
     lock.acquire()
     try:
         before = snapshot(run)
-        line = one_line_error(run_argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint",
+        line = train_error(run_argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint",
                                        str(run / "step_2")), capsys)
         assert "is being written by another training process" in line and "damaged" not in line
         assert snapshot(run) == before
@@ -95,7 +82,7 @@ def test_a_step_folder_must_hold_the_step_its_name_says(finished_run, tiny_confi
     shutil.rmtree(run / "step_2")
     os.replace(run / "step_1", run / "step_2")
     before = snapshot(tmp_path)
-    line = one_line_error(run_argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", str(run / "step_2"),
+    line = train_error(run_argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", str(run / "step_2"),
                                    max_train_steps=3), capsys)
     assert "records step 1, not 2 (was the folder renamed or copied?)" in line
     assert snapshot(tmp_path) == before
@@ -125,14 +112,14 @@ def test_an_rng_file_holding_a_code_pickle_is_refused_not_skipped(finished_run, 
     (run / "step_2" / "random_states_0.pkl").write_bytes(pickle.dumps({"random_state": _Payload()}))
     (run / "step_2" / "manifest.json").unlink()  # so that only the pickle itself can stop it
     before = snapshot(tmp_path)
-    line = one_line_error(run_argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest",
+    line = train_error(run_argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest",
                                    max_train_steps=3), capsys)
     assert f"cannot resume from {run / 'step_2'}: UnpicklingError" in line and not MARKER.exists()
     assert snapshot(tmp_path) == before
 
 
 def test_a_nonfinite_loss_before_any_checkpoint_says_so(tiny_config_file, tiny_data, tmp_path, capsys):
-    line = one_line_error(run_argv(tiny_config_file, tiny_data, tmp_path / "run", learning_rate=1e6,
+    line = train_error(run_argv(tiny_config_file, tiny_data, tmp_path / "run", learning_rate=1e6,
                                    max_train_steps=30, checkpointing_steps=100), capsys)
     assert "non-finite loss at step" in line and "no checkpoint was written yet" in line
 
@@ -144,7 +131,7 @@ def test_a_checkpoint_write_that_torch_reports_as_a_runtime_error_is_one_line(ti
 
     monkeypatch.setattr(torch, "save", full_disk)  # Accelerate writes the optimizer and RNG state with it
     run = tmp_path / "run"
-    line = one_line_error(run_argv(tiny_config_file, tiny_data, run, max_train_steps=2, checkpointing_steps=1), capsys)
+    line = train_error(run_argv(tiny_config_file, tiny_data, run, max_train_steps=2, checkpointing_steps=1), capsys)
     assert f"could not write {run / 'step_1'}: the write failed ([enforce fail at inline_container.cc:672]" in line
     assert "no checkpoint was written yet" in line
     assert not list(run.glob(".tmp-*")) and not list(run.glob("step_*")) and (run / "config.json").is_file()

@@ -14,7 +14,7 @@ from genie.data import CosmosV2Dataset, DataOptions, open_dataset
 from genie.data.builtin import write_builtin_v2_dataset
 from genie.data.cosmos_v2 import clip_window_starts, open_shard, read_v2_metadata, write_v2_split
 from genie.errors import DataFormatError
-from tests.conftest import REPO_ROOT, run_argv
+from tests.conftest import REPO_ROOT, one_line_error, run_argv, snapshot
 
 SIDE = 2
 
@@ -217,10 +217,7 @@ def test_a_layout_mix_up_names_the_folder_its_layout_and_the_fix(name, builtin_v
     folders, config, flags, expected = LAYOUT_CASES[name]
     train_dir, val_dir = folders(tiny_data, builtin_v2, tmp_path)
     config_file = str(tiny_config_file) if config == "v1" else tiny_v2_config()
-    before = {p: p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*"))}
-    with pytest.raises(SystemExit) as info:
-        run_cli(lambda: train.main(run_argv(config_file, (train_dir, val_dir), tmp_path / "out", *flags)))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert info.value.code == 2 and len(err) == 1, err
-    assert expected.format(train=train_dir, val=val_dir) in err[0], err[0]
-    assert {p: p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*"))} == before
+    before = snapshot(tmp_path)
+    line = one_line_error(train.main, run_argv(config_file, (train_dir, val_dir), tmp_path / "out", *flags), capsys)
+    assert expected.format(train=train_dir, val=val_dir) in line, line
+    assert snapshot(tmp_path) == before
