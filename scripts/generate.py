@@ -35,7 +35,8 @@ class GenerateArguments:
         "help": "Prompt frames. Default: the config's num_prompt_frames (T // 2 if that leaves none)."})
     num_new_frames: int | None = field(default=None, metadata={"help": "Default: T - num_prompt_frames."})
     num_examples: int = field(default=4, metadata={"help": "Val windows to generate from."})
-    example_offset: int = field(default=0, metadata={"help": "Index of the first val window."})
+    example_offset: int = field(default=0, metadata={
+        "help": "Index of the first val window; the others are spread evenly over the val split."})
     stride: int = field(default=1, metadata={"help": "Frames between window frames."})
     seed: int = field(default=0, metadata={"help": "Seeds sampling and random unmasking."})
     backend: str = field(default="pytorch", metadata={"help": "pytorch | onnxruntime (needs --onnx_dir)"})
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
                f"does not fit: --num_prompt_frames {num_prompt} + {num_new} new frames exceed the model's T = {config.T}")
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config, data)[1]
     val_set = open_eval_dataset(val_dir, config, args.stride, data=data)
-    indices = [i % len(val_set) for i in range(args.example_offset, args.example_offset + args.num_examples)]
+    # Examples spread over the val split (consecutive windows would show one segment several times).
+    spacing = max(1, len(val_set) // args.num_examples)
+    indices = [(args.example_offset + i * spacing) % len(val_set) for i in range(args.num_examples)]
     items = [val_set[i] for i in indices]
     truth = torch.stack([it["input_ids"] for it in items])
     actions = torch.stack([it["actions"] for it in items]) if "actions" in items[0] else None
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output_dir) if args.output_dir else Path(args.checkpoint_dir).resolve().parent / "generated"
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "tokens.npz", generated=tokens.numpy(), truth=truth.numpy(), num_prompt_frames=num_prompt)
-    summary = {"num_examples": len(items), "num_prompt_frames": num_prompt, "num_new_frames": num_new,
+    summary = {"num_examples": len(items), "example_windows": indices, "num_prompt_frames": num_prompt, "num_new_frames": num_new,
                "generated_token_accuracy": accuracy, "copy_last_prompt_frame_accuracy": copy_accuracy,
                "sampling": vars(sampling), "backend": args.backend, "files": ["tokens.npz"]}
     summary["files"] += write_pictures(out, val_set.metadata, tokens, truth, num_prompt, config.h, val_dir)
@@ -113,7 +116,7 @@ def write_pictures(out: Path, metadata: dict, tokens: torch.Tensor, truth: torch
         rows += [(f"#{i} prompt t<{num_prompt}", real[i, :num_prompt]),
                  (f"#{i} predicted t>={num_prompt}", gen[i, num_prompt:]), (f"#{i} truth t>={num_prompt}", real[i, num_prompt:])]
     save_grid(out / "strip.png", rows, tokenizer, title="prompt | prediction | truth")
-    save_gif(out / "generated.gif", [gen[0], real[0]], tokenizer)
+    save_gif(out / "generated.gif", [gen[0], real[0]], tokenizer, labels=("model", "truth"), num_prompt=num_prompt)
     return ["strip.png", "generated.gif"]
 
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 
 from genie.data.tokenizers import Tokenizer, tokenizer_for_folder  # noqa: E402
 
@@ -41,14 +41,27 @@ def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenize
     return Path(path)
 
 
-def save_gif(path: str | Path, videos: Sequence[np.ndarray], tokenizer: Tokenizer, scale: int = 4,
-             fps: int = 4) -> Path:
-    """Side-by-side animation of several token videos (each (T, h, w)), e.g. prediction | truth."""
-    strips = [np.concatenate([_frame_rgb(v[t], tokenizer, None, scale) for v in videos], axis=1)
-              for t in range(min(len(v) for v in videos))]
-    images = [Image.fromarray(s) for s in strips]
+def save_gif(path: str | Path, videos: Sequence[np.ndarray], tokenizer: Tokenizer, labels: Sequence[str] = (),
+             num_prompt: int = 0, min_width: int = 192, fps: int = 2) -> Path:
+    """Side-by-side animation of token videos (each (T, h, w)), e.g. model | truth, each panel at least
+    `min_width` pixels wide, its label above it, and under the frames which are the true prompt (the
+    first `num_prompt`) and which are generated."""
+    scale = max(1, -(-min_width // tokenizer.to_rgb(videos[0][0], scale=1).shape[1]))
+    frames = []
+    for t in range(min(len(v) for v in videos)):
+        panels = [_frame_rgb(v[t], tokenizer, None, scale) for v in videos]
+        gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+        strip = np.concatenate([x for panel in panels for x in (panel, gap)][:-1], axis=1)
+        canvas = Image.new("RGB", (strip.shape[1], strip.shape[0] + 36), "white")
+        canvas.paste(Image.fromarray(strip), (0, 18))
+        draw = ImageDraw.Draw(canvas)
+        for i, label in enumerate(labels):
+            draw.text((i * (panels[0].shape[1] + 6) + 4, 3), label, fill="black")
+        what = "true prompt frame" if t < num_prompt else "generated (model) | true frame"
+        draw.text((4, strip.shape[0] + 21), f"t = {t}: {what}" if num_prompt else f"t = {t}", fill="black")
+        frames.append(canvas)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return Path(path)
 
 

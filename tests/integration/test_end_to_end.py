@@ -170,3 +170,16 @@ def test_a_resumed_run_continues_its_tracker_runs(tiny_config_file, tiny_data, t
     wandb_runs = sorted(p.name for p in (out / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2 and all(name.endswith(f"-{run_id}") for name in wandb_runs)  # one wandb run id
     assert hparams[0] and hparams[1] == hparams[0]  # the resume logs into the same TensorBoard run, no new hparams
+
+
+def test_the_gif_is_labelled_and_readable_and_examples_come_from_across_the_val_split(trained_run, tiny_data):
+    from PIL import Image
+
+    from scripts import generate
+
+    out, _ = trained_run
+    summary = generate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(tiny_data[1]),
+                             "--num_prompt_frames", "2", "--num_examples", "3", "--output_dir", str(out / "gif")])
+    gif = Image.open(out / "gif" / "generated.gif")
+    assert gif.n_frames == 4 and gif.size[0] >= 2 * 192  # model | truth, each panel at least 192 pixels wide
+    assert summary["example_windows"][1] - summary["example_windows"][0] > 1  # not neighbouring windows
