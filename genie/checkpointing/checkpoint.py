@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from genie.errors import CheckpointError
+from genie.errors import CheckpointError, CheckpointWriteError
 
 # torch's zip writer and safetensors report a failed write (a full disk, a file size limit) as a RuntimeError or a
 # SafetensorError, not an OSError: these markers of their messages say that a write failed.
@@ -46,6 +46,23 @@ def describe_write_error(target: Path, cause: str, where: str | None, checkpoint
     newest = f"the newest complete checkpoint is {checkpoints[0]}" if checkpoints else "no checkpoint was written yet"
     return (f"could not write {target}: {cause} ({where or target.parent}); the partial folder was removed and "
             f"{newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
+
+
+@contextlib.contextmanager
+def write_errors(target: Path, checkpoints: list[Path], partial: Path | None = None) -> Iterator[None]:
+    """A failed write of `target` (a full disk, no permission: see write_failure_cause) becomes a one-line
+    CheckpointWriteError naming the folder, the cause and the newest of `checkpoints`; the `partial`
+    folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
+    try:
+        yield
+    except Exception as error:
+        cause = write_failure_cause(error, target)
+        if cause is None:
+            raise
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise CheckpointWriteError(describe_write_error(target, cause, getattr(error, "filename", None),
+                                                        checkpoints)) from None
 
 
 def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> None:

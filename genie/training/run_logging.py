@@ -5,6 +5,7 @@ import json
 import math
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,14 @@ class TrainingMeter:
         self.loss_sum.zero_()
         self.count, self.tokens = 0, 0
         self.start = time.perf_counter()
+
+
+def tracker_run_id(output_dir: Path, resuming: bool) -> str:
+    """The trackers' run id, kept in the run's config.json: a resumed run continues its wandb run (and
+    its TensorBoard folder) instead of starting new ones."""
+    previous = Path(output_dir) / "config.json"
+    if resuming and previous.is_file():
+        saved = json.loads(previous.read_text()).get("tracker_run_id")
+        if saved:
+            return saved
+    return uuid.uuid4().hex[:12]

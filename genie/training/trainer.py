@@ -7,7 +7,6 @@ only thing that differs between the stages. Run folder layout: docs/architecture
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -15,7 +14,6 @@ import math
 import os
 import pickle
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,15 +28,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from genie.checkpointing.checkpoint import describe_write_error, save_model_folder, write_failure_cause
+from genie.checkpointing.checkpoint import save_model_folder, write_errors
 from genie.checkpointing.lock import RunLock
 from genie.checkpointing.manifest import MANIFEST, write_manifest
 from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, check_restartable, check_resumable,
                                             discard_replaced_run, find_checkpoint, prepare_output_dir,
                                             read_trainer_state, replaced_runs, restore_replaced_run, step_folders)
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
-from genie.errors import (CheckpointError, CheckpointWriteError, ConfigError, NonFiniteLossError, NothingToLearnError,
-                          RunFolderLockedError)
+from genie.errors import CheckpointError, ConfigError, NonFiniteLossError, NothingToLearnError, RunFolderLockedError
 from genie.evaluation.report import headline, options_for_dataset
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
 from genie.masking.seeding import batch_generator
@@ -46,7 +43,7 @@ from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
 from genie.training.fsdp import full_parameters
 from genie.training.objectives import Objective, make_global_batch, to_device
-from genie.training.run_logging import MetricsLogger, TrainingMeter, drop_records_after
+from genie.training.run_logging import MetricsLogger, TrainingMeter, drop_records_after, tracker_run_id
 from genie.training.stop_request import StopRequest
 
 
@@ -257,14 +254,7 @@ class Trainer:
 
     @functools.cached_property
     def tracker_run_id(self) -> str:
-        """The trackers' run id, kept in the run's config.json: a resumed run continues its wandb run and
-        its TensorBoard folder instead of starting new ones."""
-        previous = self.output_dir / "config.json"
-        if self.args.resume_from_checkpoint and previous.is_file():
-            saved = json.loads(previous.read_text()).get("tracker_run_id")
-            if saved:
-                return saved
-        return uuid.uuid4().hex[:12]
+        return tracker_run_id(self.output_dir, bool(self.args.resume_from_checkpoint))
 
     def _init_trackers(self) -> None:
         if not self.accelerator.log_with:
@@ -454,7 +444,7 @@ class Trainer:
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
-        with self._write_errors(final, tmp):
+        with write_errors(final, step_folders(self.output_dir), partial=tmp):
             accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
@@ -466,22 +456,6 @@ class Trainer:
                 discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
                 self.replaced_run = None
         accelerator.wait_for_everyone()
-
-    @contextlib.contextmanager
-    def _write_errors(self, target: Path, partial: Path | None = None):
-        """A failed write is a CheckpointWriteError naming the folder and the cause; the partial
-        folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
-        try:
-            yield
-        except Exception as error:
-            cause = write_failure_cause(error, target)
-            if cause is None:
-                raise
-            if partial is not None:
-                shutil.rmtree(partial, ignore_errors=True)
-            where = getattr(error, "filename", None)
-            raise CheckpointWriteError(describe_write_error(target, cause, where, step_folders(self.output_dir))
-                                       ) from None
 
     def _write_trainer_state(self, folder: Path) -> None:
         (folder / TRAINER_STATE).write_text(json.dumps(self.state_dict()))
@@ -500,7 +474,7 @@ class Trainer:
         state_dict = self.accelerator.get_state_dict(self.model)  # collective: gathers sharded (FSDP) weights
         final_dir = self.output_dir / self.objective.final_model_dirname
         if self.accelerator.is_main_process:
-            with self._write_errors(final_dir):  # save_model_folder removes its own partial folder
+            with write_errors(final_dir, step_folders(self.output_dir)):  # save_model_folder removes its own partial folder
                 save_model_folder(final_dir, self.unwrapped.config, state_dict)
         self.accelerator.wait_for_everyone()
         self.accelerator.print(f"saved final model to {final_dir}")
