@@ -45,6 +45,17 @@ def one_line_error(main, argv: list[str], capsys) -> str:
     return err[0]
 
 
+def assert_refused(name: str, main, argv: list[str], expected: str, root: Path, capsys) -> None:
+    """A bad-input case: one line containing `expected`, exit 2, and nothing under `root` written,
+    changed or deleted. The line is printed for the record (pytest -s shows it)."""
+    before = snapshot(root)
+    line = one_line_error(main, argv, capsys)
+    with capsys.disabled():
+        print(f"\n[{name}] {line}")
+    assert expected in line, line
+    assert snapshot(root) == before
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

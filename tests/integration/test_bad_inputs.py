@@ -16,7 +16,7 @@ import train
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 from scripts import evaluate, generate
-from tests.conftest import REPO_ROOT, TINY, one_line_error, run_argv, snapshot
+from tests.conftest import REPO_ROOT, TINY, assert_refused, run_argv, snapshot
 
 MAINS = {"train": train.main, "masked_pretrain": masked_pretrain.main, "evaluate": evaluate.main,
          "generate": generate.main}
@@ -343,12 +343,7 @@ def test_bad_input(name, tiny_data, runs, tmp_path, capsys):
     case = CASES[name]
     env = Env(tmp_path, tiny_data, runs)
     argv = case.argv(env)
-    before = snapshot(tmp_path)
-    line = one_line_error(MAINS[case.cli], argv, capsys)
-    with capsys.disabled():  # the message, for the record (pytest -s shows it)
-        print(f"\n[{name}] {line}")
-    assert case.expected in line, line
-    assert snapshot(tmp_path) == before  # nothing written, changed or deleted
+    assert_refused(name, MAINS[case.cli], argv, case.expected, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("command", ["train.py", "masked_pretrain.py", "scripts/evaluate.py", "scripts/generate.py",

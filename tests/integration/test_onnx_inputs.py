@@ -15,7 +15,7 @@ from genie.export.record import file_sha256
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 from scripts import export_onnx, generate
-from tests.conftest import TINY, one_line_error, snapshot
+from tests.conftest import TINY, assert_refused
 
 MAINS = {"generate": generate.main, "export": export_onnx.main}
 
@@ -144,12 +144,7 @@ def removed(folder: Path, name: str) -> Path:
 def test_bad_onnx_input(name, made, tiny_data, tmp_path, capsys):
     case = CASES[name]
     argv = case.argv(Env(tmp_path, made, tiny_data))
-    before = snapshot(tmp_path)
-    line = one_line_error(MAINS[case.cli], argv, capsys)
-    with capsys.disabled():  # the message, for the record (pytest -s shows it)
-        print(f"\n[{name}] {line}")
-    assert case.expected in line, line
-    assert snapshot(tmp_path) == before  # nothing written, changed or deleted
+    assert_refused(name, MAINS[case.cli], argv, case.expected, tmp_path, capsys)
 
 
 def test_export_replaces_the_same_models_export_and_another_only_with_overwrite(made, tmp_path):
