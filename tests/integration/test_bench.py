@@ -22,5 +22,5 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
         assert line["ours"] > 0 and line["naive"] > 0 and line["ratio"] > 0 and line["peak_rss_mb"] > 0
         assert line["ratio_min"] <= line["ratio"] <= line["ratio_max"] and line["rounds"] == 2
         assert line["threads"] == 1 and line["cpu"] and len(line["load_avg"]) == 3
-    for line in lines[9:15]:  # ONNX Runtime: parity checked before timing
+    for line in [line for line in lines if line["benchmark"].startswith("onnxruntime_")]:  # parity before timing
         assert line["identical_greedy_tokens"] and line["max_abs_logit_diff_cached_step"] <= 1e-4
