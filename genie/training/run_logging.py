@@ -102,3 +102,13 @@ def tracker_run_id(output_dir: Path, resuming: bool) -> str:
         if saved:
             return saved
     return uuid.uuid4().hex[:12]
+
+
+def tracker_names(report_to: str) -> list[str] | None:
+    """Accelerate trackers for --report_to; wandb never prompts for a login (offline without credentials)."""
+    names = {"none": None, "all": ["wandb", "tensorboard"]}.get(report_to, [report_to])
+    if names and "wandb" in names:
+        if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
+            os.environ["WANDB_MODE"] = "offline"
+        os.environ.setdefault("WANDB_SILENT", "true")
+    return names

@@ -43,7 +43,8 @@ from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
 from genie.training.fsdp import full_parameters
 from genie.training.objectives import Objective, make_global_batch, to_device
-from genie.training.run_logging import MetricsLogger, TrainingMeter, drop_records_after, tracker_run_id
+from genie.training.run_logging import (MetricsLogger, TrainingMeter, drop_records_after, tracker_names,
+                                         tracker_run_id)
 from genie.training.stop_request import StopRequest
 
 
@@ -56,16 +57,6 @@ def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.op
     groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta_1, args.adam_beta_2),
                              eps=args.adam_eps, fused=next(model.parameters()).is_cuda)
-
-
-def tracker_names(report_to: str) -> list[str] | None:
-    """Accelerate trackers for --report_to; wandb never prompts for a login (offline without credentials)."""
-    names = {"none": None, "all": ["wandb", "tensorboard"]}.get(report_to, [report_to])
-    if names and "wandb" in names:
-        if not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ:
-            os.environ["WANDB_MODE"] = "offline"
-        os.environ.setdefault("WANDB_SILENT", "true")
-    return names
 
 
 class Trainer:
