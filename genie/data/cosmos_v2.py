@@ -169,6 +169,11 @@ class CosmosV2Dataset(Dataset):
     def __len__(self) -> int:
         return len(self.window_clip)
 
+    def window_segments(self) -> np.ndarray:
+        """A key per window for its segment (segment indices are per shard, so the shard is part of it)."""
+        first_raw = [int(self.shards[s].segment_idx[c * RAW_PER_CLIP]) for s, c in zip(self.window_shard, self.window_clip)]
+        return self.window_shard * (1 << 32) + np.asarray(first_raw, dtype=np.int64)
+
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         shard = self.shards[int(self.window_shard[idx])]
         clip, clips = int(self.window_clip[idx]), self.window_size // LATENT_PER_CLIP

@@ -158,6 +158,13 @@ class RawTokenDataset(Dataset):
         """The token frames as (frames, s, s) arrays (for token statistics); one array for v1.1."""
         return [self.video]
 
+    def window_segments(self) -> np.ndarray:
+        """The segment id of each window (its first frame's; a window never spans two segments)."""
+        if self.segment_ids is None:
+            raise DataFormatError(f"{self.data_dir} has no segment_ids.bin, so its segments are unknown; add one "
+                                  "(one int32 per frame) to train on a fraction of its segments")
+        return np.asarray(self.segment_ids)[self.start_indices]
+
     def frame_indices(self, idx: int) -> np.ndarray:
         start = int(self.start_indices[idx])
         return np.arange(start, start + (self.window_size - 1) * self.stride + 1, self.stride)

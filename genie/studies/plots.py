@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
 from genie.training.run_logging import read_metrics  # noqa: E402
-from genie.studies.spec import StudySpec  # noqa: E402
+from genie.studies.spec import LABELS, LOWER_IS_BETTER, StudySpec  # noqa: E402
 
 CURVE_KEY = "val/tf_cross_entropy"
 
@@ -27,10 +27,11 @@ def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
             if CURVE_KEY in record:
                 curves[cell.arm.name][record["step"] + offset].append(record[CURVE_KEY])
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    pretrained = {c.arm.name: c.arm.pretrained for c in cells}
+    roles = {c.arm.name: c.arm.role for c in cells}
     for k, (name, points) in enumerate(curves.items()):
         steps = sorted(points)
-        style = {"color": f"C{k % 10}"} if pretrained[name] else {"color": "black", "linewidth": 2}
+        style = {"arm": {"color": f"C{k % 10}"}, "baseline": {"color": "black", "linewidth": 2},
+                 "control": {"color": "grey", "linestyle": "--"}}[roles[name]]
         ax.plot(steps, [np.mean(points[s]) for s in steps], marker=".", label=name, **style)
     ax.set(xlabel="total optimizer steps (stage 1 + stage 2)", ylabel="val teacher-forced CE (nats/token)",
            title=f"{spec.name}: stage-2 val loss (in-training eval), mean over {len(spec.seeds)} seeds")
@@ -41,34 +42,43 @@ def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
 
 
 def plot_swept(spec: StudySpec, rows: list[dict[str, Any]], path: Path) -> None:
-    """Left: CE per arm (mean ± std) against the swept value, stage 2 alone beside it. Right: the paired
-    difference to stage 2 alone with its 95% interval."""
-    arms = [r for r in rows if r["baseline"]]
-    baselines = {r["arm"]: r for r in rows if not r["baseline"]}
-    values = [r["value"] if r["value"] is not None else r["arm"] for r in arms]
+    """Left: the primary metric per arm (mean ± std) against the swept value, each comparator (baselines,
+    control) beside it. Right: the primary contrast's paired difference with its 95% interval."""
+    metric = spec.primary_metric
+    arms = {a.name: a for a in spec.arm_list()}
+    by_name = {r["arm"]: r for r in rows}
+    arm_rows = [r for r in rows if r["baseline"]]
+    values = [r["value"] if r["value"] is not None else r["arm"] for r in arm_rows]
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    x = np.asarray(values, dtype=float) if numeric else np.arange(len(arms))
+    x = np.asarray(values, dtype=float) if numeric else np.arange(len(arm_rows))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    left.errorbar(x, [r["cross_entropy_mean"] for r in arms], [r["cross_entropy_std"] for r in arms],
-                  fmt="o-" if numeric else "o",
-                  capsize=3, label="stage 1 + stage 2")
-    base = [baselines[r["baseline"]] for r in arms]
-    left.errorbar(x, [b["cross_entropy_mean"] for b in base], [b["cross_entropy_std"] for b in base],
-                  fmt="s--" if numeric else "s",
-                  color="black", capsize=3, label="stage 2 alone (its baseline)")
-    left.set(ylabel="teacher-forced CE (nats/token)", title="CE, mean ± std over seeds")
+    series = [("stage 1 + stage 2", arm_rows, {"fmt": "o-" if numeric else "o"})]
+    styles = {"equal_total_steps": {"fmt": "s--", "color": "black"}, "equal_stage2_steps": {"fmt": "^:", "color": "C3"},
+              "autoregressive_stage1": {"fmt": "D-.", "color": "grey"}}
+    for kind in spec.baselines + spec.controls:
+        comparator_rows = [by_name[spec.comparators(arms[r["arm"]])[kind].name] for r in arm_rows]
+        series.append((f"{kind.replace('_', ' ')} ({'control' if kind in spec.controls else 'stage 2 alone'})",
+                       comparator_rows, styles[kind] | ({} if numeric else {"fmt": styles[kind]["fmt"][0]})))
+    for offset, (label, series_rows, style) in enumerate(series):
+        shift = 0 if numeric else (offset - (len(series) - 1) / 2) * 0.08  # categories: side by side
+        left.errorbar(x + shift, [r[f"{metric}_mean"] for r in series_rows], [r[f"{metric}_std"] for r in series_rows],
+                      capsize=3, label=label, **style)
+    left.set(ylabel=LABELS[metric], title="mean ± std over seeds")
     left.legend(fontsize=8)
-    diff = np.array([r["cross_entropy_diff"] for r in arms])
-    low = np.array([r["cross_entropy_diff_low"] for r in arms])
-    high = np.array([r["cross_entropy_diff_high"] for r in arms])
+    diff = np.array([r[f"{metric}_diff"] for r in arm_rows])
+    low, high = np.array([r[f"{metric}_diff_low"] for r in arm_rows]), np.array([r[f"{metric}_diff_high"] for r in arm_rows])
     right.errorbar(x, diff, np.nan_to_num(np.vstack([diff - low, high - diff])), fmt="o", capsize=4)
     right.axhline(0.0, color="black", linewidth=0.8)
-    right.set(ylabel="Δ CE vs stage 2 alone (< 0: pretraining helps)", title="paired difference, 95% interval")
+    better = "< 0" if LOWER_IS_BETTER[metric] else "> 0"
+    right.set(ylabel=f"Δ vs {spec.primary_versus} ({better}: pretraining helps)",
+              title="primary contrast: paired difference, 95% interval")
     for ax in (left, right):
         ax.set_xlabel(spec.swept or "arm")
+        if numeric and x.min() > 0 and x.max() / x.min() >= 10:
+            ax.set_xscale("log")
         if not numeric:
             ax.set_xticks(x, [str(v) for v in values], rotation=20, ha="right", fontsize=8)
-    fig.suptitle(spec.title or spec.name)
+    fig.suptitle(spec.title or spec.name, fontsize=10, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

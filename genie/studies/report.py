@@ -15,19 +15,9 @@ import torch
 from genie.data.collators import get_masked_pretrain_collator
 from genie.model.config import GenieConfig
 from genie.studies.runs import RunTask
-from genie.studies.spec import Arm, StudySpec
-from genie.studies.stats import PairedDifference, mean_std, paired_difference
+from genie.studies.spec import LABELS, LOWER_IS_BETTER, METRICS, Arm, StudySpec
+from genie.studies.stats import PairedDifference, holm, mean_std, paired_difference
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
-
-# (column, label, lower is better)
-METRICS = (("cross_entropy", "teacher-forced CE (nats/token)", True),
-           ("accuracy", "teacher-forced accuracy", False),
-           ("rollout_accuracy_h1", "rollout accuracy, horizon 1", False),
-           ("rollout_accuracy", "rollout accuracy, mean over horizons", False),
-           ("changed_cross_entropy", "CE on the tokens that change (nats/token)", True),
-           ("changed_accuracy", "accuracy on the tokens that change", False),
-           ("action_sensitivity", "action sensitivity (nats/token)", False))
-PRIMARY = "cross_entropy"
 
 
 @dataclass(frozen=True)
@@ -53,36 +43,54 @@ class Cell:
         return values
 
 
-def verdict(diff: PairedDifference, lower_is_better: bool) -> str:
-    """helps / hurts when the 95% interval of the paired difference excludes 0, else no difference."""
-    if not diff.excludes_zero():
+def verdict(diff: PairedDifference, lower_is_better: bool, p_adjusted: float | None = None) -> str:
+    """helps / hurts when the difference is significant at 5% (by `p_adjusted`, e.g. Holm's, when given;
+    else when its 95% interval excludes 0), else no difference."""
+    significant = diff.excludes_zero() if p_adjusted is None else diff.pairs > 1 and p_adjusted < 0.05
+    if not significant:
         return "no difference"
-    better = diff.high < 0 if lower_is_better else diff.low > 0
-    return "helps" if better else "hurts"
+    return "helps" if (diff.mean < 0) == lower_is_better else "hurts"
 
 
 def arm_rows(spec: StudySpec, cells: list[Cell], values: dict[tuple[str, int], dict[str, float]]
              ) -> list[dict[str, Any]]:
-    """Per arm: mean and std of every metric; for pretrained arms the paired difference to the
-    stage-2-only arm of the same budget and its verdict. `values`: each (arm name, seed)'s metrics."""
+    """Per arm (the pretrained arms, then their baselines and controls): mean and std of every metric;
+    for a pretrained arm, the paired difference to the comparator of the declared primary contrast on
+    every metric, and on the primary metric its p-value, Holm-adjusted across the arms, and verdict.
+    `values`: each (arm name, seed)'s metrics."""
     arms = list({c.arm.name: c.arm for c in cells if c.arm.pretrained}.values())
-    baselines = list({b.name: b for b in map(spec.baseline_for, arms)}.values())
-    rows = []
-    for arm in arms + baselines:
-        row: dict[str, Any] = {"arm": arm.name, "value": arm.value, "stage1_steps": arm.stage1_steps,
-                               "stage2_steps": arm.stage2_steps, "seeds": len(spec.seeds),
+    others = list({c.name: c for arm in arms for c in spec.comparators(arm).values()}.values())
+    rows, primary_diffs = [], []
+    for arm in arms + others:
+        row: dict[str, Any] = {"arm": arm.name, "role": arm.role, "value": arm.value, "stage1_steps": arm.stage1_steps,
+                               "stage2_steps": arm.stage2_steps, "stage2_data": arm.data_label, "seeds": len(spec.seeds),
                                "masked_fraction": mean_masked_fraction(arm, spec.model_config) if arm.pretrained else None}
-        baseline = spec.baseline_for(arm) if arm.pretrained else None
-        for metric, _, lower in METRICS:
+        comparator = spec.comparators(arm)[spec.primary_versus] if arm.pretrained else None
+        for metric, _, _ in METRICS:
             per_seed = {s: values[(arm.name, s)][metric] for s in spec.seeds}
             row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(list(per_seed.values()))
-            if baseline is not None:
-                diff = paired_difference(per_seed, {s: values[(baseline.name, s)][metric] for s in spec.seeds})
+            if comparator is not None:
+                diff = paired_difference(per_seed, {s: values[(comparator.name, s)][metric] for s in spec.seeds})
                 row |= {f"{metric}_diff": diff.mean, f"{metric}_diff_low": diff.low, f"{metric}_diff_high": diff.high}
-                if metric == PRIMARY:
-                    row["verdict"] = verdict(diff, lower)
-        row["baseline"] = baseline.name if baseline else ""
+                if metric == spec.primary_metric:
+                    primary_diffs.append((row, diff))
+        row["baseline"] = comparator.name if comparator else ""
         rows.append(row)
+    for (row, diff), p_holm in zip(primary_diffs, holm([d.p for _, d in primary_diffs])):
+        row |= {"p": diff.p, "p_holm": p_holm,
+                "verdict": verdict(diff, LOWER_IS_BETTER[spec.primary_metric], p_holm)}
+    return rows
+
+
+def contrast_rows(spec: StudySpec, values: dict[tuple[str, int], dict[str, float]]) -> list[dict[str, Any]]:
+    """Every pretrained arm against every comparator (baselines and controls) on the primary metric."""
+    metric, rows = spec.primary_metric, []
+    for arm in spec.arm_list():
+        per_seed = {s: values[(arm.name, s)][metric] for s in spec.seeds}
+        for kind, comparator in spec.comparators(arm).items():
+            diff = paired_difference(per_seed, {s: values[(comparator.name, s)][metric] for s in spec.seeds})
+            rows.append({"arm": arm.name, "versus": kind, "comparator": comparator.name, "diff": diff.mean,
+                         "low": diff.low, "high": diff.high, "p": diff.p})
     return rows
 
 
@@ -95,7 +103,9 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path) -> str:
     _write_csv(output_dir / "results.csv", rows)
     _write_csv(output_dir / "runs.csv", [{"arm": c.arm.name, "seed": c.seed, "run": c.task.folder.name}
                                          | values[(c.arm.name, c.seed)] for c in cells])
-    text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)])
+    contrasts = contrast_rows(spec, values)
+    _write_csv(output_dir / "contrasts.csv", contrasts)
+    text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)], contrasts)
     (output_dir / "results.md").write_text(text)
     plot_curves(spec, cells, output_dir / "curves.png")
     plot_swept(spec, rows, output_dir / "swept.png")
@@ -112,40 +122,82 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def _interval(row: dict[str, Any], metric: str) -> str:
     if f"{metric}_diff" not in row:
-        return "(baseline)"
+        return "(comparator)"
     low, high = row[f"{metric}_diff_low"], row[f"{metric}_diff_high"]
     span = "n/a" if math.isnan(low) else f"{low:+.4f}, {high:+.4f}"
     return f"{row[f'{metric}_diff']:+.4f} [{span}]"
 
 
-def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, float]) -> str:
+COMPARATOR_WORDS = {"equal_total_steps": "stage 2 alone for the same total steps",
+                    "equal_stage2_steps": "stage 2 alone for the same stage-2 steps",
+                    "autoregressive_stage1": "stage 1 replaced by autoregressive training (same data and steps)"}
+
+
+def setting_lines(spec: StudySpec, reference: dict[str, float]) -> list[str]:
     training = ", ".join(f"{k} {v}" for k, v in spec.training_arguments().items() if k != "checkpointing_steps")
-    lines = [f"# {spec.title or spec.name}", "", spec.question, "",
-             f"Setting: `{spec.genie_config}`, seeds {spec.seeds}; stage 1 then stage 2 from its weights, vs stage 2 "
-             f"alone from scratch for {'the same total' if spec.baseline == 'equal_total_steps' else 'the same stage-2'}"
-             f" number of steps ({training}). Scored on {reference['num_windows']} val windows "
-             f"({reference['num_tokens']} tokens) with the challenge's metric (genie/evaluation/report.py). "
-             "Mean ± std over seeds; Δ = arm − stage 2 alone, paired by seed, with its 95% t interval "
-             "(negative Δ CE and positive Δ accuracy are better). Verdict on CE: helps / hurts when the interval "
-             "excludes 0.", "",
-             "Masked = the fraction of tokens stage 1 really masked, mean over its steps.", "",
-             "| arm | steps (s1+s2) | masked | CE | Δ CE [95% CI] | verdict | accuracy | Δ accuracy [95% CI] "
-             "| rollout acc h1 | Δ rollout h1 [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    stage1_data = (f"stage 1 trains on {spec.stage1_train_data_dir or 'the train split'}"
+                   f"{' without its action labels' if not spec.stage1_actions else ''}")
+    compared = "; ".join(COMPARATOR_WORDS[k] for k in spec.baselines + spec.controls)
+    overrides = "; ".join(f"{k} {old} -> {new}" for k, (old, new) in spec.overrides.items())
+    return [f"Setting: `{spec.genie_config}`, seeds {spec.seeds}, stride {spec.stride}; stage 1 then stage 2 from its "
+            f"weights ({stage1_data}), compared with: {compared} ({training}). Scored on {reference['num_windows']} "
+            f"val windows ({reference['num_tokens']} tokens) with the challenge's metric (genie/evaluation/report.py). "
+            "Mean ± std over seeds; Δ = arm − comparator, paired by seed, with its 95% t interval (negative Δ CE "
+            "and positive Δ accuracy are better)." + (f" Command-line overrides of the study file: {overrides}."
+                                                        if overrides else ""), "",
+            f"**Primary contrast** (declared in the study file): {LABELS[spec.primary_metric]} of each arm vs "
+            f"{COMPARATOR_WORDS[spec.primary_versus]}; the verdict (helps / hurts / no difference) is the paired t "
+            "test's p-value, Holm-corrected across the arms, at 5%.", ""]
+
+
+def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, float],
+             contrasts: list[dict[str, Any]]) -> str:
+    lines = [f"# {spec.title or spec.name}", "", spec.question, "", *setting_lines(spec, reference),
+             *primary_table(spec, rows),
+             "All-token scores; Δ against the primary comparator. Masked = the fraction of tokens stage 1 really "
+             "masked, mean over its steps.", "",
+             "| arm | steps (s1+s2) | masked | CE | Δ CE [95% CI] | accuracy | Δ accuracy [95% CI] "
+             "| rollout acc h1 | Δ rollout h1 [95% CI] |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         masked = "-" if row["masked_fraction"] is None else f"{row['masked_fraction']:.3f}"
         cols = [row["arm"], f"{row['stage1_steps']}+{row['stage2_steps']}", masked,
                 f"{row['cross_entropy_mean']:.4f} ± {row['cross_entropy_std']:.4f}", _interval(row, "cross_entropy"),
-                row.get("verdict", "-"), f"{row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f}",
-                _interval(row, "accuracy"),
+                f"{row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f}", _interval(row, "accuracy"),
                 f"{row['rollout_accuracy_h1_mean']:.4f} ± {row['rollout_accuracy_h1_std']:.4f}",
                 _interval(row, "rollout_accuracy_h1")]
         lines.append("| " + " | ".join(cols) + " |")
-    lines += [f"| unigram of the training tokens (reference) | - | - | {reference['unigram_cross_entropy']:.4f} | | | | | | |",
-              f"| most frequent token (reference) | - | - | - | | | {reference['unigram_accuracy']:.4f} | | | |",
-              f"| copy the previous frame (reference) | - | - | - | | | {reference['copy_previous_accuracy']:.4f} | | "
+    lines += [f"| unigram of the training tokens (reference) | - | - | {reference['unigram_cross_entropy']:.4f} | | | | | |",
+              f"| most frequent token (reference) | - | - | - | | {reference['unigram_accuracy']:.4f} | | | |",
+              f"| copy the previous frame (reference) | - | - | - | | {reference['copy_previous_accuracy']:.4f} | | "
               f"{reference['copy_rollout_accuracy_h1']:.4f} | |", "", *dynamics_table(rows, reference)]
-    lines += summary_lines(rows, reference)
+    lines += contrast_table(spec, contrasts) + summary_lines(spec, rows, reference)
     return "\n".join(lines) + "\n"
+
+
+def primary_table(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
+    metric = spec.primary_metric
+    lines = [f"| arm | {LABELS[metric]} | Δ vs {spec.primary_versus} [95% CI] | p | p (Holm) | verdict |",
+             "|---|---|---|---|---|---|"]
+    for row in (r for r in rows if r["baseline"]):
+        lines.append(f"| {row['arm']} | {row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} | "
+                     f"{_interval(row, metric)} | {row['p']:.3g} | {row['p_holm']:.3g} | {row['verdict']} |")
+    return lines + [""]
+
+
+def contrast_table(spec: StudySpec, contrasts: list[dict[str, Any]]) -> list[str]:
+    """Each arm against every comparator on the primary metric (secondary contrasts: not corrected)."""
+    kinds = spec.baselines + spec.controls
+    if len(kinds) < 2:
+        return []
+    lines = [f"Every contrast on the primary metric ({LABELS[spec.primary_metric]}): Δ [95% CI], uncorrected; only "
+             f"the contrast vs {spec.primary_versus} is primary.", "",
+             "| arm | " + " | ".join(f"vs {k}" for k in kinds) + " |", "|---|" + "---|" * len(kinds)]
+    by_arm: dict[str, dict[str, str]] = {}
+    for c in contrasts:
+        span = "n/a" if math.isnan(c["low"]) else f"{c['low']:+.4f}, {c['high']:+.4f}"
+        by_arm.setdefault(c["arm"], {})[c["versus"]] = f"{c['diff']:+.4f} [{span}]"
+    lines += [f"| {arm} | " + " | ".join(cells[k] for k in kinds) + " |" for arm, cells in by_arm.items()]
+    return lines + [""]
 
 
 def dynamics_table(rows: list[dict[str, Any]], reference: dict[str, float]) -> list[str]:
@@ -167,19 +219,20 @@ def dynamics_table(rows: list[dict[str, Any]], reference: dict[str, float]) -> l
     return lines
 
 
-def summary_lines(rows: list[dict[str, Any]], reference: dict[str, float]) -> list[str]:
+def summary_lines(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, float]) -> list[str]:
     """The plain-words findings the numbers support (the study's reading interprets them)."""
+    metric, lower = spec.primary_metric, LOWER_IS_BETTER[spec.primary_metric]
     arms = [r for r in rows if r["baseline"]]
-    baselines = [r for r in rows if not r["baseline"]]
-    best = min(arms, key=lambda r: r["cross_entropy_mean"])
+    comparators = [r for r in rows if not r["baseline"]]
+    best = (min if lower else max)(arms, key=lambda r: r[f"{metric}_mean"])
     not_learned = [r["arm"] for r in rows if not learned_something(r, reference)]
-    spread = max(r["cross_entropy_std"] for r in baselines)
+    spread = max(r[f"{metric}_std"] for r in comparators)
     counts = {v: sum(r["verdict"] == v for r in arms) for v in ("helps", "no difference", "hurts")}
-    return [f"- Best pretrained arm by CE: **{best['arm']}**, Δ CE {_interval(best, 'cross_entropy')} vs "
-            f"{best['baseline']}: {best['verdict']}.",
-            f"- Verdicts over {len(arms)} arms: {counts['helps']} help, {counts['no difference']} no difference, "
-            f"{counts['hurts']} hurt. Seed std of CE for stage 2 alone: {spread:.4f}. With {len(arms)} arms each "
-            f"tested at 95%, about {0.05 * len(arms):.1f} 'helps' or 'hurts' verdicts are expected by chance alone.",
+    return [f"- Best pretrained arm on the primary metric: **{best['arm']}**, Δ {_interval(best, metric)} vs "
+            f"{best['baseline']} (Holm p {best['p_holm']:.3g}): {best['verdict']}.",
+            f"- Verdicts over {len(arms)} arms (Holm-corrected): {counts['helps']} help, {counts['no difference']} no "
+            f"difference, {counts['hurts']} hurt. Largest seed std of the primary metric among the comparators: "
+            f"{spread:.4f}.",
             "- Every arm beats all three references on the teacher-forced metric (CE below the unigram's, accuracy "
             "above the most frequent token's and above copying the previous frame)." if not not_learned else
             f"- {', '.join(not_learned)}: does NOT beat all three references on the teacher-forced metric (CE below "

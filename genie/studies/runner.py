@@ -13,7 +13,7 @@ import torch
 
 from genie.errors import UserError
 from genie.studies.report import Cell, write_report
-from genie.studies.runs import STAGE2, Run, RunTask, commands, execute, make_task, stage1_run
+from genie.studies.runs import STAGE1, Run, RunTask, cell_run, commands, execute, make_task
 from genie.studies.spec import Arm, StudySpec
 
 
@@ -25,21 +25,14 @@ class RunnerOptions:
 
 
 def plan(spec: StudySpec) -> list[tuple[Arm, int, Run]]:
-    """(arm, seed, its stage-2 run) for every arm, baseline arm and seed."""
+    """(arm, seed, its scored stage-2 run) for every arm, then every baseline and control, and seed."""
     arms = spec.arm_list()
-    cells = []
-    for arm in arms:
-        for seed in spec.seeds:
-            init = stage1_run(arm.stage1, arm.stage1_steps, seed)
-            cells.append((arm, seed, Run(STAGE2, seed, arm.stage2_steps, init=init)))
-    baselines = {b.name: b for b in (spec.baseline_for(a) for a in arms)}
-    for baseline in baselines.values():
-        cells += [(baseline, seed, Run(STAGE2, seed, baseline.stage2_steps)) for seed in spec.seeds]
-    return cells
+    comparators = {c.name: c for arm in arms for c in spec.comparators(arm).values()}
+    return [(arm, seed, cell_run(arm, seed, spec)) for arm in arms + list(comparators.values()) for seed in spec.seeds]
 
 
 def phases(cells: list[tuple[Arm, int, Run]]) -> list[list[Run]]:
-    """Stage-1 runs first (stage 2 needs their weights), then the stage-2 runs; each run once."""
+    """Pretraining runs first (stage 2 needs their weights), then the scored runs; each run once."""
     stage1 = list(dict.fromkeys(run.init for _, _, run in cells if run.init))
     stage2 = list(dict.fromkeys(run for _, _, run in cells))
     return [stage1, stage2]
@@ -75,8 +68,10 @@ def run_labels(cells: list[tuple[Arm, int, Run]]) -> dict[Run, str]:
     labels: dict[Run, str] = {}
     for arm, seed, run in cells:
         if run.init:
-            labels.setdefault(run.init, f"{arm.name!r} seed {seed}: stage 1 ({run.init.steps} steps)")
-        origin = "from stage 1" if run.init else "from scratch"
+            what = "stage 1" if run.init.stage == STAGE1 else "autoregressive pretraining"
+            labels.setdefault(run.init, f"{arm.name!r} seed {seed}: {what} ({run.init.steps} steps)")
+        origin = ("from scratch" if not run.init else "from stage 1" if run.init.stage == STAGE1
+                  else "from its autoregressive pretraining")
         labels.setdefault(run, f"{arm.name!r} seed {seed}: stage 2 {origin} ({run.steps} steps) + eval")
     return labels
 

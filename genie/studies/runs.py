@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import shlex
@@ -14,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import genie
 from genie.checkpointing.lock import RunLock
+from genie.data.builtin import WORLD_VERSION
 from genie.errors import RunStopped
 from genie.evaluation.report import evaluate_checkpoint, write_eval_outputs
 from genie.evaluation.scores import EvalOptions
-from genie.studies.spec import StudySpec
+from genie.studies.spec import Arm, StudySpec
 from genie.training.arguments import TrainingArguments
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
 from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
@@ -32,36 +37,82 @@ STAGE1_FINAL, STAGE2_FINAL = MaskedPretrainObjective.final_model_dirname, Autore
 @dataclass(frozen=True)
 class Run:
     """One training run: stage 1 with the given mask settings, or stage 2 (from `init`'s weights or
-    from scratch) followed by its evaluation."""
+    from scratch) followed by its evaluation, unless it only pretrains another run (`scored` False)."""
     stage: str
     seed: int
     steps: int
     masking: tuple[tuple[str, Any], ...] | None = None
     init: Run | None = None
+    data: tuple[tuple[str, Any], ...] = ()  # training-data flags set for this run (stage-1 pool, labelled fraction)
+    scored: bool = True
 
     def identity(self, spec: StudySpec) -> dict[str, Any]:
-        """Everything the run's result depends on (the model config by content, not by path)."""
+        """Everything the run's result depends on: the model config by content, not by path, and the
+        machine and code it runs on (the same settings differ by more than the effects studied between
+        a CPU and a GPU, or across code versions)."""
         identity = {"stage": self.stage, "seed": self.seed, "steps": self.steps, "masking": self.masking,
                     "init": self.init.key(spec) if self.init else None,
                     "model": spec.model_config_values, "training": training_fields(spec, self.steps),
-                    "data": [spec.train_data_dir, spec.val_data_dir, spec.stride]}
+                    "data": [spec.train_data_dir, spec.val_data_dir, spec.stride], "environment": run_environment(spec)}
+        if self.data:
+            identity["run_data"] = dict(self.data)
         if self.stage == STAGE2:
-            identity["eval"] = [spec.eval_batch_size, spec.eval_max_examples]
+            identity["eval"] = [spec.eval_batch_size, spec.eval_max_examples] if self.scored else None
         return identity
 
     def key(self, spec: StudySpec) -> str:
         digest = hashlib.sha1(json.dumps(self.identity(spec), sort_keys=True, default=str).encode()).hexdigest()
         return f"{'s1' if self.stage == STAGE1 else 's2'}-seed{self.seed}-{self.steps}steps-{digest[:10]}"
 
+    @property
+    def final_model(self) -> str:
+        return STAGE1_FINAL if self.stage == STAGE1 else STAGE2_FINAL
 
-def stage1_run(settings: dict[str, Any], steps: int, seed: int) -> Run:
+
+def run_environment(spec: StudySpec) -> dict[str, Any]:
+    """The device, torch, the genie code (a hash of its source) and, on the built-in data, the world's version."""
+    builtin = not (spec.train_data_dir and spec.val_data_dir)
+    return {"device": _device(), "torch": torch.__version__, "code": code_version(),
+            "world": WORLD_VERSION if builtin else None}
+
+
+@functools.cache
+def _device() -> str:
+    return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+@functools.cache
+def code_version() -> str:
+    """A hash of every source file of the genie package: a run trained by other code is another run."""
+    root = Path(genie.__file__).parent
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def stage1_run(settings: dict[str, Any], steps: int, seed: int, data: tuple[tuple[str, Any], ...] = ()) -> Run:
     masking = dataclasses.asdict(MaskedPretrainConfig(**settings))
-    return Run(STAGE1, seed, steps, tuple(sorted(masking.items())))
+    return Run(STAGE1, seed, steps, tuple(sorted(masking.items())), data=data)
 
 
 def training_fields(spec: StudySpec, steps: int) -> dict[str, Any]:
     """The train.py flags of a run of `steps` steps: the study's, with warmup scaled to short runs."""
     return {"num_warmup_steps": min(20, steps // 10)} | spec.training_arguments()
+
+
+def pretraining_run(arm: Arm, seed: int, spec: StudySpec) -> Run | None:
+    """What an arm's stage 2 starts from: masked stage 1, autoregressive pretraining (a control), or nothing."""
+    if arm.role == "baseline":
+        return None
+    if arm.role == "control":
+        return Run(STAGE2, seed, arm.stage1_steps, data=spec.stage1_data, scored=False)
+    return stage1_run(arm.stage1, arm.stage1_steps, seed, spec.stage1_data)
+
+
+def cell_run(arm: Arm, seed: int, spec: StudySpec) -> Run:
+    """The scored stage-2 run of an arm at a seed."""
+    return Run(STAGE2, seed, arm.stage2_steps, init=pretraining_run(arm, seed, spec), data=arm.stage2_data)
 
 
 @dataclass(frozen=True)
@@ -78,26 +129,35 @@ class RunTask:
     eval_max_examples: int | None
 
     @property
+    def starts_from_stage2(self) -> bool:
+        """Stage 2 from another stage-2 run's weights (the autoregressive control)."""
+        return self.run.init is not None and self.run.init.stage == STAGE2
+
+    @property
     def trained(self) -> bool:
-        name = STAGE1_FINAL if self.run.stage == STAGE1 else STAGE2_FINAL
-        return (self.folder / name / "model.safetensors").is_file()
+        return (self.folder / self.run.final_model / "model.safetensors").is_file()
 
     @property
     def eval_json(self) -> Path:
         return self.folder / "eval" / "eval.json"
 
     @property
+    def evaluated(self) -> bool:
+        return self.run.stage == STAGE2 and self.run.scored
+
+    @property
     def finished(self) -> bool:
-        return self.trained if self.run.stage == STAGE1 else self.eval_json.is_file()
+        return self.eval_json.is_file() if self.evaluated else self.trained
 
 
 def make_task(run: Run, spec: StudySpec, store: Path) -> RunTask:
     folder = store / run.key(spec)
     args = TrainingArguments(**training_fields(spec, run.steps), genie_config=spec.genie_config, seed=run.seed,
-                             max_train_steps=run.steps, output_dir=str(folder), train_data_dir=spec.train_data_dir,
+                             max_train_steps=run.steps, output_dir=str(folder),
+                             **({"train_data_dir": spec.train_data_dir} | dict(run.data)),
                              val_data_dir=spec.val_data_dir, stride=spec.stride)
     masking = MaskedPretrainConfig(**dict(run.masking)) if run.masking else None
-    init = store / run.init.key(spec) / STAGE1_FINAL if run.init else None
+    init = store / run.init.key(spec) / run.init.final_model if run.init else None
     return RunTask(run, folder, store / "logs" / f"{folder.name}.log", args, masking, init,
                    spec.eval_batch_size, spec.eval_max_examples)
 
@@ -116,13 +176,14 @@ def execute(task: RunTask, quiet: bool = False) -> float:
             if task.run.stage == STAGE1:
                 result = run_masked_pretrain(task.args, task.masking)
             else:
-                hand_off = HandOffArguments(str(task.init_weights) if task.init_weights else None)
+                hand_off = HandOffArguments(str(task.init_weights) if task.init_weights else None,
+                                            allow_non_pretrain_checkpoint=task.starts_from_stage2)
                 result = run_autoregressive(task.args, hand_off)
             if "stopped_by" in result:  # the trainer saved a checkpoint and returned: the run is not finished
                 raise RunStopped(f"the study stopped on {result['stopped_by']} during {task.folder.name} (step "
                                  f"{result['step']}); run the same command again to continue (finished runs are "
                                  "kept, this one starts over)")
-        if task.run.stage == STAGE2:
+        if task.evaluated:
             report = evaluate_checkpoint(task.folder / STAGE2_FINAL, task.args.train_data_dir,
                                          task.args.val_data_dir, EvalOptions(), task.eval_batch_size,
                                          task.eval_max_examples, task.args.stride)
@@ -152,6 +213,10 @@ def commands(task: RunTask) -> list[str]:
         mask_flags = [f"--{f.name}={shlex.quote(str(getattr(task.masking, f.name)))}" for f in every]
         return [" ".join(["accelerate launch masked_pretrain.py", *train_flags, *mask_flags])]
     init = [f"--masked_pretrain_checkpoint {shlex.quote(str(task.init_weights))}"] if task.init_weights else []
+    init += ["--allow_non_pretrain_checkpoint"] if task.starts_from_stage2 else []
+    train = " ".join(["accelerate launch train.py", *train_flags, *init])
+    if not task.evaluated:
+        return [train]
     data = [f"--{name} {shlex.quote(str(getattr(task.args, name)))}" for name in ("train_data_dir", "val_data_dir")
             if getattr(task.args, name)]
     evaluate = ["python scripts/evaluate.py", f"--checkpoint_dir {shlex.quote(str(task.folder / STAGE2_FINAL))}",
@@ -159,7 +224,7 @@ def commands(task: RunTask) -> list[str]:
                 f"--stride {task.args.stride}", *data]
     if task.eval_max_examples:
         evaluate.append(f"--max_examples {task.eval_max_examples}")
-    return [" ".join(["accelerate launch train.py", *train_flags, *init]), " ".join(evaluate)]
+    return [train, " ".join(evaluate)]
 
 
 def flags(values: Any, defaults: Any) -> list[str]:

@@ -7,7 +7,12 @@
     seeds: [0, 1, 2]
     stage1_steps: 100
     stage2_steps: 300
-    baseline: equal_total_steps         # stage 2 alone for stage1+stage2 steps | equal_stage2_steps
+    baseline: equal_total_steps         # stage 2 alone for stage1+stage2 steps | equal_stage2_steps | a list of both
+    controls: [autoregressive_stage1]   # optional: stage 1 replaced by autoregressive training (same data, steps);
+                                        # on the stage-2 data it is the learning-rate-restart control
+    primary: {metric: changed_cross_entropy, versus: equal_total_steps}   # the declared primary contrast
+    stage1_train_data_dir: D            # optional: stage 1 (and the control) train on D (default: train_data_dir)
+    stage1_actions: false               # optional: stage 1 (and the control) see no action labels
     training: {per_device_train_batch_size: 8, learning_rate: 0.003}   # any train.py flag
     stage1: {initial_mask_ratio: 0.8, final_mask_ratio: 0.1}          # shared stage-1 fields
     grid: {mask_schedule: [cosine, linear, exponential]}               # cartesian product of arms
@@ -16,6 +21,9 @@
          final_mask_ratio: 0.45}}
 
 Every arm runs stage 1 then stage 2 from its weights; the baseline arm runs stage 2 alone from scratch.
+A grid or an arm may also set `train_segment_fraction`, the fraction of the train split's segments that
+stage 2 (and its baselines and control) train on. The title and question may name {stage1_steps},
+{stage2_steps}, {total_steps} and {seeds}: they follow command-line overrides.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from genie.data.sources import challenge_stride
 from genie.errors import ConfigError
 from genie.model.config import GenieConfig, read_config_values
 from genie.training.arguments import TrainingArguments
@@ -38,7 +47,21 @@ from genie.training.masked_pretrain_config import STAGE1_FIELDS, MaskedPretrainC
 
 STAGE1_SWEEPABLE = STAGE1_FIELDS
 BUDGET_FIELDS = ("stage1_steps", "stage2_steps")
+STAGE2_DATA_FIELDS = ("train_segment_fraction",)  # per-arm stage-2 data
 BASELINES = ("equal_total_steps", "equal_stage2_steps")
+CONTROLS = ("autoregressive_stage1",)
+# A study's scores: (column, label, lower is better); any of them can be its primary metric.
+METRICS = (("cross_entropy", "teacher-forced CE (nats/token)", True),
+           ("accuracy", "teacher-forced accuracy", False),
+           ("rollout_accuracy_h1", "rollout accuracy, horizon 1", False),
+           ("rollout_accuracy", "rollout accuracy, mean over horizons", False),
+           ("changed_cross_entropy", "CE on the tokens that change (nats/token)", True),
+           ("changed_accuracy", "accuracy on the tokens that change", False),
+           ("action_sensitivity", "action sensitivity (nats/token)", False))
+PRIMARY_METRICS = tuple(metric for metric, _, _ in METRICS)
+LOWER_IS_BETTER = {metric: lower for metric, _, lower in METRICS}
+LABELS = {metric: label for metric, label, _ in METRICS}
+PROSE_FIELDS = ("stage1_steps", "stage2_steps", "total_steps", "seeds")
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -53,7 +76,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 # Set by the runner for each run, so a study may not set them.
 RUNNER_OWNED = ("output_dir", "seed", "max_train_steps", "overwrite_output_dir", "resume_from_checkpoint",
-                "genie_config", "train_data_dir", "val_data_dir")
+                "genie_config", "train_data_dir", "val_data_dir", "stride", "train_segment_fraction", "drop_actions")
 DEFAULT_TRAINING = {"per_device_train_batch_size": 8, "learning_rate": 3e-3, "lr_scheduler_type": "cosine",
                     "log_every_n_steps": 25, "eval_every_n_steps": 100, "max_eval_steps": 4,
                     "checkpointing_steps": 10 ** 9}
@@ -61,16 +84,23 @@ DEFAULT_TRAINING = {"per_device_train_batch_size": 8, "learning_rate": 3e-3, "lr
 
 @dataclass(frozen=True)
 class Arm:
-    """One cell of the study: stage-1 settings (None = stage 2 alone, from scratch) and budgets."""
+    """One cell of the study: its pretraining (masked stage 1, or autoregressive for a control; None for
+    stage 2 alone from scratch), budgets and stage-2 data."""
     name: str
     stage1: dict[str, Any] | None
     stage1_steps: int
     stage2_steps: int
     value: Any = None  # where the arm sits on the swept axis
+    stage2_data: tuple[tuple[str, Any], ...] = ()  # stage-2 training-data settings (train_segment_fraction)
+    role: str = "arm"  # arm (masked stage 1) | baseline (stage 2 alone) | control (autoregressive stage 1)
 
     @property
     def pretrained(self) -> bool:
-        return self.stage1 is not None
+        return self.role == "arm"
+
+    @property
+    def data_label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.stage2_data)
 
 
 @dataclass
@@ -82,7 +112,9 @@ class StudySpec:
     stage2_steps: int
     title: str = ""
     question: str = ""
-    baseline: str = "equal_total_steps"
+    baseline: str | list[str] = "equal_total_steps"
+    controls: list[str] = field(default_factory=list)
+    primary: dict[str, str] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     stage1: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list] = field(default_factory=dict)
@@ -90,10 +122,13 @@ class StudySpec:
     swept: str | None = None
     train_data_dir: str | None = None
     val_data_dir: str | None = None
-    stride: int = 1
+    stage1_train_data_dir: str | None = None
+    stage1_actions: bool = True
+    stride: int | None = None  # None: the challenge's 2 Hz from the data's hz (1 for the built-in world)
     eval_batch_size: int = 16
     eval_max_examples: int | None = None
     source: str = "<study>"
+    overrides: dict[str, Any] = field(default_factory=dict)  # command-line replacements, for the report
 
     def __post_init__(self) -> None:
         where = f"study {self.source}"
@@ -112,17 +147,21 @@ class StudySpec:
             raise ConfigError(f"{where}: seeds {self.seeds!r} must be a non-empty list of integers >= 0")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"{where}: seeds {self.seeds!r} repeat a seed")
-        if self.baseline not in BASELINES:
-            raise ConfigError(f"{where}: baseline {self.baseline!r} must be one of {BASELINES}")
+        if not self.baselines or not all(b in BASELINES for b in self.baselines) or len(set(self.baselines)) < len(
+                self.baselines):
+            raise ConfigError(f"{where}: baseline {_short(self.baseline)} must be one of {BASELINES} or a list of them")
+        if not isinstance(self.controls, list) or not all(c in CONTROLS for c in self.controls):
+            raise ConfigError(f"{where}: controls {_short(self.controls)} must be a list of {CONTROLS}")
+        self._check_primary(where)
         unknown = [k for k in self.training if k not in {f.name for f in dataclasses.fields(TrainingArguments)}]
         owned = [k for k in self.training if k in RUNNER_OWNED]
         if unknown or owned:
             raise ConfigError(f"{where}: training keys {unknown or owned} are "
                               f"{'not train.py flags' if unknown else 'set by the runner for each run'}")
         for key in list(self.stage1) + list(self.grid) + [k for a in self.arms for k in a.get("stage1", {})]:
-            if key not in STAGE1_SWEEPABLE + BUDGET_FIELDS:
-                raise ConfigError(f"{where}: {key!r} is not a stage-1 field or budget; choose from "
-                                  f"{STAGE1_SWEEPABLE + BUDGET_FIELDS}")
+            if key not in STAGE1_SWEEPABLE + BUDGET_FIELDS + STAGE2_DATA_FIELDS:
+                raise ConfigError(f"{where}: {key!r} is not a stage-1 field, budget or stage-2 data field; choose from "
+                                  f"{STAGE1_SWEEPABLE + BUDGET_FIELDS + STAGE2_DATA_FIELDS}")
         if not self.grid and not self.arms:
             raise ConfigError(f"{where}: give a grid or a list of arms")
         for key, values in self.grid.items():
@@ -132,17 +171,50 @@ class StudySpec:
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} must be an integer >= 1")
         self.arm_list()  # every arm's stage-1 settings must be valid
+        if self.stride is None:
+            self.stride = challenge_stride(self.val_data_dir) if self.val_data_dir else 1
+        self.title, self.question = self.prose(self.title), self.prose(self.question)
+
+    def _check_primary(self, where: str) -> None:
+        """The primary contrast: a metric, and what each arm is compared with (a baseline or the control)."""
+        unknown = set(self.primary) - {"metric", "versus"}  # a mapping: _check_types said so
+        if unknown or self.primary_metric not in PRIMARY_METRICS or self.primary_versus not in (
+                self.baselines + self.controls):
+            raise ConfigError(f"{where}: primary {_short(self.primary)} must be {{metric: one of {PRIMARY_METRICS}, "
+                              f"versus: one of {self.baselines + self.controls}}}")
+
+    @property
+    def baselines(self) -> list[str]:
+        return [self.baseline] if isinstance(self.baseline, str) else list(self.baseline)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.primary.get("metric", "cross_entropy")
+
+    @property
+    def primary_versus(self) -> str:
+        return self.primary.get("versus", self.baselines[0] if self.baselines else "")
+
+    def prose(self, text: str) -> str:
+        """`text` with {stage1_steps}, {stage2_steps}, {total_steps} and {seeds} filled in (other braces kept)."""
+        values = {"stage1_steps": self.stage1_steps, "stage2_steps": self.stage2_steps,
+                  "total_steps": self.stage1_steps + self.stage2_steps, "seeds": self.seeds}
+        return re.sub(r"\{(" + "|".join(PROSE_FIELDS) + r")\}", lambda m: str(values[m.group(1)]), text)
 
     def _check_types(self, where: str) -> None:
         """Scalar fields and the training values have the types train.py's flags have (one line, bounded)."""
-        for key, kind in (("genie_config", str), ("title", str), ("question", str), ("stride", int),
+        for key, kind in (("genie_config", str), ("title", str), ("question", str), ("stride", (int, type(None))),
                           ("eval_batch_size", int), ("eval_max_examples", (int, type(None))),
-                          ("train_data_dir", (str, type(None))), ("val_data_dir", (str, type(None)))):
+                          ("train_data_dir", (str, type(None))), ("val_data_dir", (str, type(None))),
+                          ("stage1_train_data_dir", (str, type(None))), ("baseline", (str, list)),
+                          ("primary", dict)):
             value = getattr(self, key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ConfigError(f"{where}: {key} {_short(value)} has the wrong type ({type(value).__name__})")
+        if not isinstance(self.stage1_actions, bool):
+            raise ConfigError(f"{where}: stage1_actions {_short(self.stage1_actions)} must be true or false")
         for key in ("stride", "eval_batch_size"):
-            if getattr(self, key) < 1:
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} {getattr(self, key)} must be >= 1")
         if self.eval_max_examples is not None and self.eval_max_examples < 1:
             raise ConfigError(f"{where}: eval_max_examples {self.eval_max_examples} must be >= 1 (leave it out to "
@@ -180,7 +252,8 @@ class StudySpec:
             raise ConfigError(f"study {self.source}: arm names repeat: {_short(names)}")
         settings = {}
         for arm in arms:  # two names for one run would count one result as two verdicts
-            key = json.dumps([arm.stage1, arm.stage1_steps, arm.stage2_steps], sort_keys=True, default=str)
+            key = json.dumps([arm.stage1, arm.stage1_steps, arm.stage2_steps, arm.stage2_data], sort_keys=True,
+                             default=str)
             if key in settings:
                 raise ConfigError(f"study {self.source}: arms {settings[key]!r} and {arm.name!r} have identical "
                                   "settings, so they are one run; remove one of them")
@@ -192,16 +265,41 @@ class StudySpec:
             raise ConfigError(f"study {self.source}: every arm in 'arms' needs a name")
         settings = self.stage1 | spec.get("stage1", {})
         budgets = {k: settings.pop(k, getattr(self, k)) for k in BUDGET_FIELDS}
+        data = {k: settings.pop(k) for k in STAGE2_DATA_FIELDS if k in settings}
+        fraction = data.get("train_segment_fraction", 1.0)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise ConfigError(f"study {self.source}, arm {spec['name']!r}: train_segment_fraction {_short(fraction)} "
+                              "must be a number in (0, 1]")
         try:
             MaskedPretrainConfig(**settings).check_scores_tokens(self.model_config.S)
         except (ConfigError, TypeError) as error:
             raise ConfigError(f"study {self.source}, arm {spec['name']!r}: {error}") from None
-        return Arm(spec["name"], settings, budgets["stage1_steps"], budgets["stage2_steps"], spec.get("value"))
+        return Arm(spec["name"], settings, budgets["stage1_steps"], budgets["stage2_steps"], spec.get("value"),
+                   tuple(sorted(data.items())))
 
-    def baseline_for(self, arm: Arm) -> Arm:
-        """Stage 2 alone from scratch, for the arm's total steps (or its stage-2 steps)."""
-        steps = arm.stage2_steps + (arm.stage1_steps if self.baseline == "equal_total_steps" else 0)
-        return Arm(f"stage 2 only, {steps} steps", None, 0, steps, arm.value)
+    def comparators(self, arm: Arm) -> dict[str, Arm]:
+        """What a pretrained arm is compared with: each baseline, then each control, by kind."""
+        return {kind: self.baseline_for(arm, kind) for kind in self.baselines} | {
+            kind: self.control_for(arm) for kind in self.controls}
+
+    def baseline_for(self, arm: Arm, kind: str | None = None) -> Arm:
+        """Stage 2 alone from scratch on the arm's stage-2 data, for its total steps (or its stage-2 steps)."""
+        steps = arm.stage2_steps + (arm.stage1_steps if (kind or self.baselines[0]) == "equal_total_steps" else 0)
+        data = f", {arm.data_label}" if arm.stage2_data else ""
+        return Arm(f"stage 2 only, {steps} steps{data}", None, 0, steps, arm.value, arm.stage2_data, "baseline")
+
+    def control_for(self, arm: Arm) -> Arm:
+        """Stage 1 replaced by autoregressive training on stage 1's data for its steps, then the same stage 2:
+        separates the masked objective from the extra data, and carries the same learning-rate restart."""
+        data = f", {arm.data_label}" if arm.stage2_data else ""
+        return Arm(f"autoregressive stage 1, {arm.stage1_steps}+{arm.stage2_steps} steps{data}", {}, arm.stage1_steps,
+                   arm.stage2_steps, arm.value, arm.stage2_data, "control")
+
+    @property
+    def stage1_data(self) -> tuple[tuple[str, Any], ...]:
+        """The training-data settings of stage 1 (and the control's first stage) that differ from stage 2's."""
+        data = {"train_data_dir": self.stage1_train_data_dir} if self.stage1_train_data_dir else {}
+        return tuple(sorted((data | ({} if self.stage1_actions else {"drop_actions": True})).items()))
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -233,14 +331,16 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
         raise ConfigError(f"study file {path} is not valid YAML/JSON: {str(error).splitlines()[0][:200]}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"study file {path} must hold a mapping of keys (name, seeds, grid, ...)")
-    values |= {k: v for k, v in (overrides or {}).items() if v is not None}
+    replaced = {k: v for k, v in (overrides or {}).items() if v is not None}
+    changed = {k: (values.get(k), v) for k, v in replaced.items() if values.get(k) != v}
+    values |= replaced
     if not all(isinstance(k, str) for k in values):
         raise ConfigError(f"study file {path}: every top-level key must be a name")
-    known = {f.name for f in dataclasses.fields(StudySpec)} - {"source"}
+    known = {f.name for f in dataclasses.fields(StudySpec)} - {"source", "overrides"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"study file {path}: unknown key(s) {unknown}; known: {sorted(known)}")
     missing = [k for k in ("name", "genie_config", "seeds", "stage1_steps", "stage2_steps") if k not in values]
     if missing:
         raise ConfigError(f"study file {path} lacks {missing}")
-    return StudySpec(**values, source=str(path))
+    return StudySpec(**values, source=str(path), overrides=changed)

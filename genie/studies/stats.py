@@ -1,6 +1,8 @@
-"""Summary statistics of a study: mean ± std over seeds, and paired differences with a t interval."""
+"""Summary statistics of a study: mean ± std over seeds, paired differences with a t interval and
+p-value, and Holm's correction across the arms of one contrast."""
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -14,12 +16,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """arm - baseline, paired by seed: the mean difference and its 95% t interval (nan with one pair)."""
+    """arm - baseline, paired by seed: the mean difference, its 95% t interval and the paired t test's
+    two-sided p-value (nan with one pair)."""
     mean: float
     std: float
     low: float
     high: float
     pairs: int
+    p: float = float("nan")
 
     def excludes_zero(self) -> bool:
         return self.pairs > 1 and (self.low > 0 or self.high < 0)
@@ -37,7 +41,18 @@ def paired_difference(arm: dict[int, float], baseline: dict[int, float], confide
     if len(seeds) < 2:
         return PairedDifference(mean, std, float("nan"), float("nan"), len(seeds))
     if std == 0.0:  # every pair differs by the same amount: the interval is that point
-        return PairedDifference(mean, std, mean, mean, len(seeds))
+        return PairedDifference(mean, std, mean, mean, len(seeds), 1.0 if mean == 0.0 else 0.0)
     result = stats.ttest_rel([arm[s] for s in seeds], [baseline[s] for s in seeds])
     interval = result.confidence_interval(confidence)
-    return PairedDifference(mean, std, float(interval.low), float(interval.high), len(seeds))
+    return PairedDifference(mean, std, float(interval.low), float(interval.high), len(seeds), float(result.pvalue))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given): the k-th smallest of m is multiplied by
+    m - k + 1, made non-decreasing, capped at 1. nan stays nan and does not count towards m."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted, running = [float("nan")] * len(p_values), 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p))
+        adjusted[i] = running
+    return adjusted

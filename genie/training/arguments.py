@@ -32,6 +32,12 @@ class TrainingArguments:
     window_size: int | None = field(default=None, metadata={"help": "Frames per window; must equal the config's T (default T)."})
     stride: int = field(default=1, metadata={"help": "Frames between consecutive window frames (1X v1.1 at 30 Hz: use 15)."})
     filter_overlaps: bool = field(default=False, metadata={"help": "Use each training frame in at most one window."})
+    train_segment_fraction: float = field(default=1.0, metadata={
+        "help": "Train on this fraction of the train split's segments (whole recordings, chosen by --seed and recorded "
+                "in config.json), e.g. 0.1 for a label-scarce run. 1 = all."})
+    drop_actions: bool = field(default=False, metadata={
+        "help": "Withhold the action labels: every action is 0 (unlabelled video, e.g. for stage 1 of a label-scarce "
+                "study). The model keeps its action input."})
     # the two fields of genie.data.DataOptions, declared there (help and default)
     data_format: str = field(default=DATA_OPTION_FIELDS["data_format"].default,
                              metadata=DATA_OPTION_FIELDS["data_format"].metadata)
@@ -103,6 +109,8 @@ class TrainingArguments:
         check_flag(math.isfinite(self.adam_eps) and self.adam_eps > 0, "adam_eps", self.adam_eps, "must be a finite number > 0")
         check_flag(math.isfinite(self.max_grad_norm) and self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm,
                "must be a finite number >= 0 (0 turns clipping off)")
+        check_flag(0 < self.train_segment_fraction <= 1, "train_segment_fraction", self.train_segment_fraction,
+                   "must be in (0, 1]")
         check_flag(0 <= self.seed < 2 ** 32, "seed", self.seed, "must be in [0, 2**32)")
         check_flag(self.dataloader_num_workers >= 0, "dataloader_num_workers", self.dataloader_num_workers, "must be >= 0")
         check_flag(self.num_warmup_steps >= 0, "num_warmup_steps", self.num_warmup_steps, "must be >= 0")

@@ -35,6 +35,7 @@ from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, che
                                             discard_replaced_run, find_checkpoint, prepare_output_dir,
                                             read_trainer_state, replaced_runs, restore_replaced_run, step_folders)
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
+from genie.data.subsets import training_view
 from genie.errors import CheckpointError, ConfigError, NonFiniteLossError, NothingToLearnError, RunFolderLockedError
 from genie.evaluation.report import headline, options_for_dataset
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
@@ -43,20 +44,10 @@ from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
 from genie.training.fsdp import full_parameters
 from genie.training.objectives import Objective, make_global_batch, to_device
+from genie.training.optimizer import build_optimizer
 from genie.training.run_logging import (MetricsLogger, TrainingMeter, drop_records_after, tracker_names,
                                          tracker_run_id)
 from genie.training.stop_request import StopRequest
-
-
-def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
-    """AdamW (fused on GPU); weight decay only on Linear matrices (not biases, norms, embeddings, positions)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        is_matrix = param.ndim == 2 and not ("embed" in name)
-        (decay if is_matrix else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta_1, args.adam_beta_2),
-                             eps=args.adam_eps, fused=next(model.parameters()).is_cuda)
 
 
 class Trainer:
@@ -145,6 +136,7 @@ class Trainer:
         with self.accelerator.main_process_first():  # the built-in dataset is written once, by the main process
             train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config, data)
         train = open_train_dataset(train_dir, config, args.stride, args.window_size, args.filter_overlaps, data)
+        train, self.train_view = training_view(train, args.train_segment_fraction, args.drop_actions, args.seed)
         # Validation windows never share frames, as in the reference evaluation.
         return train, open_eval_dataset(val_dir, config, args.stride, args.window_size, data)
 
@@ -155,7 +147,7 @@ class Trainer:
                       "genie_config": self.config.to_dict(), "train_data_dir": str(self.train_set.data_dir),
                       "val_data_dir": str(self.val_set.data_dir), "num_processes": self.accelerator.num_processes,
                       "mixed_precision": self.accelerator.mixed_precision, "device": str(self.accelerator.device),
-                      "distributed_type": self.accelerator.distributed_type.value, **run_info}
+                      "distributed_type": self.accelerator.distributed_type.value, **self.train_view, **run_info}
         if self.accelerator.distributed_type == DistributedType.FSDP:
             run_config["fsdp_version"] = 2 if self.accelerator.is_fsdp2 else 1
         run_config["tracker_run_id"] = self.tracker_run_id
@@ -210,7 +202,8 @@ class Trainer:
                        "per_device_train_batch_size": args.per_device_train_batch_size,
                        "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
                        "stride": args.stride, "window_size": self.train_set.window_size,
-                       "filter_overlaps": args.filter_overlaps, "num_processes": self.accelerator.num_processes,
+                       "filter_overlaps": args.filter_overlaps, "train_segment_fraction": args.train_segment_fraction,
+                       "drop_actions": args.drop_actions, "num_processes": self.accelerator.num_processes,
                        "train_data_dir": str(Path(self.train_set.data_dir).resolve())}
         model = {f"model.{k}": v for k, v in self.config.to_dict().items() if k != "temporal_attention"}
         return {**fingerprint, **model}

@@ -208,3 +208,40 @@ def study_runs_plan(spec):
     from genie.studies.runner import plan
 
     return plan(spec)
+
+
+def test_a_label_scarce_study_end_to_end(tmp_path, tiny_config_file, tiny_data):
+    """Stage 1 on the whole train split without actions, stage 2 on a fraction of its segments with them,
+    beside both baselines and the autoregressive control (Holm across arms: tests/unit/test_label_scarce.py)."""
+    study = write_study(tmp_path / "s.yaml", grid={"train_segment_fraction": [0.25]}, stage1={"mask_schedule": "cosine"},
+                        stage1_actions=False, baseline=["equal_total_steps", "equal_stage2_steps"],
+                        controls=["autoregressive_stage1"], genie_config=str(tiny_config_file),
+                        train_data_dir=str(tiny_data[0]), val_data_dir=str(tiny_data[1]),
+                        primary={"metric": "changed_cross_entropy", "versus": "equal_total_steps"},
+                        training={"per_device_train_batch_size": 2, "eval_every_n_steps": 100, "max_eval_steps": 1},
+                        eval_max_examples=4)
+    out, store = tmp_path / "results", tmp_path / "store"
+    report = ablate.main(["--study", str(study), "--store", str(store), "--output_dir", str(out)])
+    assert "**Primary contrast** (declared in the study file): CE on the tokens that change" in report
+    value = {(r["arm"], int(r["seed"])): float(r["changed_cross_entropy"])
+             for r in csv.DictReader((out / "runs.csv").open())}
+    arm = "train_segment_fraction=0.25"
+    row = next(r for r in csv.DictReader((out / "results.csv").open()) if r["arm"] == arm)
+    contrasts = {c["versus"]: c for c in csv.DictReader((out / "contrasts.csv").open())}
+    comparators = {"equal_total_steps": "stage 2 only, 7 steps, train_segment_fraction=0.25",
+                   "equal_stage2_steps": "stage 2 only, 4 steps, train_segment_fraction=0.25",
+                   "autoregressive_stage1": "autoregressive stage 1, 3+4 steps, train_segment_fraction=0.25"}
+    assert sorted(contrasts) == sorted(comparators) and row["baseline"] == comparators["equal_total_steps"]
+    for kind, name in comparators.items():  # each contrast recomputes from the per-seed numbers
+        expected = paired_difference({s: value[(arm, s)] for s in (0, 1)}, {s: value[(name, s)] for s in (0, 1)})
+        assert float(contrasts[kind]["diff"]) == pytest.approx(expected.mean)
+        assert float(contrasts[kind]["p"]) == pytest.approx(expected.p)
+    assert float(row["p_holm"]) == pytest.approx(float(row["p"]))  # one arm: Holm changes nothing
+    # What each run trained on is recorded in its config.json.
+    configs = [json.loads(p.read_text()) for p in store.glob("*/config.json")]
+    pretraining = [c for c in configs if c["args"]["drop_actions"]]
+    assert len(pretraining) == 4 and all(c["actions_withheld"] and "train_segments" not in c for c in pretraining)
+    subsets = [c["train_segments"] for c in configs if c["args"]["train_segment_fraction"] == 0.25]
+    assert len(subsets) == 8 and len(configs) == 12
+    assert all(s["segments"] == round(0.25 * s["of_segments"]) for s in subsets)
+    assert len({s["segment_ids_sha1"] for s in subsets}) == 2  # one subset per seed, shared by its four runs

@@ -1,0 +1,93 @@
+"""Views of a training split for label-scarce training: a seeded fraction of its segments (the
+"labelled" subset), and the same windows with their action labels withheld (the unlabelled pool).
+
+A segment is one continuous recording, so a subset never cuts a recording in two and the windows of
+one recording are either all in or all out. Withheld actions are zeros: the model's action projection
+then adds only its bias, the same for every frame, so nothing about the action reaches the model.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from genie.errors import DataFormatError
+
+
+class _View(Dataset):
+    """A dataset over another one's windows; every other attribute (data_dir, window_size, frame_arrays,
+    check_compatible, ...) is the underlying split's."""
+
+    def __init__(self, base: Any):
+        self.base = base
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "base":  # not set yet (unpickling): never recurse
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        return self.base[idx]
+
+
+class SegmentSubset(_View):
+    """The windows of `fraction` of a split's segments, chosen by `seed` (at least one segment)."""
+
+    def __init__(self, base: Any, fraction: float, seed: int):
+        super().__init__(base)
+        segments = base.window_segments()
+        kept_ids = choose_segments(np.unique(segments), fraction, seed)
+        self.windows = np.flatnonzero(np.isin(segments, kept_ids))
+        self.num_segments, self.kept_segments = len(np.unique(segments)), kept_ids
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        return self.base[int(self.windows[idx])]
+
+    def record(self) -> dict[str, Any]:
+        """What a run's config.json keeps: which segments it trained on."""
+        ids = [int(i) for i in self.kept_segments]
+        return {"segments": len(ids), "of_segments": self.num_segments, "windows": len(self.windows),
+                "of_windows": len(self.base), "segment_ids_sha1": hashlib.sha1(str(ids).encode()).hexdigest(),
+                "segment_ids": ids}
+
+
+def choose_segments(segment_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """round(fraction x segments) of the given ids (at least one), drawn without replacement by `seed`, sorted.
+    Nested in the fraction: at one seed, the segments of a smaller fraction are among a larger one's."""
+    count = max(1, round(fraction * len(segment_ids)))
+    order = np.random.default_rng(seed).permutation(len(segment_ids))
+    return np.sort(segment_ids[order[:count]])
+
+
+class WithoutActions(_View):
+    """The same windows with every action value replaced by 0 (see the module's docstring)."""
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        item = dict(self.base[idx])
+        if "actions" in item:
+            item["actions"] = torch.zeros_like(item["actions"])
+        return item
+
+
+def training_view(dataset: Any, segment_fraction: float, drop_actions: bool, seed: int) -> tuple[Any, dict[str, Any]]:
+    """The training windows a run uses and what to record about them (empty when it uses them all)."""
+    record: dict[str, Any] = {}
+    if segment_fraction < 1.0:
+        if not hasattr(dataset, "window_segments"):
+            raise DataFormatError(f"{dataset.data_dir}: --train_segment_fraction needs segment ids, which this "
+                                  "layout does not have; leave the flag out")
+        dataset = SegmentSubset(dataset, segment_fraction, seed)
+        record["train_segments"] = dataset.record()
+    if drop_actions:
+        dataset = WithoutActions(dataset)
+        record["actions_withheld"] = True
+    return dataset, record
