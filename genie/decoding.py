@@ -8,11 +8,13 @@ The loop needs only the `MaskGITModel` interface (genie/protocols.py), not a PyT
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
 from einops import rearrange
+from tqdm.auto import tqdm
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from genie.errors import check_flag
@@ -211,11 +213,12 @@ def decode_frame(model: MaskGITModel, context: torch.Tensor, cfg: SamplingConfig
 @torch.no_grad()
 def generate(model: MaskGITModel, prompt: torch.Tensor, num_new_frames: int, cfg: SamplingConfig,
              actions: torch.Tensor | None = None, generator: torch.Generator | None = None,
-             use_cache: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             use_cache: bool | None = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate `num_new_frames` after `prompt` (B, Tp, S).
 
     `actions` (B, Tp + num_new_frames, A) when the model is action-conditioned. `use_cache` (default:
-    whenever the model is causal) keeps the temporal keys/values of finished frames. Returns (tokens
+    whenever the model is causal) keeps the temporal keys/values of finished frames. `progress`: a bar
+    per frame on stderr (one line every 30 s in a log). Returns (tokens
     (B, Tp + N, S) with the prompt, first-step logits of the new frames (B, N, S, K, V)).
     """
     b, num_prompt, s = prompt.shape
@@ -225,4 +228,7 @@ def generate(model: MaskGITModel, prompt: torch.Tensor, num_new_frames: int, cfg
     tokens = torch.cat([prompt, torch.full((b, num_new_frames, s), model.mask_token_id,
                                            dtype=prompt.dtype, device=prompt.device)], dim=1)
     decoded = decode_frames(model, tokens, num_prompt, cfg, actions, generator, use_cache)
+    if progress:
+        decoded = tqdm(decoded, total=num_new_frames, desc=f"generating {num_new_frames} frames x {b} examples",
+                       unit="frame", mininterval=0.5 if sys.stderr.isatty() else 30)
     return tokens, torch.stack([first_logits for _, _, first_logits in decoded], dim=1)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     actions = torch.stack([it["actions"] for it in items]) if "actions" in items[0] else None
     generator = torch.Generator().manual_seed(args.seed)
     tokens, _ = generate(model, truth[:, :num_prompt], num_new, sampling,
-                         None if actions is None else actions[:, :num_prompt + num_new], generator)
+                         None if actions is None else actions[:, :num_prompt + num_new], generator, progress=True)
     window = slice(num_prompt, num_prompt + num_new)
     accuracy = float((tokens[:, window] == truth[:, window]).float().mean())
     copy_accuracy = float((truth[:, num_prompt - 1:num_prompt] == truth[:, window]).float().mean())

@@ -156,7 +156,12 @@ class CodebookTokenizer:
 
     def decode(self, tokens: np.ndarray) -> np.ndarray:
         """(..., h, w) ids -> (..., H, W, C) uint8 (H, W without C for one channel): each patch its centroid."""
-        pixels = np.clip(np.rint(self.centroids), 0, 255).astype(np.uint8)[np.asarray(tokens, dtype=np.int64)]
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= len(self.centroids)):
+            bad = int(tokens.max()) if tokens.max() >= len(self.centroids) else int(tokens.min())
+            raise DataFormatError(f"token id {bad} is outside this codebook's {len(self.centroids)} entries: the tokens "
+                                  "come from another tokenizer or a model whose image_vocab_size exceeds the codebook")
+        pixels = np.clip(np.rint(self.centroids), 0, 255).astype(np.uint8)[tokens]
         frames = from_patches(pixels, self.patch, self.channels)
         return frames[..., 0] if self.channels == 1 else frames
 

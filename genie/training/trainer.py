@@ -452,6 +452,8 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Final evaluation, last checkpoint and the final model in Hugging Face format."""
+        self.accelerator.print(f"final validation ({self.args.max_eval_steps} batches), then the last checkpoint and "
+                               "the final model")
         final_metrics = {f"val/{k}": v for k, v in self.evaluate().items()}
         self.logger.log({"step": self.step, **final_metrics})
         self.save_checkpoint()

@@ -130,6 +130,9 @@ def test_codebook_is_exact_when_the_frames_hold_few_patches():
     frames[2, 4:, 4:, 1] = 255
     tokenizer = fit_codebook(frames, patch=4, vocab_size=8, seed=0)
     np.testing.assert_array_equal(tokenizer.decode(tokenizer.encode(frames)), frames)
+    for bad in (8, -1):  # ids a codebook of 8 entries does not have: one line, not an IndexError
+        with pytest.raises(DataFormatError, match=f"token id {bad} is outside this codebook's 8 entries"):
+            tokenizer.decode(np.array([[[0, bad], [1, 2]]]))
 
 
 def test_tokenizer_found_from_metadata_for_every_source(recording, tiny_data):
