@@ -177,3 +177,15 @@ def test_the_primary_contrast_is_holm_corrected_across_arms(tmp_path):
     assert (strong["verdict"], weak["verdict"]) == ("helps", "no difference")
     assert rows["stage 2 only, 7 steps, train_segment_fraction=0.1"]["role"] == "baseline"
 
+
+
+def test_the_default_report_folder_is_never_the_committed_results(tmp_path, monkeypatch):
+    from genie.studies import cli
+
+    chosen = []
+    monkeypatch.setattr(cli, "run_study", lambda spec, options: chosen.append(options.output_dir) or "")
+    study = _label_scarce(tmp_path)
+    for output_dir, expected in ((None, "runs/studies/scarce"), ("results/scarce", "results/scarce")):
+        args = cli.AblateArguments(study=str(study), output_dir=output_dir)  # results/ only when named
+        cli.run_ablation(args, args.load())
+        assert str(chosen[-1]) == expected
