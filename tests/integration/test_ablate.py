@@ -132,8 +132,13 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
     assert calls == [str(victim.folder)] and victim.eval_json.is_file()
 
 
-def test_emitted_commands_parse_back_to_the_runs(tmp_path):
-    study = write_study(tmp_path / "study.yaml", grid={"mask_pattern": ["tube"]},
+LABEL_SCARCE = {"grid": {"train_segment_fraction": [0.1]}, "stage1_actions": False, "controls": ["autoregressive_stage1"],
+                "baseline": ["equal_total_steps", "equal_stage2_steps"]}
+
+
+@pytest.mark.parametrize("design", [{}, LABEL_SCARCE], ids=["masked arm", "label-scarce with control"])
+def test_emitted_commands_parse_back_to_the_runs(tmp_path, design):
+    study = write_study(tmp_path / "study.yaml", **({"grid": {"mask_pattern": ["tube"]}} | design),
                         stage1={"mask_schedule": "constant", "initial_mask_ratio": 0.5, "final_mask_ratio": 0.5})
     text = ablate.main(["--study", str(study), "--store", str(tmp_path / "store"), "--emit_commands"])
     lines = [line for line in text.splitlines() if not line.startswith("#")]
@@ -146,13 +151,17 @@ def test_emitted_commands_parse_back_to_the_runs(tmp_path):
         if train[2] == "masked_pretrain.py":
             args, masking = parse([TrainingArguments, MaskedPretrainConfig], "", train[3:])
             task = tasks[args.output_dir]
-            assert task.run.stage == STAGE1 and masking == task.masking and masking.mask_pattern == "tube"
+            assert task.run.stage == STAGE1 and masking == task.masking
+            assert masking.mask_pattern == ("random" if design else "tube")
         else:
             args, hand_off = parse([TrainingArguments, study_runs.HandOffArguments], "", train[3:])
             task = tasks[args.output_dir]
             assert hand_off.masked_pretrain_checkpoint == (str(task.init_weights) if task.init_weights else None)
-            assert "scripts/evaluate.py" in line.split(" && ")[1]
+            assert hand_off.allow_non_pretrain_checkpoint == task.starts_from_stage2
+            assert ("scripts/evaluate.py" in line) == task.evaluated  # a control's pretraining is not scored
         assert args == task.args
+    if design:  # 2 seeds: stage 1 and the control's pretraining, then the arm, two baselines and the control
+        assert len(tasks) == 2 * (2 + 4) and sum(t.args.drop_actions for t in tasks.values()) == 4
 
 
 def test_a_missing_study_file_is_one_line_and_exit_2(tmp_path):
