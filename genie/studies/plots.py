@@ -18,8 +18,8 @@ CURVE_KEY = "val/tf_cross_entropy"
 
 
 def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
-    """Stage-2 val CE against total optimizer steps (stage-1 steps included), mean over seeds, per arm;
-    stage 2 alone in black."""
+    """Stage-2 val CE against total optimizer steps (stage-1 steps included), mean over seeds, per arm,
+    baseline (dashed) and control (dotted)."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for cell in cells:
         offset = cell.arm.stage1_steps
@@ -27,14 +27,21 @@ def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
             if CURVE_KEY in record:
                 curves[cell.arm.name][record["step"] + offset].append(record[CURVE_KEY])
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    roles = {c.arm.name: c.arm.role for c in cells}
-    for k, (name, points) in enumerate(curves.items()):
-        steps = sorted(points)
-        style = {"arm": {"color": f"C{k % 10}"}, "baseline": {"color": "black", "linewidth": 2},
-                 "control": {"color": "grey", "linestyle": "--"}}[roles[name]]
+    arms = {c.arm.name: c.arm for c in cells}
+    # The line style tells the role (solid: arm, dashed: stage 2 alone, dotted: control); the colour tells the
+    # stage-2 data when arms differ in it (a label-scarce study), else each curve has its own.
+    by_data = len({a.data_label for a in arms.values()}) > 1
+    colours = list(dict.fromkeys(a.data_label if by_data else a.name for a in arms.values()))
+    for name, points in curves.items():
+        steps, arm = sorted(points), arms[name]
+        style = {"color": f"C{colours.index(arm.data_label if by_data else name) % 10}",
+                 "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role],
+                 "linewidth": 1.2 if arm.role == "arm" else 1.8}
+        if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms.values()):
+            style["linestyle"] = "-."  # the shorter of two baselines
         ax.plot(steps, [np.mean(points[s]) for s in steps], marker=".", label=name, **style)
     ax.set(xlabel="total optimizer steps (stage 1 + stage 2)", ylabel="val teacher-forced CE (nats/token)",
-           title=f"{spec.name}: stage-2 val loss (in-training eval), mean over {len(spec.seeds)} seeds")
+           title=f"{spec.name}: stage-2 val CE (in-training eval), mean over {len(spec.seeds)} seeds")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

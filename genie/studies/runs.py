@@ -81,12 +81,18 @@ def _device() -> str:
     return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
 
 
+# The parts of the package that decide a run's numbers (not the study runner, its report, export or the CLI).
+RESULT_CODE = ("model", "masking", "data", "training", "evaluation", "checkpointing", "decoding.py")
+
+
 @functools.cache
 def code_version() -> str:
-    """A hash of every source file of the genie package: a run trained by other code is another run."""
+    """A hash of the source that decides a run's numbers: a run trained or scored by other code is
+    another run, while a change to the runner or its plots keeps the store."""
     root = Path(genie.__file__).parent
     digest = hashlib.sha1()
-    for path in sorted(root.rglob("*.py")):
+    for path in sorted(p for part in RESULT_CODE for p in ([root / part] if part.endswith(".py")
+                                                             else (root / part).rglob("*.py"))):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 

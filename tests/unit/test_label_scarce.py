@@ -2,6 +2,7 @@
 Holm's correction, run plans with controls, run identity, stride from the data, prose after overrides."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,26 @@ def test_the_default_report_folder_is_never_the_committed_results(tmp_path, monk
         args = cli.AblateArguments(study=str(study), output_dir=output_dir)  # results/ only when named
         cli.run_ablation(args, args.load())
         assert str(chosen[-1]) == expected
+
+
+def test_the_code_version_follows_the_code_that_decides_the_numbers(tmp_path, monkeypatch):
+    import shutil
+
+    import genie
+
+    copy = tmp_path / "genie"
+    shutil.copytree(Path(genie.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(genie, "__file__", str(copy / "__init__.py"))
+
+    def version() -> str:
+        study_runs.code_version.cache_clear()
+        return study_runs.code_version()
+
+    original = version()
+    with (copy / "studies" / "plots.py").open("a") as f:  # the report's pictures: the runs stay valid
+        f.write("\n# a comment\n")
+    assert version() == original
+    with (copy / "model" / "attention.py").open("a") as f:  # the model: every run is another run
+        f.write("\n# a comment\n")
+    assert version() != original
+    study_runs.code_version.cache_clear()
