@@ -445,10 +445,19 @@ def bench_onnx(smoke: bool) -> list[dict]:
         model, prompt, new = generation_setup(spec, smoke)
         model = model.cpu()
         prompt = prompt.cpu()
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as old_folder:
             export_onnx(model, folder)
             ort_model = OnnxRuntimeModel(folder, threads=torch.get_num_threads())
             parity = onnx_parity(model, ort_model, prompt, new)
+            export_onnx(model, old_folder, exporter="torchscript")  # the exporter before the dynamo one
+            old_model = OnnxRuntimeModel(old_folder, threads=torch.get_num_threads())
+            old_parity = onnx_parity(model, old_model, prompt, new)
+            with torch.no_grad():
+                timing = compare(lambda: generate(ort_model, prompt, new, greedy(2)),
+                                 lambda: generate(old_model, prompt, new, greedy(2)), ROUNDS)
+            results.append({"benchmark": f"onnx_exporter_{size}_2steps", "unit": "s/frame", "S": model.config.S,
+                            **figures(timing, new), "torchscript_parity": old_parity,
+                            "note": "ours = ONNX Runtime on the dynamo export, naive = on the TorchScript export"})
             for steps in (2, 8):
                 cfg = greedy(steps)
                 with torch.no_grad():

@@ -16,7 +16,8 @@ import torch
 
 from genie.checkpointing.run_folder import check_output_folder, model_folder
 from genie.cli import parse, run_cli
-from genie.export.onnx_export import export_onnx
+from genie.errors import check_flag
+from genie.export.onnx_export import EXPORTERS, export_onnx
 from genie.export.ort_backend import OnnxRuntimeModel
 from genie.export.record import check_export_target, file_sha256
 from genie.model.stmaskgit import STMaskGIT
@@ -26,10 +27,14 @@ from genie.model.stmaskgit import STMaskGIT
 class ExportArguments:
     checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors)."})
     output_dir: str = field(metadata={"help": "Where full.onnx, cached_step.onnx and config.json go."})
+    exporter: str = field(default="dynamo", metadata={
+        "help": "dynamo (torch.export + onnxscript: a leaner graph that ONNX Runtime runs faster) or torchscript "
+                "(the older exporter, a fallback)."})
     overwrite: bool = field(default=False, metadata={
         "help": "Replace an export of another model in --output_dir (the same model's export is always replaced)."})
 
     def __post_init__(self) -> None:
+        check_flag(self.exporter in EXPORTERS, "exporter", self.exporter, f"must be one of {', '.join(EXPORTERS)}")
         check_output_folder(self.output_dir)
 
 
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = STMaskGIT.from_pretrained(checkpoint).eval()
     weights_sha256 = file_sha256(checkpoint / "model.safetensors")
     check_export_target(args.output_dir, model.config, weights_sha256, args.overwrite)
-    record = export_onnx(model, args.output_dir, weights_sha256)
+    record = export_onnx(model, args.output_dir, weights_sha256, args.exporter)
     config = model.config
     tokens = torch.randint(0, config.image_vocab_size, (2, config.T, config.S))
     actions = torch.randn(2, config.T, config.action_dim) if config.action_dims else None

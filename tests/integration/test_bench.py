@@ -15,8 +15,9 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
     assert names == ["train_step_tiny", "train_step_mid", "masking_random", "dataset_index",
                      "generation_tiny_2steps", "generation_tiny_8steps", "eval_teacher_forced_2steps",
                      "eval_teacher_forced_loss_only", "eval_action_sensitivity_overhead", "token_check_whole_file",
-                     *[f"onnxruntime_generation_{size}_{steps}steps" for size in ("tiny", "tiny_s16", "mid")
-                       for steps in (2, 8)],
+                     *[name for size in ("tiny", "tiny_s16", "mid") for name in (
+                         f"onnx_exporter_{size}_2steps", *[f"onnxruntime_generation_{size}_{steps}steps"
+                                                           for steps in (2, 8)])],
                      "v2_open_and_index", "train_step_v2_tiny", "bf16_train_step_mid", "bf16_generation_tiny_2steps"]
     for line in lines:
         assert line["ours"] > 0 and line["naive"] > 0 and line["ratio"] > 0 and line["peak_rss_mb"] > 0
@@ -24,3 +25,5 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
         assert line["threads"] == 1 and line["cpu"] and len(line["load_avg"]) == 3
     for line in [line for line in lines if line["benchmark"].startswith("onnxruntime_")]:  # parity before timing
         assert line["identical_greedy_tokens"] and line["max_abs_logit_diff_cached_step"] <= 1e-4
+    for line in [line for line in lines if line["benchmark"].startswith("onnx_exporter_")]:  # both exports checked
+        assert line["torchscript_parity"]["identical_greedy_tokens"]

@@ -18,12 +18,17 @@ VARIANTS = {"plain": {"action_dims": {}}, "qk_norm": {"action_dims": {}, "qk_nor
             "actions": {"action_dims": {"driving_command": 2}}}
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+# Every variant through the default (dynamo) exporter, and the TorchScript exporter on the richest one.
+EXPORTS = [(variant, "dynamo") for variant in sorted(VARIANTS)] + [("actions", "torchscript")]
+
+
+@pytest.fixture(scope="module", params=EXPORTS, ids=[f"{v}-{e}" for v, e in EXPORTS])
 def exported(request, tmp_path_factory):
+    variant, exporter = request.param
     torch.manual_seed(0)
-    model = STMaskGIT(GenieConfig(**{**TINY, "T": 6, **VARIANTS[request.param]})).eval()
-    folder = tmp_path_factory.mktemp(f"onnx-{request.param}")
-    export_onnx(model, folder)
+    model = STMaskGIT(GenieConfig(**{**TINY, "T": 6, **VARIANTS[variant]})).eval()
+    folder = tmp_path_factory.mktemp(f"onnx-{variant}-{exporter}")
+    export_onnx(model, folder, exporter=exporter)
     return model, OnnxRuntimeModel(folder), folder
 
 
@@ -41,7 +46,8 @@ def test_export_writes_checked_graphs_and_their_record(exported):
 
     model, ort_model, folder = exported
     record = json.loads((folder / "config.json").read_text())
-    assert set(record["graphs"]) == {"full", "cached_step"} and record["opset"] == 17 and record["format"] == 2
+    assert set(record["graphs"]) == {"full", "cached_step"} and record["format"] == 2
+    assert record["opset"] == {"dynamo": 18, "torchscript": 17}[record["exporter"]]
     assert GenieConfig.from_dict(record["genie_config"]) == model.config
     for graph in record["graphs"].values():
         onnx.checker.check_model(str(folder / graph["file"]))
