@@ -28,8 +28,8 @@ class ExportArguments:
     checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors)."})
     output_dir: str = field(metadata={"help": "Where full.onnx, cached_step.onnx and config.json go."})
     exporter: str = field(default="dynamo", metadata={
-        "help": "dynamo (torch.export + onnxscript: a leaner graph that ONNX Runtime runs faster) or torchscript "
-                "(the older exporter, a fallback)."})
+        "help": "dynamo (torch.export + onnxscript, torch's maintained exporter: a third of the nodes, the same ONNX "
+                "Runtime speed) or torchscript (the deprecated exporter, a fallback)."})
     overwrite: bool = field(default=False, metadata={
         "help": "Replace an export of another model in --output_dir (the same model's export is always replaced)."})
 
