@@ -124,7 +124,8 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | 
             warnings.simplefilter("ignore")
             torch.onnx.export(module, _example_inputs(model, cached), str(output_dir / filename),
                               dynamo=exporter == "dynamo", input_names=spec["inputs"], output_names=spec["outputs"],
-                              dynamic_axes=spec["dynamic_axes"], opset_version=EXPORTERS[exporter], verbose=False)
+                              dynamic_axes=spec["dynamic_axes"], opset_version=EXPORTERS[exporter], verbose=False,
+                              **({"external_data": False} if exporter == "dynamo" else {}))  # one file per graph
         onnx.checker.check_model(str(output_dir / filename))
         record["graphs"][name] = {"file": filename, "sha256": file_sha256(output_dir / filename),
                                   "inputs": spec["inputs"], "outputs": spec["outputs"]}

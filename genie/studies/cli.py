@@ -1,6 +1,8 @@
 """The command line of the study runner (scripts/ablate.py)."""
 from __future__ import annotations
 
+import shlex
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from genie.studies.runner import RunnerOptions, emit_commands, run_study
 from genie.studies.spec import StudySpec, load_study
 
 DEFAULT_REPORT_ROOT = "runs/studies"  # beside the run store; results/ only when --output_dir names it
-OVERRIDABLE = ("seeds", "stage1_steps", "stage2_steps", "genie_config", "train_data_dir", "val_data_dir")
+OVERRIDABLE = ("seeds", "stage1_steps", "stage2_steps", "genie_config", "train_data_dir", "val_data_dir", "device")
 
 
 @dataclass
@@ -30,6 +32,9 @@ class AblateArguments:
     genie_config: str | None = field(default=None, metadata={"help": "Replaces the file's model config."})
     train_data_dir: str | None = None
     val_data_dir: str | None = None
+    device: str | None = field(default=None, metadata={
+        "help": "The device the runs train on, as their identity names it (e.g. 'cuda:NVIDIA H100 80GB HBM3'), when "
+                "it is not this machine's: with --emit_commands planned on a CPU node for GPU nodes, and for collecting."})
 
     def __post_init__(self) -> None:
         check_flag(self.jobs >= 1, "jobs", self.jobs, "must be >= 1")
@@ -54,7 +59,8 @@ def run_ablation(args: AblateArguments, spec: StudySpec) -> str:
     options = RunnerOptions(Path(args.output_dir or Path(DEFAULT_REPORT_ROOT) / spec.name), Path(args.store), args.jobs)
     if not args.emit_commands:
         return run_study(spec, options)
-    given = [f"--{name} {getattr(args, name)}" for name in OVERRIDABLE if getattr(args, name) is not None]
+    given = [f"--{name} {shlex.quote(str(getattr(args, name)))}" for name in OVERRIDABLE
+             if getattr(args, name) is not None]
     collect = ["python", "scripts/ablate.py", f"--study {args.study}", f"--store {args.store}",
                f"--output_dir {options.output_dir}", *given]
     return "\n".join(emit_commands(spec, options) + [" ".join(collect)])

@@ -166,7 +166,7 @@ def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, f
                 f"{row['rollout_accuracy_h1_mean']:.4f} ± {row['rollout_accuracy_h1_std']:.4f}",
                 _interval(row, "rollout_accuracy_h1")]
         lines.append("| " + " | ".join(cols) + " |")
-    lines += [f"| unigram of the training tokens (reference) | - | - | {reference['unigram_cross_entropy']:.4f} | | | | | |",
+    lines += [f"| unigram of the train split's tokens (reference) | - | - | {reference['unigram_cross_entropy']:.4f} | | | | | |",
               f"| most frequent token (reference) | - | - | - | | {reference['unigram_accuracy']:.4f} | | | |",
               f"| copy the previous frame (reference) | - | - | - | | {reference['copy_previous_accuracy']:.4f} | | "
               f"{reference['copy_rollout_accuracy_h1']:.4f} | |", "", *dynamics_table(rows, reference)]

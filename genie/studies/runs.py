@@ -72,7 +72,7 @@ class Run:
 def run_environment(spec: StudySpec) -> dict[str, Any]:
     """The device, torch, the genie code (a hash of its source) and, on the built-in data, the world's version."""
     builtin = not (spec.train_data_dir and spec.val_data_dir)
-    return {"device": _device(), "torch": torch.__version__, "code": code_version(),
+    return {"device": spec.device or _device(), "torch": torch.__version__, "code": code_version(),
             "world": WORLD_VERSION if builtin else None}
 
 
@@ -82,7 +82,8 @@ def _device() -> str:
 
 
 # The parts of the package that decide a run's numbers (not the study runner, its report, export or the CLI).
-RESULT_CODE = ("model", "masking", "data", "training", "evaluation", "checkpointing", "decoding.py")
+RESULT_CODE = ("model", "masking", "data", "training", "evaluation", "checkpointing", "decoding.py",
+               "studies/runs.py")  # runs.py: warm-up rule and evaluation options of a study run
 
 
 @functools.cache

@@ -125,6 +125,7 @@ class StudySpec:
     stage1_train_data_dir: str | None = None
     stage1_actions: bool = True
     stride: int | None = None  # None: the challenge's 2 Hz from the data's hz (1 for the built-in world)
+    device: str | None = None  # the device the runs train on, for their identity (default: this machine's)
     eval_batch_size: int = 16
     eval_max_examples: int | None = None
     source: str = "<study>"
@@ -207,6 +208,7 @@ class StudySpec:
                           ("eval_batch_size", int), ("eval_max_examples", (int, type(None))),
                           ("train_data_dir", (str, type(None))), ("val_data_dir", (str, type(None))),
                           ("stage1_train_data_dir", (str, type(None))), ("baseline", (str, list)),
+                          ("device", (str, type(None))),
                           ("primary", dict)):
             value = getattr(self, key)
             if not isinstance(value, kind) or isinstance(value, bool):
@@ -270,6 +272,7 @@ class StudySpec:
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
             raise ConfigError(f"study {self.source}, arm {spec['name']!r}: train_segment_fraction {_short(fraction)} "
                               "must be a number in (0, 1]")
+        data = {k: float(v) for k, v in data.items()}  # 1 and 1.0 are one run
         try:
             MaskedPretrainConfig(**settings).check_scores_tokens(self.model_config.S)
         except (ConfigError, TypeError) as error:

@@ -3,8 +3,7 @@
 Split as torchtitan's trainer is: `train()` is the outer loop (resume, steps, evaluation,
 checkpoints, stop requests), `train_step()` one optimizer step over its micro-batches,
 `forward_backward_step()` forward, loss and backward. The objective (genie/training/objectives.py) is the
-only thing that differs between the stages. Run folder layout: docs/architecture.md.
-"""
+only thing that differs between the stages. Run folder layout: docs/architecture.md."""
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +34,7 @@ from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, che
                                             discard_replaced_run, find_checkpoint, prepare_output_dir,
                                             read_trainer_state, replaced_runs, restore_replaced_run, step_folders)
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
-from genie.data.subsets import training_view
+from genie.data.subsets import WithoutActions, training_view
 from genie.errors import CheckpointError, ConfigError, NonFiniteLossError, NothingToLearnError, RunFolderLockedError
 from genie.evaluation.report import headline, options_for_dataset
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
@@ -137,8 +136,9 @@ class Trainer:
             train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config, data)
         train = open_train_dataset(train_dir, config, args.stride, args.window_size, args.filter_overlaps, data)
         train, self.train_view = training_view(train, args.train_segment_fraction, args.drop_actions, args.seed)
-        # Validation windows never share frames, as in the reference evaluation.
-        return train, open_eval_dataset(val_dir, config, args.stride, args.window_size, data)
+        # Validation windows never share frames (as in the reference evaluation); no actions if training has none.
+        val = open_eval_dataset(val_dir, config, args.stride, args.window_size, data)
+        return train, WithoutActions(val) if args.drop_actions else val
 
     def _write_run_folder(self, run_info: dict[str, Any]) -> Path | None:
         """Create the output folder (a replaced run is moved aside until this run has a checkpoint) and
@@ -202,9 +202,10 @@ class Trainer:
                        "per_device_train_batch_size": args.per_device_train_batch_size,
                        "gradient_accumulation_steps": args.gradient_accumulation_steps, "seed": args.seed,
                        "stride": args.stride, "window_size": self.train_set.window_size,
-                       "filter_overlaps": args.filter_overlaps, "train_segment_fraction": args.train_segment_fraction,
-                       "drop_actions": args.drop_actions, "num_processes": self.accelerator.num_processes,
+                       "filter_overlaps": args.filter_overlaps, "num_processes": self.accelerator.num_processes,
                        "train_data_dir": str(Path(self.train_set.data_dir).resolve())}
+        if args.train_segment_fraction < 1 or args.drop_actions:  # only then: older checkpoints lack the keys
+            fingerprint |= {"train_segment_fraction": args.train_segment_fraction, "drop_actions": args.drop_actions}
         model = {f"model.{k}": v for k, v in self.config.to_dict().items() if k != "temporal_attention"}
         return {**fingerprint, **model}
 
@@ -452,8 +453,7 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """Final evaluation, last checkpoint and the final model in Hugging Face format."""
-        self.accelerator.print(f"final validation ({self.args.max_eval_steps} batches), then the last checkpoint and "
-                               "the final model")
+        self.accelerator.print(f"final validation ({self.args.max_eval_steps} batches), last checkpoint, final model")
         final_metrics = {f"val/{k}": v for k, v in self.evaluate().items()}
         self.logger.log({"step": self.step, **final_metrics})
         self.save_checkpoint()

@@ -114,6 +114,7 @@ def test_a_label_scarce_plan_has_exactly_its_runs_with_their_data(tmp_path):
 
 
 def test_a_run_identity_names_the_device_torch_code_and_world(tmp_path, monkeypatch):
+    monkeypatch.setattr(study_runs, "_device", lambda: "cpu")  # whatever machine runs the test
     spec = load_study(_label_scarce(tmp_path))
     run = plan(spec)[0][2]
     environment = run.identity(spec)["environment"]
@@ -125,6 +126,10 @@ def test_a_run_identity_names_the_device_torch_code_and_world(tmp_path, monkeypa
     monkeypatch.setattr(study_runs, "code_version", lambda: "0123456789ab")
     monkeypatch.setattr(study_runs, "_device", lambda: "cpu")
     assert run.key(spec) != key
+    monkeypatch.undo()
+    monkeypatch.setattr(study_runs, "_device", lambda: "cpu")
+    named = load_study(_label_scarce(tmp_path), {"device": "cuda:NVIDIA H100"})  # planned here, trained there
+    assert run.identity(named)["environment"]["device"] == "cuda:NVIDIA H100" and run.key(named) != key
 
 
 def test_the_study_stride_follows_the_data_rate(tmp_path):
