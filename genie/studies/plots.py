@@ -26,7 +26,7 @@ def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
         for record in read_metrics(cell.task.folder / "metrics.jsonl"):
             if CURVE_KEY in record:
                 curves[cell.arm.name][record["step"] + offset].append(record[CURVE_KEY])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     arms = {c.arm.name: c.arm for c in cells}
     # The line style tells the role (solid: arm, dashed: stage 2 alone, dotted: control); the colour tells the
     # stage-2 data when arms differ in it (a label-scarce study), else each curve has its own.
@@ -36,21 +36,29 @@ def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
         steps, arm = sorted(points), arms[name]
         style = {"color": f"C{colours.index(arm.data_label if by_data else name) % 10}",
                  "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role],
-                 "linewidth": 1.2 if arm.role == "arm" else 1.8}
+                 "marker": {"arm": "o", "baseline": "s", "control": "D"}[arm.role], "markersize": 4}
         if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms.values()):
-            style["linestyle"] = "-."  # the shorter of two baselines
-        ax.plot(steps, [np.mean(points[s]) for s in steps], marker=".", label=name, **style)
+            style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
+        ax.plot(steps, [np.mean(points[s]) for s in steps], label=name, **style)
     ax.set(xlabel="total optimizer steps (stage 1 + stage 2)", ylabel="val teacher-forced CE (nats/token)",
            title=f"{spec.name}: stage-2 val CE (in-training eval), mean over {len(spec.seeds)} seeds")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: it hides no curve
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def plot_swept(spec: StudySpec, rows: list[dict[str, Any]], path: Path) -> None:
+# The trivial references drawn beside a primary metric: (report key, label).
+REFERENCES = {"cross_entropy": [("unigram_cross_entropy", "unigram (reference)")],
+              "changed_cross_entropy": [("changed_unigram_cross_entropy", "unigram (reference)")],
+              "accuracy": [("unigram_accuracy", "most frequent token"), ("copy_previous_accuracy", "copy previous frame")],
+              "changed_accuracy": [("changed_unigram_accuracy", "most frequent token")]}
+
+
+def plot_swept(spec: StudySpec, rows: list[dict[str, Any]], path: Path, reference: dict[str, float]) -> None:
     """Left: the primary metric per arm (mean ± std) against the swept value, each comparator (baselines,
-    control) beside it. Right: the primary contrast's paired difference with its 95% interval."""
+    control) and the trivial references beside it. Right: the primary contrast's paired difference with
+    its 95% interval."""
     metric = spec.primary_metric
     arms = {a.name: a for a in spec.arm_list()}
     by_name = {r["arm"]: r for r in rows}
@@ -70,6 +78,9 @@ def plot_swept(spec: StudySpec, rows: list[dict[str, Any]], path: Path) -> None:
         shift = 0 if numeric else (offset - (len(series) - 1) / 2) * 0.08  # categories: side by side
         left.errorbar(x + shift, [r[f"{metric}_mean"] for r in series_rows], [r[f"{metric}_std"] for r in series_rows],
                       capsize=3, label=label, **style)
+    for k, (key, label) in enumerate(REFERENCES.get(metric, [])):
+        if reference.get(key) is not None:
+            left.axhline(reference[key], color="black", linestyle=(0, (1, 3 + 2 * k)), linewidth=1, label=label)
     left.set(ylabel=LABELS[metric], title="mean ± std over seeds")
     left.legend(fontsize=8)
     diff = np.array([r[f"{metric}_diff"] for r in arm_rows])

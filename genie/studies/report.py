@@ -108,7 +108,7 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path) -> str:
     text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)], contrasts)
     (output_dir / "results.md").write_text(text)
     plot_curves(spec, cells, output_dir / "curves.png")
-    plot_swept(spec, rows, output_dir / "swept.png")
+    plot_swept(spec, rows, output_dir / "swept.png", values[(cells[0].arm.name, cells[0].seed)])
     return text
 
 
