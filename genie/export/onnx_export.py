@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genie.errors import OnnxExportError
 from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, file_sha256
 from genie.model.attention import ConcatKVCache
 from genie.model.stmaskgit import STMaskGIT
@@ -106,6 +107,12 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | 
 
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter {exporter!r} must be one of {sorted(EXPORTERS)}")
+    if exporter == "dynamo":
+        try:
+            import onnxscript  # noqa: F401  (the dynamo exporter builds its graphs with it)
+        except ImportError:
+            raise OnnxExportError("the dynamo exporter needs onnxscript (pip install onnxscript, or the onnx extra); "
+                                  "or pass --exporter torchscript") from None
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
