@@ -130,3 +130,16 @@ def test_cache_is_refused_for_bidirectional_models(tiny_config):
         generate(model, torch.zeros(1, 2, 16, dtype=torch.long), 1, SamplingConfig(), torch.zeros(1, 3, 2), use_cache=True)
     tokens, _ = generate(model, torch.zeros(1, 2, 16, dtype=torch.long), 2, SamplingConfig(), torch.zeros(1, 4, 2))
     assert tokens.shape == (1, 4, 16) and (tokens < 256).all()
+
+
+def test_generation_progress_names_its_frames_and_changes_nothing(tiny_config, capsys):
+    model = STMaskGIT(tiny_config).eval()
+    model.set_temporal_attention("causal")
+    prompt = torch.randint(0, tiny_config.image_vocab_size, (2, 2, tiny_config.S))
+    cfg, actions = SamplingConfig(maskgit_steps=2, temperature=0.0), torch.randn(2, 4, tiny_config.action_dim)
+    with torch.no_grad():
+        quiet, _ = generate(model, prompt, 2, cfg, actions)
+        shown, _ = generate(model, prompt, 2, cfg, actions, progress=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "generating 2 frames x 2 examples" in err and "2/2" in err  # also when stderr is not a terminal
+    assert torch.equal(quiet, shown)
