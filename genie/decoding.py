@@ -229,6 +229,12 @@ def generate(model: MaskGITModel, prompt: torch.Tensor, num_new_frames: int, cfg
                                            dtype=prompt.dtype, device=prompt.device)], dim=1)
     decoded = decode_frames(model, tokens, num_prompt, cfg, actions, generator, use_cache)
     if progress:
-        decoded = tqdm(decoded, total=num_new_frames, desc=f"generating {num_new_frames} frames x {b} examples",
-                       unit="frame", mininterval=0.5 if sys.stderr.isatty() else 30)
+        decoded = progress_bar(decoded, total=num_new_frames, desc=f"generating {num_new_frames} frames x {b} examples",
+                               unit="frame")
     return tokens, torch.stack([first_logits for _, _, first_logits in decoded], dim=1)
+
+
+def progress_bar(iterable, **kwargs) -> tqdm:
+    """A progress bar on stderr for a long phase (generation, evaluation): live on a terminal, one line
+    every 30 s in a log file, so that logs and scripts/main.sh show it without flooding."""
+    return tqdm(iterable, mininterval=0.5 if sys.stderr.isatty() else 30, **kwargs)

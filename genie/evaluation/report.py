@@ -6,17 +6,16 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from genie.data import DataOptions, challenge_stride, open_dataset, open_eval_dataset, resolve_data_dirs, stack_features
 from genie.data.tokenizers import tokenizer_from_metadata
+from genie.decoding import progress_bar
 from genie.errors import ConfigError
 from genie.evaluation.scores import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
 from genie.model.stmaskgit import STMaskGIT
@@ -205,8 +204,7 @@ def dataset_batches(dataset, batch_size: int, max_examples: int | None = None, p
     count = len(dataset) if max_examples is None else min(max_examples, len(dataset))
     starts = range(0, count, batch_size)
     if progress:
-        starts = tqdm(starts, desc=f"evaluating {count} windows", unit="batch",
-                      mininterval=0.5 if sys.stderr.isatty() else 30)
+        starts = progress_bar(starts, desc=f"evaluating {count} windows", unit="batch")
     for start in starts:
         yield stack_features([dataset[i] for i in range(start, min(start + batch_size, count))])
 
