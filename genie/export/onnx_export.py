@@ -3,10 +3,11 @@
 Graphs (float32, dynamic batch):
 - `full.onnx`: tokens (B, T', S) int64 with mask ids [, actions (B, T', A)] -> logits (B, T', S, K, V);
 - `cached_step.onnx`: committed_tokens (B, C, S) of C frames to add to the cache, tokens (B, N, S) of N
-  frames to score after them, past_keys / past_values (L, layers, B, S, heads, head_dim) of the L cached
-  frames [, actions (B, C + N, A)] -> logits (B, N, S, K, V) of the N scored frames and the committed
-  frames' committed_keys / committed_values (C, layers, B, S, heads, head_dim). Frames first, so that a
-  cache preallocated for T frames passes its cached prefix without a copy.
+  frames to score after them, one past_keys_<layer> / past_values_<layer> (L, B, S, heads, head_dim) per
+  layer for the L cached frames [, actions (B, C + N, A)] -> logits (B, N, S, K, V) of the N scored frames
+  and the committed frames' committed_keys / committed_values (C, layers, B, S, heads, head_dim). Frames
+  first and one input per layer, so that a cache preallocated for T frames passes its cached prefix
+  without a copy, and the graph does not split a stacked cache (a copy of it) in every call.
 `config.json` beside them (genie/export/record.py) records the model config, the SHA-256 of the weights
 file exported, the opset and every graph's file, SHA-256 and input/output names.
 genie/export/ort_backend.py runs them behind the same interface as the PyTorch model.
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from genie.errors import OnnxExportError
-from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, file_sha256
+from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, file_sha256, past_input_names
 from genie.model.attention import ConcatKVCache
 from genie.model.stmaskgit import STMaskGIT
 
@@ -49,18 +50,20 @@ class CachedStepGraph(nn.Module):
     the committed frames' keys/values, instead of a cache object being updated in place.
 
     `committed_tokens` (B, C, S) are frames to add to the cache (no logits); `tokens` (B, N, S) are the
-    frames to score after them; `actions` (B, C + N, A) cover both."""
+    frames to score after them; `past_keys` / `past_values` hold each layer's (L, B, S, heads, head_dim)
+    keys/values of the L cached frames; `actions` (B, C + N, A) cover the committed and scored frames."""
 
     def __init__(self, model: STMaskGIT):
         super().__init__()
         self.model = model
 
-    def forward(self, committed_tokens: torch.Tensor, tokens: torch.Tensor, past_keys: torch.Tensor,
-                past_values: torch.Tensor, actions: torch.Tensor | None = None
+    def forward(self, committed_tokens: torch.Tensor, tokens: torch.Tensor, past_keys: list[torch.Tensor],
+                past_values: list[torch.Tensor], actions: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        caches = [ConcatKVCache(k, v) for k, v in zip(past_keys.unbind(1), past_values.unbind(1))]
+        caches = [ConcatKVCache(k, v) for k, v in zip(past_keys, past_values)]
         num_committed = committed_tokens.shape[1]
-        x = self.model._embed(torch.cat([committed_tokens, tokens], dim=1), actions, first_frame=past_keys.shape[0])
+        x = self.model._embed(torch.cat([committed_tokens, tokens], dim=1), actions,
+                              first_frame=past_keys[0].shape[0])
         logits = self.model._head(self.model.decoder.forward_cached(x, caches, num_committed))
         return (logits, torch.stack([c.new_k[:num_committed] for c in caches], dim=1),
                 torch.stack([c.new_v[:num_committed] for c in caches], dim=1))
@@ -69,11 +72,12 @@ class CachedStepGraph(nn.Module):
 def _graph_spec(model: STMaskGIT, cached: bool) -> dict[str, Any]:
     actions = ["actions"] if model.config.action_dims else []
     if cached:
-        inputs = ["committed_tokens", "tokens", "past_keys", "past_values", *actions]
+        past = past_input_names(model.config.num_layers)
+        inputs = ["committed_tokens", "tokens", *past, *actions]
         outputs = ["logits", "committed_keys", "committed_values"]
         axes = {"committed_tokens": {0: "batch", 1: "committed_frames"}, "tokens": {0: "batch", 1: "new_frames"},
                 "logits": {0: "batch", 1: "new_frames"},
-                **{name: {0: "past_frames", 2: "batch"} for name in ("past_keys", "past_values")},
+                **{name: {0: "past_frames", 1: "batch"} for name in past},
                 **{name: {0: "committed_frames", 2: "batch"} for name in ("committed_keys", "committed_values")}}
         if actions:
             axes["actions"] = {0: "batch", 1: "all_frames"}
@@ -92,9 +96,9 @@ def _example_inputs(model: STMaskGIT, cached: bool) -> tuple[torch.Tensor, ...]:
     if not cached:
         return (random_tokens(min(3, cfg.T)), *actions(min(3, cfg.T)))
     num_past, num_committed, num_new = (1, 1, 2) if cfg.T >= 4 else (cfg.T - 2, 1, 1)  # they must fit in T
-    past = torch.randn(num_past, cfg.num_layers, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)
-    return (random_tokens(num_committed), random_tokens(num_new), past, past.clone(),
-            *actions(num_committed + num_new))
+    past = lambda: [torch.randn(num_past, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)  # noqa: E731
+                    for _ in range(cfg.num_layers)]
+    return (random_tokens(num_committed), random_tokens(num_new), past(), past(), *actions(num_committed + num_new))
 
 
 def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | None = None,

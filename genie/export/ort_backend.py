@@ -1,9 +1,9 @@
 """ONNX Runtime behind the MaskGITModel interface (genie/protocols.py), so that genie/decoding.py's
 MaskGIT loop, the rollouts and the evaluation run unchanged on exported graphs (genie/export/onnx_export.py).
 
-The KV cache is kept here as numpy arrays preallocated for T frames, frames first, so that each
-cached-step call passes the committed prefix without a copy and writes the committed frames' keys and
-values that the graph returns after it.
+The KV cache is kept here as numpy arrays preallocated for T frames, one per layer, frames first, so that
+each cached-step call passes the committed prefix without a copy and writes the committed frames' keys
+and values that the graph returns after it.
 """
 from __future__ import annotations
 
@@ -14,28 +14,32 @@ import numpy as np
 import torch
 
 from genie.errors import OnnxExportError
-from genie.export.record import RECORD, check_export_of_checkpoint, read_export_record
+from genie.export.record import RECORD, check_export_of_checkpoint, past_input_names, read_export_record
 from genie.model.config import GenieConfig
 
 
 class OrtKVCache:
-    """Temporal keys/values of finished frames, (T, layers, B, S, heads, head_dim) arrays filled from the front."""
+    """Temporal keys/values of finished frames: per layer, (T, B, S, heads, head_dim) arrays filled from the
+    front, named as the cached step's inputs (past_keys_<layer>, then past_values_<layer>)."""
 
     def __init__(self, config: GenieConfig):
         self.config, self.length = config, 0
-        self.keys: np.ndarray | None = None
-        self.values: np.ndarray | None = None
+        self.buffers: dict[str, np.ndarray] = {}
 
-    def past(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.keys is None:
+    def past(self, batch: int) -> dict[str, np.ndarray]:
+        """The cached frames of every layer, views of the buffers (no copy)."""
+        if not self.buffers:
             cfg = self.config
-            shape = (cfg.T, cfg.num_layers, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)
-            self.keys, self.values = np.empty(shape, np.float32), np.empty(shape, np.float32)
-        return self.keys[:self.length], self.values[:self.length]
+            shape = (cfg.T, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)
+            self.buffers = {name: np.empty(shape, np.float32) for name in past_input_names(cfg.num_layers)}
+        return {name: buffer[:self.length] for name, buffer in self.buffers.items()}
 
     def append(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """keys, values: (C, layers, B, S, heads, head_dim) of C newly committed frames."""
         end = self.length + keys.shape[0]
-        self.keys[self.length:end], self.values[self.length:end] = keys, values
+        for layer in range(self.config.num_layers):
+            self.buffers[f"past_keys_{layer}"][self.length:end] = keys[:, layer]
+            self.buffers[f"past_values_{layer}"][self.length:end] = values[:, layer]
         self.length = end
 
 
@@ -112,9 +116,8 @@ class OnnxRuntimeModel:
     def compute_logits_cached(self, tokens: torch.Tensor, cache: OrtKVCache, actions: torch.Tensor | None = None,
                               commit: int = 0) -> torch.Tensor:
         """As STMaskGIT.compute_logits_cached: logits of frames commit.. of `tokens`, the first `commit` cached."""
-        past_keys, past_values = cache.past(tokens.shape[0])
         frames = tokens.cpu().long().numpy()
         logits, keys, values = self._run("cached_step", committed_tokens=frames[:, :commit], tokens=frames[:, commit:],
-                                         past_keys=past_keys, past_values=past_values, **self._actions(actions))
+                                         **cache.past(tokens.shape[0]), **self._actions(actions))
         cache.append(keys, values)
         return torch.from_numpy(logits).to(tokens.device)

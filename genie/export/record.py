@@ -16,9 +16,15 @@ from genie.errors import OnnxExportError
 from genie.model.config import GenieConfig
 
 RECORD = "config.json"
-RECORD_FORMAT = 2  # 2: graphs take committed_tokens and a frames-first KV cache; weights and graphs fingerprinted
+RECORD_FORMAT = 3  # 2: graphs take committed_tokens and a frames-first KV cache; weights and graphs fingerprinted
+# 3: one past keys/values input per layer
 FULL_GRAPH, STEP_GRAPH = "full.onnx", "cached_step.onnx"
 EXPORT_FILES = (RECORD, FULL_GRAPH, STEP_GRAPH)
+
+
+def past_input_names(num_layers: int) -> list[str]:
+    """The cached step's cache inputs: every layer's past keys, then every layer's past values."""
+    return [f"past_{kind}_{layer}" for kind in ("keys", "values") for layer in range(num_layers)]
 
 
 def file_sha256(path: str | Path) -> str:

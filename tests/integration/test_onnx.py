@@ -46,7 +46,7 @@ def test_export_writes_checked_graphs_and_their_record(exported):
 
     model, ort_model, folder = exported
     record = json.loads((folder / "config.json").read_text())
-    assert set(record["graphs"]) == {"full", "cached_step"} and record["format"] == 2
+    assert set(record["graphs"]) == {"full", "cached_step"} and record["format"] == 3
     assert record["opset"] == {"dynamo": 18, "torchscript": 17}[record["exporter"]]
     assert GenieConfig.from_dict(record["genie_config"]) == model.config
     for graph in record["graphs"].values():
