@@ -124,6 +124,27 @@ def test_kv_cached_generation_equals_full_recompute(mode, temperature):
     assert (cached_logits - full_logits).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("num_past, num_queries", [(0, 1), (3, 1), (3, 2), (2, 5)])
+def test_the_cached_temporal_attention_forms_agree(num_past, num_queries):
+    """Broadcast products (eager, 1-2 queries), batched matmuls (the ONNX export) and SDPA (a prompt) are
+    one attention: each query frame sees the cached frames and the new frames up to its own."""
+    from genie.model.attention import _broadcast_attention, _matmul_attention, _sdpa_over_frames
+
+    g = torch.Generator().manual_seed(0)
+    b, s, heads, d = 2, 5, 3, 4
+    q = torch.randn(b, num_queries, s, heads, d, generator=g)
+    keys, values = (torch.randn(num_past + num_queries, b, s, heads, d, generator=g) for _ in range(2))
+    scores = torch.einsum("bnshd,lbshd->bshnl", q, keys) / d ** 0.5  # the textbook form, causal over frames
+    visible = torch.arange(num_past + num_queries)[None, :] <= torch.arange(num_queries)[:, None] + num_past
+    expected = torch.einsum("bshnl,lbshd->bnshd", scores.masked_fill(~visible, float("-inf")).softmax(-1), values)
+    forms = {"matmul": _matmul_attention(q, keys, values, num_past, num_queries),
+             "sdpa": _sdpa_over_frames(q, keys, values, num_past)}
+    if num_queries <= 2:
+        forms["broadcast"] = _broadcast_attention(q, keys, values, num_past)
+    for name, out in forms.items():
+        assert out.shape == expected.shape and torch.allclose(out, expected, atol=1e-6), name
+
+
 def test_cache_is_refused_for_bidirectional_models(tiny_config):
     model = STMaskGIT(tiny_config.replace(temporal_attention="bidirectional")).eval()
     with pytest.raises(ValueError, match="needs causal temporal attention"):
