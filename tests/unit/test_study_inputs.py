@@ -59,3 +59,12 @@ def test_a_folder_passed_as_the_study_is_named_as_a_folder(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert f"--study {tmp_path} is a folder; pass a study file" in result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs" / "studies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_committed_study_loads_and_declares_its_primary_contrast(path):
+    """Each study file is valid, has >= 5 seeds, and states its primary contrast before it is run."""
+    spec = load_study(path)
+    assert spec.name == path.stem and len(spec.seeds) >= 5
+    assert spec.primary["metric"] == "changed_cross_entropy" and spec.primary["versus"] in ("equal_total_steps",
+                                                                                             "equal_stage2_steps")
