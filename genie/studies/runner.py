@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from genie.errors import UserError
+from genie.errors import RunStopped, UserError
 from genie.studies.report import Cell, write_report
 from genie.studies.runs import STAGE1, Run, RunTask, cell_run, commands, execute, make_task
 from genie.studies.spec import Arm, StudySpec
@@ -98,28 +99,61 @@ def run_study(spec: StudySpec, options: RunnerOptions) -> str:
 
 def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
     """Each run in a fresh process (Accelerate's state and torch's threads are per process), the CPU
-    cores split between them; the first failure stops the study after the runs in flight."""
+    cores split between them; the first failure stops the study after the runs in flight. SIGTERM to the
+    study stops it too: it is passed on to the workers, whose runs stop as a run of `--jobs 1` does."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, context, initializer=torch.set_num_threads, initargs=(threads,),
-                             max_tasks_per_child=1) as pool:
+                             max_tasks_per_child=1) as pool, _ForwardedStop(pool) as stop:
         queue, running = list(tasks), {}
         while queue or running:
-            while queue and len(running) < jobs:
+            while queue and len(running) < jobs and not stop.signal_name:
                 task = queue.pop(0)
                 progress.line("started", task)
                 running[pool.submit(execute, task, True)] = task
+            if stop.signal_name and not running:
+                raise stop.error("between runs")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 task = running.pop(future)
                 error = future.exception()
                 if error is not None:
                     queue.clear()
+                    if stop.signal_name:  # the run stopped with a checkpoint, or its worker died of the signal
+                        raise stop.error(f"during {progress.labels[task.run]}")
                     message = f"{progress.labels[task.run]} failed: {error}; its log: {task.log}"
                     if isinstance(error, UserError):  # a wrong input: one line, as in one process
                         raise type(error)(message) from None
                     raise RuntimeError(message) from error
                 progress.finished(task, future.result())
+
+
+class _ForwardedStop:
+    """While the workers run, SIGTERM to the study is sent on to each of them: a worker's run saves a
+    checkpoint and stops (genie/training/stop_request.py). Without this the study process dies alone and
+    its workers, orphaned, train on."""
+
+    def __init__(self, pool: ProcessPoolExecutor):
+        self.pool, self.signal_name, self.previous = pool, None, None
+
+    def __enter__(self) -> "_ForwardedStop":
+        self.previous = signal.signal(signal.SIGTERM, self._forward)
+        return self
+
+    def _forward(self, signum, frame) -> None:
+        self.signal_name = signal.Signals(signum).name
+        for pid in list(self.pool._processes or {}):  # the pool's workers (no public accessor)
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # it just exited
+                pass
+
+    def error(self, when: str) -> RunStopped:
+        return RunStopped(f"the study stopped on {self.signal_name} {when}; run the same command again to continue "
+                          "(finished runs are kept, a stopped one starts over)")
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
 
 
 def emit_commands(spec: StudySpec, options: RunnerOptions) -> list[str]:

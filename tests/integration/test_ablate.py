@@ -213,6 +213,47 @@ def test_a_run_stopped_by_sigterm_is_not_logged_as_finished(tmp_path, monkeypatc
     assert not task.finished
 
 
+def test_sigterm_stops_a_parallel_study_and_its_workers(tmp_path, tiny_config_file, tiny_data):
+    """With --jobs 2, SIGTERM to the study reaches its workers: each run saves a checkpoint and stops (none
+    trains on, orphaned), the study exits 2 with one line, and no run is taken for finished."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.conftest import REPO_ROOT
+
+    study = write_study(tmp_path / "s.json", stage1_steps=100_000, genie_config=str(tiny_config_file),
+                        train_data_dir=str(tiny_data[0]), val_data_dir=str(tiny_data[1]),
+                        training={"per_device_train_batch_size": 2, "eval_every_n_steps": 100_000})
+    store = tmp_path / "store"
+    study_process = subprocess.Popen(
+        [sys.executable, "scripts/ablate.py", "--study", str(study), "--store", str(store), "--output_dir",
+         str(tmp_path / "out"), "--jobs", "2"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logs = []
+    while len(logs) < 2 or not all("it/s" in log.read_text() for log in logs):  # both stage-1 runs are training
+        time.sleep(0.5)
+        assert study_process.poll() is None, study_process.communicate()
+        logs = list((store / "logs").glob("s1-*.log")) if (store / "logs").is_dir() else []
+    workers = [child for child in psutil.Process(study_process.pid).children() if "spawn_main" in " ".join(child.cmdline())]
+    assert len(workers) == 2
+    study_process.send_signal(signal.SIGTERM)
+    study_process.wait()  # not communicate(): orphaned workers would hold its pipes open
+    orphans = [worker for worker in workers if worker.is_running()]
+    for worker in orphans:
+        worker.kill()
+    assert not orphans
+    stderr = study_process.stderr.read()
+    assert study_process.returncode == 2 and stderr.strip().splitlines()[-1].startswith(
+        "error: the study stopped on SIGTERM during 'mask_schedule=")
+    stage1 = sorted(store.glob("s1-*"))
+    assert len(stage1) == 2 and all(list(folder.glob("step_*")) for folder in stage1)  # stopped with a checkpoint
+    spec = load_study(study)
+    assert not any(make_task(run, spec, store).finished for phase in phases(plan(spec)) for run in phase)
+
+
 def study_runs_plan(spec):
     from genie.studies.runner import plan
 
