@@ -96,9 +96,9 @@ def _example_inputs(model: STMaskGIT, cached: bool) -> tuple[torch.Tensor, ...]:
     if not cached:
         return (random_tokens(min(3, cfg.T)), *actions(min(3, cfg.T)))
     num_past, num_committed, num_new = (1, 1, 2) if cfg.T >= 4 else (cfg.T - 2, 1, 1)  # they must fit in T
-    past = lambda: [torch.randn(num_past, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)  # noqa: E731
-                    for _ in range(cfg.num_layers)]
-    return (random_tokens(num_committed), random_tokens(num_new), past(), past(), *actions(num_committed + num_new))
+    past_shape = (num_past, batch, cfg.S, cfg.num_heads, cfg.d_model // cfg.num_heads)
+    keys, values = ([torch.randn(past_shape) for _ in range(cfg.num_layers)] for _ in range(2))
+    return (random_tokens(num_committed), random_tokens(num_new), keys, values, *actions(num_committed + num_new))
 
 
 def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | None = None,

@@ -37,9 +37,9 @@ class OrtKVCache:
     def append(self, keys: np.ndarray, values: np.ndarray) -> None:
         """keys, values: (C, layers, B, S, heads, head_dim) of C newly committed frames."""
         end = self.length + keys.shape[0]
-        for layer in range(self.config.num_layers):
-            self.buffers[f"past_keys_{layer}"][self.length:end] = keys[:, layer]
-            self.buffers[f"past_values_{layer}"][self.length:end] = values[:, layer]
+        per_layer = [*keys.swapaxes(0, 1), *values.swapaxes(0, 1)]  # in the order of past_input_names
+        for buffer, new in zip(self.buffers.values(), per_layer, strict=True):
+            buffer[self.length:end] = new
         self.length = end
 
 

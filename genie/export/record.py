@@ -16,8 +16,9 @@ from genie.errors import OnnxExportError
 from genie.model.config import GenieConfig
 
 RECORD = "config.json"
-RECORD_FORMAT = 3  # 2: graphs take committed_tokens and a frames-first KV cache; weights and graphs fingerprinted
-# 3: one past keys/values input per layer
+# Versions: 2, graphs take committed_tokens and a frames-first KV cache, weights and graphs fingerprinted;
+# 3, the cached step takes one past keys/values input per layer.
+RECORD_FORMAT = 3
 FULL_GRAPH, STEP_GRAPH = "full.onnx", "cached_step.onnx"
 EXPORT_FILES = (RECORD, FULL_GRAPH, STEP_GRAPH)
 

@@ -129,7 +129,7 @@ def _broadcast_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     as broadcast products summed over d and over frames: for 1-2 queries in PyTorch this beats SDPA's
     per-(token, head) kernels and needs no transposes. Query i is frame `first_query + i`."""
     scores = (q.unsqueeze(2) * keys.transpose(0, 1).unsqueeze(1)).sum(-1) * q.shape[-1] ** -0.5  # (B, n, L, S, h)
-    if q.shape[1] > 1:
+    if q.shape[1] > 1:  # one query is the last key frame (attend_cached): it sees every key, nothing to mask
         future = _future_frames(q.shape[1], keys.shape[0], first_query, q.device)
         scores = scores.masked_fill(future[None, :, :, None, None], float("-inf"))
     weights = scores.softmax(dim=2)
@@ -143,7 +143,7 @@ def _matmul_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
     (tiny, S 256: scripts/bench.py --only onnx). `num_queries` is q.shape[1], passed in because the
     ONNX tracer would freeze the size of q."""
     per_token = lambda t: t.permute(1, 2, 3, 0, 4)  # noqa: E731  (frames, B, S, h, d) -> (B, S, h, frames, d)
-    scores = torch.matmul(per_token(q.transpose(0, 1)), per_token(keys).transpose(-1, -2)) * q.shape[-1] ** -0.5
+    scores = torch.matmul(q.permute(0, 2, 3, 1, 4), per_token(keys).transpose(-1, -2)) * q.shape[-1] ** -0.5
     scores = scores.masked_fill(_future_frames(num_queries, keys.shape[0], first_query, q.device), float("-inf"))
     return torch.matmul(scores.softmax(-1), per_token(values)).permute(0, 3, 1, 2, 4)  # (B, n, S, heads, d)
 

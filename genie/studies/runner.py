@@ -103,8 +103,10 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
     study stops it too: it is passed on to the workers, whose runs stop as a run of `--jobs 1` does."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, context, initializer=torch.set_num_threads, initargs=(threads,),
-                             max_tasks_per_child=1) as pool, _ForwardedStop(pool) as stop:
+    # The stop handler is the outer context, so that it still forwards while the pool waits for its runs.
+    with _ForwardedStop() as stop, ProcessPoolExecutor(jobs, context, initializer=torch.set_num_threads,
+                                                       initargs=(threads,), max_tasks_per_child=1) as pool:
+        stop.pool = pool
         queue, running = list(tasks), {}
         while queue or running:
             while queue and len(running) < jobs and not stop.signal_name:
@@ -112,44 +114,61 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
                 progress.line("started", task)
                 running[pool.submit(execute, task, True)] = task
             if stop.signal_name and not running:
-                raise stop.error("between runs")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+                break
+            done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            stop.forward()  # to workers the pool started after the signal
             for future in done:
                 task = running.pop(future)
                 error = future.exception()
-                if error is not None:
+                if error is not None and stop.signal_name:  # stopped with a checkpoint, or killed by the signal
                     queue.clear()
-                    if stop.signal_name:  # the run stopped with a checkpoint, or its worker died of the signal
-                        raise stop.error(f"during {progress.labels[task.run]}")
+                    stop.stopped.append(progress.labels[task.run])
+                elif error is not None:
+                    queue.clear()
                     message = f"{progress.labels[task.run]} failed: {error}; its log: {task.log}"
                     if isinstance(error, UserError):  # a wrong input: one line, as in one process
                         raise type(error)(message) from None
                     raise RuntimeError(message) from error
-                progress.finished(task, future.result())
+                else:
+                    progress.finished(task, future.result())
+        if stop.signal_name:  # also when the runs in flight finished before they saw it: no next phase
+            raise stop.error()
 
 
 class _ForwardedStop:
-    """While the workers run, SIGTERM to the study is sent on to each of them: a worker's run saves a
-    checkpoint and stops (genie/training/stop_request.py). Without this the study process dies alone and
-    its workers, orphaned, train on."""
+    """While a study's workers run, SIGTERM to the study is sent on to each of them, also to a worker the
+    pool starts afterwards: a run that is training saves a checkpoint and stops (genie/training/
+    stop_request.py); a worker that is starting, idle or evaluating dies of it, which breaks the pool
+    and ends the other runs the same way. Without this the study process died alone and its workers,
+    orphaned, trained on."""
 
-    def __init__(self, pool: ProcessPoolExecutor):
-        self.pool, self.signal_name, self.previous = pool, None, None
+    def __init__(self):
+        self.pool: ProcessPoolExecutor | None = None
+        self.signal_name: str | None = None
+        self.signalled: set[int] = set()
+        self.stopped: list[str] = []
 
     def __enter__(self) -> "_ForwardedStop":
-        self.previous = signal.signal(signal.SIGTERM, self._forward)
+        self.previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
-    def _forward(self, signum, frame) -> None:
+    def _handle(self, signum, frame) -> None:
         self.signal_name = signal.Signals(signum).name
-        for pid in list(self.pool._processes or {}):  # the pool's workers (no public accessor)
+        self.forward()
+
+    def forward(self) -> None:
+        if not self.signal_name or self.pool is None:
+            return
+        for pid in set(self.pool._processes or {}) - self.signalled:  # the pool's workers (no public accessor)
+            self.signalled.add(pid)
             try:
-                os.kill(pid, signum)
+                os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:  # it just exited
                 pass
 
-    def error(self, when: str) -> RunStopped:
-        return RunStopped(f"the study stopped on {self.signal_name} {when}; run the same command again to continue "
+    def error(self) -> RunStopped:
+        during = f" during {', '.join(self.stopped)}" if self.stopped else ""
+        return RunStopped(f"the study stopped on {self.signal_name}{during}; run the same command again to continue "
                           "(finished runs are kept, a stopped one starts over)")
 
     def __exit__(self, *exc) -> None:

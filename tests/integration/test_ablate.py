@@ -231,23 +231,28 @@ def test_sigterm_stops_a_parallel_study_and_its_workers(tmp_path, tiny_config_fi
     store = tmp_path / "store"
     study_process = subprocess.Popen(
         [sys.executable, "scripts/ablate.py", "--study", str(study), "--store", str(store), "--output_dir",
-         str(tmp_path / "out"), "--jobs", "2"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    logs = []
-    while len(logs) < 2 or not all("it/s" in log.read_text() for log in logs):  # both stage-1 runs are training
-        time.sleep(0.5)
-        assert study_process.poll() is None, study_process.communicate()
-        logs = list((store / "logs").glob("s1-*.log")) if (store / "logs").is_dir() else []
-    workers = [child for child in psutil.Process(study_process.pid).children() if "spawn_main" in " ".join(child.cmdline())]
-    assert len(workers) == 2
-    study_process.send_signal(signal.SIGTERM)
-    study_process.wait()  # not communicate(): orphaned workers would hold its pipes open
-    orphans = [worker for worker in workers if worker.is_running()]
-    for worker in orphans:
-        worker.kill()
-    assert not orphans
+         str(tmp_path / "out"), "--jobs", "2"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    runner, workers = psutil.Process(study_process.pid), []
+    try:
+        logs = []
+        while len(logs) < 2 or not all("it/s" in log.read_text() for log in logs):  # both stage-1 runs train
+            time.sleep(0.5)
+            assert study_process.poll() is None, study_process.stderr.read()
+            logs = list((store / "logs").glob("s1-*.log")) if (store / "logs").is_dir() else []
+        workers = [child for child in runner.children() if "spawn_main" in " ".join(child.cmdline())]
+        assert len(workers) == 2
+        study_process.send_signal(signal.SIGTERM)
+        study_process.wait()  # not communicate(): orphaned workers would hold its stderr open
+        orphans = [worker for worker in workers if worker.is_running()]
+        assert not orphans
+    finally:  # whatever failed, leave no training process behind
+        for process in [*workers, *(runner.children(recursive=True) + [runner] if runner.is_running() else [])]:
+            if process.is_running():
+                process.kill()
     stderr = study_process.stderr.read()
-    assert study_process.returncode == 2 and stderr.strip().splitlines()[-1].startswith(
-        "error: the study stopped on SIGTERM during 'mask_schedule=")
+    assert study_process.returncode == 2 and "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [stderr.strip().splitlines()[-1]]
+    assert stderr.strip().splitlines()[-1].startswith("error: the study stopped on SIGTERM during 'mask_schedule=")
     stage1 = sorted(store.glob("s1-*"))
     assert len(stage1) == 2 and all(list(folder.glob("step_*")) for folder in stage1)  # stopped with a checkpoint
     spec = load_study(study)

@@ -124,7 +124,7 @@ def test_kv_cached_generation_equals_full_recompute(mode, temperature):
     assert (cached_logits - full_logits).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("num_past, num_queries", [(0, 1), (3, 1), (3, 2), (2, 5)])
+@pytest.mark.parametrize("num_past, num_queries", [(0, 1), (3, 1), (3, 2), (2, 5), (3, 0)])
 def test_the_cached_temporal_attention_forms_agree(num_past, num_queries):
     """Broadcast products (eager, 1-2 queries), batched matmuls (the ONNX export) and SDPA (a prompt) are
     one attention: each query frame sees the cached frames and the new frames up to its own."""
@@ -137,8 +137,9 @@ def test_the_cached_temporal_attention_forms_agree(num_past, num_queries):
     scores = torch.einsum("bnshd,lbshd->bshnl", q, keys) / d ** 0.5  # the textbook form, causal over frames
     visible = torch.arange(num_past + num_queries)[None, :] <= torch.arange(num_queries)[:, None] + num_past
     expected = torch.einsum("bshnl,lbshd->bnshd", scores.masked_fill(~visible, float("-inf")).softmax(-1), values)
-    forms = {"matmul": _matmul_attention(q, keys, values, num_past, num_queries),
-             "sdpa": _sdpa_over_frames(q, keys, values, num_past)}
+    forms = {"matmul": _matmul_attention(q, keys, values, num_past, num_queries)}  # 0 queries: a prompt's call
+    if num_queries:
+        forms["sdpa"] = _sdpa_over_frames(q, keys, values, num_past)
     if num_queries <= 2:
         forms["broadcast"] = _broadcast_attention(q, keys, values, num_past)
     for name, out in forms.items():

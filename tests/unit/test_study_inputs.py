@@ -66,5 +66,5 @@ def test_every_committed_study_loads_and_declares_its_primary_contrast(path):
     """Each study file is valid, has >= 5 seeds, and states its primary contrast before it is run."""
     spec = load_study(path)
     assert spec.name == path.stem and len(spec.seeds) >= 5
-    assert spec.primary["metric"] == "changed_cross_entropy" and spec.primary["versus"] in ("equal_total_steps",
-                                                                                             "equal_stage2_steps")
+    assert spec.primary_metric == "changed_cross_entropy"
+    assert spec.primary_versus in ("equal_total_steps", "equal_stage2_steps")
