@@ -10,7 +10,7 @@ Every comparison alternates its two sides round by round in one process (A B, B 
 a load change on a shared machine hits both; it reports the median of the per-round ratios with their
 min-max. Both sides run with the same number of threads (`--threads`, default 1; ONNX Runtime gets
 the same). Each benchmark runs in its own child process, so its peak memory (RSS on CPU, max allocated
-on GPU) is its own. The naive references live here, not in the library: a model with hand-written
+on GPU) is its own. The naive references live in scripts/bench_harness.py, not in the library: a model with hand-written
 softmax attention and boolean-index embedding gathers, per-sample per-frame Python mask loops, a Python
 loop over frames for the window index, and MaskGIT decoding (generation and the teacher-forced
 evaluation) that recomputes the whole prefix every step. `--baseline DIR` also times generation and
@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:
@@ -42,113 +39,14 @@ import torch  # noqa: E402
 
 from genie.model.config import GenieConfig  # noqa: E402
 from genie.model.stmaskgit import STMaskGIT  # noqa: E402
+from scripts.bench_harness import DEVICE, compare, figures, machine, make_naive  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 TINY = dict(num_layers=2, num_heads=4, d_model=128, T=16, S=256, image_vocab_size=2 ** 18, num_factored_vocabs=2,
             qk_norm=False)
 MID = dict(num_layers=4, num_heads=8, d_model=256, T=16, S=256, image_vocab_size=2 ** 18, num_factored_vocabs=2,
            qk_norm=False)
-
-
-# ----------------------------------------------------------------------------- naive references
-class NaiveAttention(torch.nn.Module):
-    """Same parameters as genie.model.attention.SelfAttention; explicit softmax(QK^T)V with a materialised mask."""
-
-    def __init__(self, fast):
-        super().__init__()
-        self.fast = fast
-
-    def forward(self, x, causal=False):
-        f = self.fast
-        b, n, c = x.shape
-        qkv = f.qkv(x).reshape(b, n, 3, f.num_heads, f.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        if f.qk_norm:
-            q, k = f.norm(q), f.norm(k)
-        scores = (q * f.head_dim ** -0.5) @ k.transpose(-2, -1)
-        if causal:
-            future = ~torch.tril(torch.ones(n, n, device=x.device)).bool()
-            scores = scores.masked_fill(future, -torch.finfo(scores.dtype).max)
-        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
-        return f.proj(out)
-
-    def attend(self, x, causal=False, cache=None):
-        assert cache is None, "the naive reference has no KV cache"
-        return self.forward(x, causal)
-
-
-def naive_embed(module, ids):
-    """Boolean-index gather: data-dependent shapes, as in the reference embedding."""
-    out = module.mask_token_embed.repeat(*ids.shape, 1)
-    keep = ids != module.mask_token_id  # True = keep: a real token, not the mask token
-    kept = ids[keep]
-    powers = module.factored_vocab_size ** torch.arange(module.num_factored_vocabs, device=ids.device)
-    factors = (kept.unsqueeze(-1) // powers) % module.factored_vocab_size
-    out[keep] = sum(e(factors[:, i]) for i, e in enumerate(module.factored_embeds))
-    return out
-
-
-def make_naive(model: STMaskGIT) -> STMaskGIT:
-    """The same weights, run through the naive attention and embedding."""
-    for block in model.decoder.layers:
-        block.spatial_attn = NaiveAttention(block.spatial_attn)
-        block.temporal_attn = NaiveAttention(block.temporal_attn)
-    embed = model.token_embed
-    embed.forward = lambda ids: naive_embed(embed, ids)
-    return model
-
-
-# ----------------------------------------------------------------------------- timing helpers
-def sync():
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-
-
-def run_timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
-
-
-def compare(ours, reference, rounds: int, warmup: int = 1) -> dict:
-    """Time `ours()` and `reference()` alternately, A B then B A round by round (after `warmup` calls of
-    each): medians of their seconds and the median, min and max of the per-round ratios reference / ours."""
-    for _ in range(warmup):
-        ours()
-        reference()
-    sync()
-    ours_s, reference_s = [], []
-    for r in range(rounds):
-        if r % 2 == 0:
-            ours_s.append(run_timed(ours))
-            reference_s.append(run_timed(reference))
-        else:
-            reference_s.append(run_timed(reference))
-            ours_s.append(run_timed(ours))
-    ratios = [b / a for a, b in zip(ours_s, reference_s)]
-    return {"ours_s": float(np.median(ours_s)), "reference_s": float(np.median(reference_s)),
-            "ratio": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios), "rounds": rounds}
-
-
-def figures(timing: dict, work: float = 1.0, rate: bool = False) -> dict:
-    """ours / naive in the benchmark's unit: seconds per `work` unit, or `work` per second with `rate`."""
-    to_unit = (lambda s: work / s) if rate else (lambda s: s / work)
-    return {"ours": to_unit(timing["ours_s"]), "naive": to_unit(timing["reference_s"]),
-            **{k: timing[k] for k in ("ratio", "ratio_min", "ratio_max", "rounds")}}
-
-
-def machine() -> dict:
-    """What the figures were measured on: CPU model, cores, threads used, load average (1, 5, 15 min)."""
-    model = platform.processor()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "load_avg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__}
 
 
 def training_step_fn(model, batch, compile_model=False, bf16=False):

@@ -1,0 +1,114 @@
+"""What every benchmark of scripts/bench.py shares: the device, ABBA timing of two sides in one process,
+the figures a benchmark reports, the machine it ran on, and the naive reference model (hand-written
+softmax attention and boolean-index embedding gathers, the same weights as ours)."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from genie.model.stmaskgit import STMaskGIT
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ----------------------------------------------------------------------------- naive references
+class NaiveAttention(torch.nn.Module):
+    """Same parameters as genie.model.attention.SelfAttention; explicit softmax(QK^T)V with a materialised mask."""
+
+    def __init__(self, fast):
+        super().__init__()
+        self.fast = fast
+
+    def forward(self, x, causal=False):
+        f = self.fast
+        b, n, c = x.shape
+        qkv = f.qkv(x).reshape(b, n, 3, f.num_heads, f.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if f.qk_norm:
+            q, k = f.norm(q), f.norm(k)
+        scores = (q * f.head_dim ** -0.5) @ k.transpose(-2, -1)
+        if causal:
+            future = ~torch.tril(torch.ones(n, n, device=x.device)).bool()
+            scores = scores.masked_fill(future, -torch.finfo(scores.dtype).max)
+        out = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c)
+        return f.proj(out)
+
+    def attend(self, x, causal=False, cache=None):
+        assert cache is None, "the naive reference has no KV cache"
+        return self.forward(x, causal)
+
+
+def naive_embed(module, ids):
+    """Boolean-index gather: data-dependent shapes, as in the reference embedding."""
+    out = module.mask_token_embed.repeat(*ids.shape, 1)
+    keep = ids != module.mask_token_id  # True = keep: a real token, not the mask token
+    kept = ids[keep]
+    powers = module.factored_vocab_size ** torch.arange(module.num_factored_vocabs, device=ids.device)
+    factors = (kept.unsqueeze(-1) // powers) % module.factored_vocab_size
+    out[keep] = sum(e(factors[:, i]) for i, e in enumerate(module.factored_embeds))
+    return out
+
+
+def make_naive(model: STMaskGIT) -> STMaskGIT:
+    """The same weights, run through the naive attention and embedding."""
+    for block in model.decoder.layers:
+        block.spatial_attn = NaiveAttention(block.spatial_attn)
+        block.temporal_attn = NaiveAttention(block.temporal_attn)
+    embed = model.token_embed
+    embed.forward = lambda ids: naive_embed(embed, ids)
+    return model
+
+
+# ----------------------------------------------------------------------------- timing helpers
+def sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def compare(ours, reference, rounds: int, warmup: int = 1) -> dict:
+    """Time `ours()` and `reference()` alternately, A B then B A round by round (after `warmup` calls of
+    each): medians of their seconds and the median, min and max of the per-round ratios reference / ours."""
+    for _ in range(warmup):
+        ours()
+        reference()
+    sync()
+    ours_s, reference_s = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            ours_s.append(run_timed(ours))
+            reference_s.append(run_timed(reference))
+        else:
+            reference_s.append(run_timed(reference))
+            ours_s.append(run_timed(ours))
+    ratios = [b / a for a, b in zip(ours_s, reference_s)]
+    return {"ours_s": float(np.median(ours_s)), "reference_s": float(np.median(reference_s)),
+            "ratio": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios), "rounds": rounds}
+
+
+def figures(timing: dict, work: float = 1.0, rate: bool = False) -> dict:
+    """ours / naive in the benchmark's unit: seconds per `work` unit, or `work` per second with `rate`."""
+    to_unit = (lambda s: work / s) if rate else (lambda s: s / work)
+    return {"ours": to_unit(timing["ours_s"]), "naive": to_unit(timing["reference_s"]),
+            **{k: timing[k] for k in ("ratio", "ratio_min", "ratio_max", "rounds")}}
+
+
+def machine() -> dict:
+    """What the figures were measured on: CPU model, cores, threads used, load average (1, 5, 15 min)."""
+    model = platform.processor()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "load_avg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__}
