@@ -14,7 +14,7 @@ import torch
 
 from genie.errors import RunStopped, UserError
 from genie.studies.report import Cell, write_report
-from genie.studies.runs import STAGE1, Run, RunTask, cell_run, commands, execute, make_task
+from genie.studies.runs import RESUME_HINT, STAGE1, Run, RunTask, cell_run, commands, execute, make_task
 from genie.studies.spec import Arm, StudySpec
 
 
@@ -168,8 +168,7 @@ class _ForwardedStop:
 
     def error(self) -> RunStopped:
         during = f" during {', '.join(self.stopped)}" if self.stopped else ""
-        return RunStopped(f"the study stopped on {self.signal_name}{during}; run the same command again to continue "
-                          "(finished runs are kept, a stopped one starts over)")
+        return RunStopped(f"the study stopped on {self.signal_name}{during}; {RESUME_HINT}")
 
     def __exit__(self, *exc) -> None:
         signal.signal(signal.SIGTERM, self.previous)

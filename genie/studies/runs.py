@@ -81,6 +81,8 @@ def _device() -> str:
     return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
 
 
+# How to continue a stopped study: the store keeps finished runs, a stopped run is trained again.
+RESUME_HINT = "run the same command again to continue (finished runs are kept, a stopped one starts over)"
 # The parts of the package that decide a run's numbers (not the study runner, its report, export or the CLI).
 RESULT_CODE = ("model", "masking", "data", "training", "evaluation", "checkpointing", "decoding.py",
                "studies/runs.py")  # runs.py: warm-up rule and evaluation options of a study run
@@ -188,8 +190,7 @@ def execute(task: RunTask, quiet: bool = False) -> float:
                 result = run_autoregressive(task.args, hand_off)
             if "stopped_by" in result:  # the trainer saved a checkpoint and returned: the run is not finished
                 raise RunStopped(f"the study stopped on {result['stopped_by']} during {task.folder.name} (step "
-                                 f"{result['step']}); run the same command again to continue (finished runs are "
-                                 "kept, this one starts over)")
+                                 f"{result['step']}); {RESUME_HINT}")
         if task.evaluated:
             report = evaluate_checkpoint(task.folder / STAGE2_FINAL, task.args.train_data_dir,
                                          task.args.val_data_dir, EvalOptions(), task.eval_batch_size,
