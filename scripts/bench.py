@@ -3,6 +3,7 @@ process, their ratio, the machine (CPU model, load average, threads) and the pro
 
     python scripts/bench.py                 # all benchmarks, CPU sizes (several minutes on 2 cores)
     python scripts/bench.py --only onnx     # ONNX Runtime vs PyTorch per size, parity checked first
+    python scripts/bench.py --only ort_attention   # ONNX Runtime's fused attention op vs MatMul/Softmax/MatMul
     python scripts/bench.py --only generation --threads 2 --rounds 9
     python scripts/bench.py --only generation --baseline /tmp/base   # our code vs an older checkout's
 
@@ -369,6 +370,57 @@ def bench_onnx(smoke: bool) -> list[dict]:
     return results
 
 
+def _ort_attention_session(fused: bool, heads: int, head_dim: int):
+    """One spatial attention as an ONNX graph: ONNX Runtime's contrib MultiHeadAttention (q, k, v as (batch,
+    tokens, heads * head_dim); its CPU kernel is MLAS flash attention when no mask or cache is given) or
+    the MatMul, Softmax, MatMul form our export has (q, k, v as (batch, heads, tokens, head_dim))."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from genie.export.ort_backend import session_options
+
+    if fused:
+        nodes = [helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["out"], domain="com.microsoft",
+                                  num_heads=heads)]
+    else:
+        scale = helper.make_tensor("scale", TensorProto.FLOAT, [], [head_dim ** -0.5])
+        nodes = [helper.make_node("Constant", [], ["scale"], value=scale),
+                 helper.make_node("Transpose", ["k"], ["k_t"], perm=[0, 1, 3, 2]),
+                 helper.make_node("MatMul", ["q", "k_t"], ["scores"]),
+                 helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
+                 helper.make_node("Softmax", ["scaled"], ["weights"], axis=-1),
+                 helper.make_node("MatMul", ["weights", "v"], ["out"])]
+    graph = helper.make_graph(nodes, "attention", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+                                                   for n in "qkv"],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 9  # what this onnxruntime reads
+    return onnxruntime.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+
+
+def bench_ort_attention(smoke: bool) -> list[dict]:
+    """Is the attention "in the form ONNX Runtime fuses" faster? The spatial attention of one cached step
+    (tiny: batch 2, 4 heads, 256 tokens, head_dim 32; mid: batch 1, 8 heads) through ONNX Runtime's fused
+    contrib op vs the MatMul/Softmax/MatMul form, same outputs checked first."""
+    results = []
+    shapes = {"tiny": (2, 4, 16 if smoke else 256, 32), "mid": (1, 8, 16 if smoke else 256, 32)}
+    for size, (batch, heads, tokens, head_dim) in shapes.items():
+        rng = np.random.default_rng(0)
+        q, k, v = (rng.standard_normal((batch, heads, tokens, head_dim), dtype=np.float32) for _ in range(3))
+        flat = lambda t: np.ascontiguousarray(t.transpose(0, 2, 1, 3).reshape(batch, tokens, -1))  # noqa: E731
+        fused, plain = _ort_attention_session(True, heads, head_dim), _ort_attention_session(False, heads, head_dim)
+        fused_inputs, plain_inputs = dict(q=flat(q), k=flat(k), v=flat(v)), dict(q=q, k=k, v=v)
+        difference = np.abs(fused.run(None, fused_inputs)[0] - flat(plain.run(None, plain_inputs)[0])).max()
+        assert difference <= 1e-5, difference
+        calls = 5 if smoke else 50
+        timing = compare(lambda: [fused.run(None, fused_inputs) for _ in range(calls)],
+                         lambda: [plain.run(None, plain_inputs) for _ in range(calls)], ROUNDS)
+        results.append({"benchmark": f"ort_attention_{size}", "unit": "s/call", "batch": batch, "heads": heads,
+                        "tokens": tokens, **figures(timing, calls), "max_abs_diff": float(difference),
+                        "note": "ours = contrib MultiHeadAttention (MLAS flash), naive = MatMul, Softmax, MatMul"})
+    return results
+
+
 def bench_bf16(smoke: bool) -> list[dict]:
     """bf16 autocast vs fp32 on this device: the mid training step (loss difference recorded) and
     cached generation (logit difference and token agreement recorded)."""
@@ -451,6 +503,7 @@ def run_one(name: str, smoke: bool, baseline: str | None = None) -> list[dict]:
                   "generation": lambda: bench_generation(smoke), "eval": lambda: bench_eval(smoke),
                   "dynamics": lambda: bench_dynamics(smoke),
                   "token_check": lambda: [bench_token_check(smoke)], "onnx": lambda: bench_onnx(smoke),
+                  "ort_attention": lambda: bench_ort_attention(smoke),
                   "v2_index": lambda: [bench_v2_index(smoke)], "v2_tokens": lambda: [bench_train("v2_tiny", smoke)],
                   "bf16": lambda: bench_bf16(smoke)}
     results = benchmarks[name]()
@@ -460,7 +513,7 @@ def run_one(name: str, smoke: bool, baseline: str | None = None) -> list[dict]:
 
 
 BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "dynamics", "token_check", "onnx",
-              "v2_index", "v2_tokens", "bf16"]
+              "ort_attention", "v2_index", "v2_tokens", "bf16"]
 
 
 def peak_memory_mb() -> dict:
