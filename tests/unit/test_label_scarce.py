@@ -184,6 +184,32 @@ def test_the_primary_contrast_is_holm_corrected_across_arms(tmp_path):
     assert rows["stage 2 only, 7 steps, train_segment_fraction=0.1"]["role"] == "baseline"
 
 
+def test_the_summary_judges_each_arm_on_all_tokens_and_on_the_changed_tokens():
+    """Known answers: an arm that beats every reference on all tokens but not the unigram's CE on the
+    changed tokens has not learned their dynamics; one that also loses to copying is named for both."""
+    from genie.studies.report import reference_failures, reference_lines
+
+    reference = {"unigram_cross_entropy": 3.0, "unigram_accuracy": 0.2, "copy_previous_accuracy": 0.9,
+                 "changed_unigram_cross_entropy": 3.6, "changed_unigram_accuracy": 0.08}
+    good = {"arm": "good", "cross_entropy_mean": 0.5, "accuracy_mean": 0.93, "changed_cross_entropy_mean": 2.5,
+            "changed_accuracy_mean": 0.5}
+    static = good | {"arm": "static", "changed_cross_entropy_mean": 4.0}
+    copier = static | {"arm": "copier", "accuracy_mean": 0.85}
+    assert reference_failures(good, reference) == []
+    assert reference_failures(static, reference) == ["the unigram's CE on the changed tokens"]
+    assert reference_failures(copier, reference) == ["copying the previous frame's accuracy on all tokens",
+                                                     "the unigram's CE on the changed tokens"]
+    assert reference_lines([good], reference) == [
+        "- Every arm beats all five references: the unigram (CE), the most frequent token and copying the previous "
+        "frame (accuracy) on all tokens, and the unigram and the most frequent token on the tokens that change."]
+    assert reference_lines([static, good, copier, static | {"arm": "static 2"}], reference) == [
+        "- static, static 2: do NOT beat the unigram's CE on the changed tokens: they have not learned the dynamics "
+        "of the tokens that change.",
+        "- copier: does NOT beat copying the previous frame's accuracy on all tokens; the unigram's CE on the changed "
+        "tokens: it has not learned the dynamics.",
+        "- good: beats all five references."]
+
+
 
 def test_the_default_report_folder_is_never_the_committed_results(tmp_path, monkeypatch):
     from genie.studies import cli
