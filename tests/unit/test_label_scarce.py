@@ -200,15 +200,20 @@ def test_the_summary_judges_each_arm_on_all_tokens_and_on_the_changed_tokens():
     assert reference_failures(copier, reference) == ["copying the previous frame's accuracy on all tokens",
                                                      "the unigram's CE on the changed tokens"]
     assert reference_lines([good], reference) == [
-        "- Every arm beats all five references: the unigram (CE), the most frequent token and copying the previous "
-        "frame (accuracy) on all tokens, and the unigram and the most frequent token on the tokens that change."]
+        "- Every arm beats all five references (where measured): the unigram (CE), the most frequent token and "
+        "copying the previous frame (accuracy) on all tokens, and the unigram and the most frequent token on the "
+        "tokens that change."]
     assert reference_lines([static, good, copier, static | {"arm": "static 2"}], reference) == [
         "- static, static 2: do NOT beat the unigram's CE on the changed tokens: they have not learned the dynamics "
         "of the tokens that change.",
-        "- copier: does NOT beat copying the previous frame's accuracy on all tokens; the unigram's CE on the changed "
-        "tokens: it has not learned the dynamics.",
-        "- good: beats all five references."]
-
+        "- copier: does NOT beat copying the previous frame's accuracy on all tokens or the unigram's CE on the "
+        "changed tokens: it has not learned the dynamics.",
+        "- good: beats all five references (where measured)."]
+    unmeasured = good | {"arm": "old run", "changed_cross_entropy_mean": float("nan"),
+                         "changed_accuracy_mean": float("nan")}  # scored before the changed-token metrics existed
+    assert reference_failures(unmeasured, reference) == []
+    assert (reference_lines([good, unmeasured, copier], reference)[-1]
+            == "- good, old run: beat all five references (where measured).")
 
 
 def test_the_default_report_folder_is_never_the_committed_results(tmp_path, monkeypatch):
