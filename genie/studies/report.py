@@ -273,8 +273,8 @@ def reference_lines(rows: list[dict[str, Any]], reference: dict[str, float]) -> 
              + (" of the tokens that change." if set(failed) <= changed_only else ".")
              for failed, arms in groups.items() if failed]
     passed = groups.get((), [])
-    return lines + ([f"- {', '.join(passed)}: {'beats' if len(passed) == 1 else 'beat'} all five references (where measured)."]
-                    if passed else [])
+    verb = "beats" if len(passed) == 1 else "beat"
+    return lines + ([f"- {', '.join(passed)}: {verb} all five references (where measured)."] if passed else [])
 
 
 def mean_masked_fraction(arm: Arm, config: GenieConfig, batch_size: int = 8, seed: int = 0) -> float:
