@@ -1,5 +1,5 @@
-"""What every benchmark of scripts/bench.py shares: the device, ABBA timing of two sides in one process,
-the figures a benchmark reports, the machine it ran on, and the naive reference model (hand-written
+"""What every benchmark of scripts/bench.py shares: the device, the model sizes and their inputs, ABBA
+timing of two sides in one process, the figures a benchmark reports, the machine it ran on, and the naive reference model (hand-written
 softmax attention and boolean-index embedding gathers, the same weights as ours)."""
 from __future__ import annotations
 
@@ -10,9 +10,63 @@ import time
 import numpy as np
 import torch
 
+from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ----------------------------------------------------------------------------- sizes, models and inputs
+TINY = dict(num_layers=2, num_heads=4, d_model=128, T=16, S=256, image_vocab_size=2 ** 18, num_factored_vocabs=2,
+            qk_norm=False)
+MID = dict(num_layers=4, num_heads=8, d_model=256, T=16, S=256, image_vocab_size=2 ** 18, num_factored_vocabs=2,
+           qk_norm=False)
+
+
+def training_step_fn(model, batch, compile_model=False, bf16=False):
+    model.train()
+    fused = DEVICE == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+    run = torch.compile(model) if compile_model else model
+
+    def step():
+        with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16):
+            loss = run(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def make_batch(config: GenieConfig, batch_size: int):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, config.image_vocab_size, (batch_size, config.T, config.S), generator=g)
+    mask = torch.rand(labels.shape, generator=g) < 0.5
+    mask[:, 0] = False
+    batch = {"input_ids": labels.masked_fill(mask, config.mask_token_id), "labels": labels, "loss_mask": mask}
+    if config.action_dims:
+        batch["actions"] = torch.randn(batch_size, config.T, config.action_dim, generator=g)
+    return {k: v.to(DEVICE) for k, v in batch.items()}
+
+
+def bench_config(spec: dict, smoke: bool) -> GenieConfig:
+    """The benchmark's model config; `smoke` shrinks it to seconds-sized work for the test suite."""
+    return GenieConfig(**{**spec, **(dict(T=4, S=16, d_model=32, num_heads=2, num_layers=1) if smoke else {})})
+
+
+def generation_setup(spec: dict, smoke: bool, batch: int = 1):
+    config = bench_config(spec, smoke)
+    torch.manual_seed(0)
+    model = STMaskGIT(config).to(DEVICE).eval()
+    num_prompt = config.T // 2
+    prompt = torch.randint(0, config.image_vocab_size, (batch, num_prompt, config.S)).to(DEVICE)
+    return model, prompt, config.T - num_prompt
+
+
+def greedy(steps: int):
+    from genie.decoding import SamplingConfig
+
+    return SamplingConfig(maskgit_steps=steps, temperature=0.0, unmask_mode="confidence")
 
 
 # ----------------------------------------------------------------------------- naive references
