@@ -19,7 +19,8 @@ from genie.cli import parse, run_cli
 from genie.errors import check_flag
 from genie.export.onnx_export import EXPORTERS, export_onnx
 from genie.export.ort_backend import OnnxRuntimeModel
-from genie.export.record import check_export_target, file_sha256
+from genie.export.record import check_export_target
+from genie.files import file_sha256
 from genie.model.stmaskgit import STMaskGIT
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genie.errors import CheckpointError, CheckpointWriteError
+from genie.files import atomic_directory
 
 # torch's zip writer and safetensors report a failed write (a full disk, a file size limit) as a RuntimeError or a
 # SafetensorError, not an OSError: these markers of their messages say that a write failed.
@@ -118,28 +118,3 @@ def save_model_folder(folder: str | Path, config, state_dict: dict[str, torch.Te
         save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp / "model.safetensors",
                   metadata={"format": "pt"})
     return Path(folder)
-
-
-@contextlib.contextmanager
-def atomic_directory(final_path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it is renamed to `final_path` in one step.
-
-    A crash while writing leaves only the `.tmp-*` folder, never a half-written folder under the real
-    name. An existing folder at `final_path` is replaced only after the new one is complete.
-    """
-    final_path = Path(final_path)
-    tmp_path = final_path.with_name(f".tmp-{final_path.name}-{os.getpid()}")
-    shutil.rmtree(tmp_path, ignore_errors=True)
-    tmp_path.mkdir(parents=True)
-    try:
-        yield tmp_path
-    except BaseException:
-        shutil.rmtree(tmp_path, ignore_errors=True)
-        raise
-    if final_path.exists():
-        old_path = final_path.with_name(f".old-{final_path.name}-{os.getpid()}")
-        os.replace(final_path, old_path)
-        os.replace(tmp_path, final_path)
-        shutil.rmtree(old_path, ignore_errors=True)
-    else:
-        os.replace(tmp_path, final_path)

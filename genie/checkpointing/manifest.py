@@ -3,13 +3,14 @@ written, and a checkpoint is used for resuming only if it verifies: its files ma
 its trainer state is complete and its weights are readable and finite."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
+
+from genie.files import file_sha256
 
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.json"
@@ -18,15 +19,10 @@ WEIGHTS = "model.safetensors"
 STATE_KEYS = {"step": int, "epoch": int, "batches_done_in_epoch": int, "lr_scheduler": dict}
 
 
-def _digest(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     """Record the size and SHA-256 of every file under `folder` (written last, before the rename)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    entries = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _digest(p)} for p in files}
+    entries = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in files}
     (folder / MANIFEST).write_text(json.dumps({"files": entries}, indent=1) + "\n")
 
 
@@ -79,7 +75,7 @@ def _manifest_problem(folder: Path) -> str | None:
         size = path.stat().st_size
         if size != expected["size"]:
             return f"{name} has {size} bytes, {expected['size']} were written (truncated or overwritten)"
-        if _digest(path) != expected["sha256"]:
+        if file_sha256(path) != expected["sha256"]:
             return f"{name} does not match the checksum written with it (damaged)"
     return None
 

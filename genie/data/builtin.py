@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from genie.checkpointing.checkpoint import atomic_directory
 from genie.data.cosmos_v2 import RAW_PER_CLIP, STATE_DIM, write_v2_split
 from genie.data.raw_tokens import write_token_dataset
-# The tokenizer lives in genie/data/tokenizers.py (one interface for every data source shown in pixels);
-# these names stay importable from here.
-from genie.data.tokenizers import PALETTE, PatchTokenizer, tokenizer_from_metadata  # noqa: F401 (kept importable here)
+from genie.data.tokenizers import PatchTokenizer
+from genie.files import atomic_directory
 
 # Where the training commands write the built-in dataset on first use: data/builtin under the
 # working directory (the repository when run from it), or $GENIE_BUILTIN_DATA_DIR.

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 from genie.data.checks import first_nonfinite_frame, first_token_out_of_range
 from genie.data.raw_tokens import check_fits_model, memmap_checked, window_start_indices
 from genie.errors import DataFormatError
-from genie.model.config import GenieConfig, read_json_object
+from genie.files import read_json_object
+from genie.model.config import GenieConfig
 
 RAW_PER_CLIP, LATENT_PER_CLIP, STATE_DIM = 17, 3, 25
 DEFAULT_SIDE, DEFAULT_VOCAB = 32, 64000

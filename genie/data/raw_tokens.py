@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genie.checkpointing.checkpoint import atomic_directory
 from genie.data.checks import first_nonfinite_frame, first_token_out_of_range
 from genie.errors import DataFormatError
-from genie.model.config import GenieConfig, read_json_object
+from genie.files import atomic_directory, read_json_object
+from genie.model.config import GenieConfig
 
 # Action streams the 1X challenge ships, with their per-frame dims.
 KNOWN_ACTION_DIMS = {"driving_command": 2, "neck_desired": 1, "l_hand_closure": 1, "r_hand_closure": 1,

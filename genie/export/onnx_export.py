@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from genie.errors import OnnxExportError
-from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, file_sha256, past_input_names
+from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, past_input_names
+from genie.files import file_sha256
 from genie.model.attention import ConcatKVCache
 from genie.model.stmaskgit import STMaskGIT
 

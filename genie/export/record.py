@@ -7,12 +7,12 @@ all refused with one line (genie/errors.py `OnnxExportError`) before anything ru
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from genie.errors import OnnxExportError
+from genie.files import file_sha256
 from genie.model.config import GenieConfig
 
 RECORD = "config.json"
@@ -26,11 +26,6 @@ EXPORT_FILES = (RECORD, FULL_GRAPH, STEP_GRAPH)
 def past_input_names(num_layers: int) -> list[str]:
     """The cached step's cache inputs: every layer's past keys, then every layer's past values."""
     return [f"past_{kind}_{layer}" for kind in ("keys", "values") for layer in range(num_layers)]
-
-
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _load_json(path: Path) -> Any:

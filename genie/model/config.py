@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from genie.errors import ConfigError
+from genie.files import read_json_object
 
 TEMPORAL_ATTENTION_MODES = ("causal", "bidirectional")
 
@@ -181,17 +182,6 @@ def read_config_values(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass a GenieConfig JSON file such as configs/tiny.json")
     return path, read_json_object(path, ConfigError, what="config file ")
-
-
-def read_json_object(path: Path, error_type: type[Exception], what: str = "") -> dict[str, Any]:
-    """The JSON object in `path`; malformed JSON or another JSON type raises `error_type` in one line."""
-    try:
-        values = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise error_type(f"{what}{path} is not valid JSON ({error.msg} at line {error.lineno})") from None
-    if not isinstance(values, dict):
-        raise error_type(f"{what}{path} must hold a JSON object")
-    return values
 
 
 def _require(ok: bool, name: str, value: Any, what: str) -> None:

@@ -8,7 +8,7 @@ import torch
 from genie.decoding import SamplingConfig, generate
 from genie.export.onnx_export import export_onnx
 from genie.export.ort_backend import OnnxRuntimeModel, session_options
-from genie.export.record import file_sha256
+from genie.files import file_sha256
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel

@@ -11,7 +11,7 @@ import onnx
 import pytest
 import torch
 
-from genie.export.record import file_sha256
+from genie.files import file_sha256
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 from scripts import export_onnx, generate

@@ -10,8 +10,6 @@ pytest.importorskip("sklearn")
 
 from genie.data.atari import (ACTION_STREAM, CODEBOOK_FILE, NUM_ALE_ACTIONS, RecordingSpec, one_hot_actions,  # noqa: E402
                               record_atari, record_game)
-from genie.data.builtin import PatchTokenizer as BuiltinPatchTokenizer  # noqa: E402
-from genie.data.builtin import tokenizer_from_metadata as builtin_tokenizer_from_metadata  # noqa: E402
 from genie.data.tokenizers import (CodebookTokenizer, PatchTokenizer, Tokenizer, fit_codebook,  # noqa: E402
                                    tokenizer_for_folder, tokenizer_from_metadata)
 from genie.errors import ConfigError, DataFormatError  # noqa: E402
@@ -138,7 +136,6 @@ def test_codebook_is_exact_when_the_frames_hold_few_patches():
 def test_tokenizer_found_from_metadata_for_every_source(recording, tiny_data):
     builtin = tokenizer_for_folder(tiny_data[1])
     assert isinstance(builtin, PatchTokenizer) and (builtin.patch, builtin.levels, builtin.peak) == (2, 4, 3.0)
-    assert BuiltinPatchTokenizer is PatchTokenizer and builtin_tokenizer_from_metadata is tokenizer_from_metadata
     recorded = tokenizer_for_folder(recording[1])
     assert recorded.vocab_size == 256 and recorded.peak == 255.0
     assert tokenizer_from_metadata({"num_images": 1, "s": 16, "vocab_size": 262144}) is None  # 1X data: no decoder

@@ -1,7 +1,8 @@
 import numpy as np
 
 from data import RawTokenDataset
-from genie.data.builtin import PatchTokenizer, make_split
+from genie.data.builtin import make_split
+from genie.data.tokenizers import PatchTokenizer
 
 
 def test_tokenizer_round_trip_and_vocab():
