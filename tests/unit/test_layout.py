@@ -86,7 +86,7 @@ def test_errors_is_a_leaf_and_holds_every_user_error():
 def test_about_ten_names_stand_at_the_top_of_the_library():
     names = sorted(p.name for p in GENIE_DIR.iterdir() if p.name != "__pycache__")
     assert names == ["__init__.py", "checkpointing", "cli.py", "data", "decoding.py", "errors.py", "evaluation",
-                     "export", "masking", "model", "protocols.py", "studies", "training"]
+                     "export", "files.py", "masking", "model", "protocols.py", "studies", "training"]
 
 
 def test_the_public_names_of_the_package_stay():
