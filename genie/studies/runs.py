@@ -83,9 +83,20 @@ def _device() -> str:
 
 # How to continue a stopped study: the store keeps finished runs, a stopped run is trained again.
 RESUME_HINT = "run the same command again to continue (finished runs are kept, a stopped one starts over)"
-# The parts of the package that decide a run's numbers (not the study runner, its report, export or the CLI).
-RESULT_CODE = ("model", "masking", "data", "training", "evaluation", "checkpointing", "decoding.py",
-               "studies/runs.py")  # runs.py: warm-up rule and evaluation options of a study run
+# Every .py under genie/ decides a run's numbers (a new module or subpackage too) except these top-level
+# entries: the package's names, the command-line plumbing, the user-error texts, the typing protocols,
+# ONNX export, and the study runner with its report and plots...
+NOT_RESULT_CODE = ("__init__.py", "cli.py", "errors.py", "protocols.py", "export", "studies")
+# ...of which a study run's warm-up rule and evaluation options do count.
+RESULT_CODE_IN_STUDIES = ("studies/runs.py",)
+
+
+def result_code_files(root: Path) -> list[Path]:
+    """The source files under the package folder `root` that decide a run's numbers, sorted."""
+    def decides(relative: Path) -> bool:
+        return relative.parts[0] not in NOT_RESULT_CODE or relative.as_posix() in RESULT_CODE_IN_STUDIES
+
+    return sorted(p for p in root.rglob("*.py") if decides(p.relative_to(root)))
 
 
 @functools.cache
@@ -94,8 +105,7 @@ def code_version() -> str:
     another run, while a change to the runner or its plots keeps the store."""
     root = Path(genie.__file__).parent
     digest = hashlib.sha1()
-    for path in sorted(p for part in RESULT_CODE for p in ([root / part] if part.endswith(".py")
-                                                             else (root / part).rglob("*.py"))):
+    for path in result_code_files(root):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -248,4 +248,18 @@ def test_the_code_version_follows_the_code_that_decides_the_numbers(tmp_path, mo
     with (copy / "model" / "attention.py").open("a") as f:  # the model: every run is another run
         f.write("\n# a comment\n")
     assert version() != original
+    changed = version()
+    (copy / "newpart").mkdir()  # a subpackage nobody listed is hashed too
+    (copy / "newpart" / "schedule.py").write_text("RATE = 0.5\n")
+    assert version() != changed
     study_runs.code_version.cache_clear()
+
+
+def test_the_code_version_hashes_every_module_but_the_runner_export_and_cli():
+    import genie
+
+    root = Path(genie.__file__).parent
+    hashed = [p.relative_to(root) for p in study_runs.result_code_files(root)]
+    assert {p.parts[0] for p in hashed} == {"checkpointing", "data", "decoding.py", "evaluation", "files.py", "masking",
+                                           "model", "studies", "training"}
+    assert [p.as_posix() for p in hashed if p.parts[0] == "studies"] == ["studies/runs.py"]
