@@ -14,6 +14,7 @@ Where each concept lives (docs/architecture.md has the full map):
   protocols.py    the declared interfaces: MaskGITModel, TokenDataset
   errors.py       every user error (one line, exit 2)
   cli.py          argument parsing for the commands
+  files.py        file helpers: JSON objects, atomic folders, SHA-256 (imports nothing from genie)
 """
 from genie.data import RawTokenDataset, get_masked_pretrain_collator, get_maskgit_collator
 from genie.decoding import SamplingConfig, generate

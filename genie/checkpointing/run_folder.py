@@ -1,4 +1,5 @@
-"""The run folder: what may be written where, replacing a run without losing it, resume lookup and checks.
+"""The run folder: what may be written where, replacing a run without losing it, resume lookup and checks,
+and `RunFolder`, which does a training run's bookkeeping in it (lock, config.json, checkpoints, restore).
 
 Layout (docs/architecture.md, "Run folder"): config.json (the run), step_N/ (resumable state with
 trainer_state.json), the final model in Hugging Face format, metrics.jsonl.
@@ -6,14 +7,24 @@ trainer_state.json), the final model in Hugging Face format, metrics.jsonl.
 from __future__ import annotations
 
 import json
+import math
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from genie.checkpointing.manifest import MANIFEST, TRAINER_STATE, trainer_state_problem, verify_checkpoint
-from genie.errors import CheckpointError, ConfigError, check_flag
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+from accelerate.utils import load as accelerate_load
+
+from genie.checkpointing.checkpoint import save_model_folder, write_errors
+from genie.checkpointing.lock import RunLock
+from genie.checkpointing.manifest import (MANIFEST, TRAINER_STATE, trainer_state_problem, verify_checkpoint,
+                                          write_manifest)
+from genie.errors import CheckpointError, ConfigError, RunFolderLockedError, check_flag
 
 
 def check_output_folder(path: str | Path | None, flag: str = "output_dir") -> None:
@@ -172,17 +183,6 @@ def read_trainer_state(checkpoint: Path) -> dict[str, Any]:
     return state
 
 
-def check_restartable(output_dir: Path, stage: str) -> None:
-    """`latest` on a run with no checkpoint restarts it from step 0: only a run of this stage."""
-    if not is_run_folder(output_dir):
-        raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} holds no run to resume; start it "
-                              "without --resume_from_checkpoint")
-    saved = json.loads((output_dir / "config.json").read_text())["stage"]
-    if saved != stage:
-        raise CheckpointError(f"--resume_from_checkpoint latest: {output_dir} holds a '{saved}' run, not a '{stage}' "
-                              "run; resume it with the matching command")
-
-
 def check_resumable(checkpoint: Path, saved: dict[str, Any] | None, current: dict[str, Any],
                     allow_mismatch: bool = False) -> list[str]:
     """Refuse to resume a checkpoint whose stage, process count, model config or data-order arguments
@@ -210,3 +210,174 @@ def describe_change(key: str, saved: dict[str, Any], current: dict[str, Any]) ->
                 f"{batch(saved)} to {batch(current)} windows per optimizer step and the data order changes "
                 f"(launch with {saved[key]} processes to continue exactly)")
     return f"{key}: checkpoint {saved.get(key)!r} vs now {current.get(key)!r}"
+
+
+def drop_records_after(path: Path, step: int) -> None:
+    """Keep only the records up to `step` (a resumed run logs the later steps again); atomic rewrite."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= step]
+    partial = path.with_name(f".{path.name}.tmp")
+    partial.write_text("".join(kept))
+    os.replace(partial, path)
+
+
+def _step_of(line: str) -> float:
+    """The step of one metrics line; a line cut short by a kill counts as after every step."""
+    try:
+        return json.loads(line)["step"] if line.endswith("\n") else math.inf
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+class RunFolder:
+    """A training run's folder as its processes share it: one writer (the lock), config.json, the
+    checkpoint to resume from, step_N/ checkpoints written as .tmp-step_N and renamed into place, and
+    a run replaced by --overwrite_output_dir, kept aside until this run has its first checkpoint.
+
+    The main process writes; every process takes part in the collective steps (the lock's outcome,
+    the waits, Accelerate's save_state), in the same order on every process."""
+
+    def __init__(self, output_dir: Path, accelerator: Accelerator, overwrite: bool, resume_from: str | None):
+        self.path, self.accelerator = Path(output_dir), accelerator
+        self.overwrite, self.resume_from = overwrite, resume_from
+        self._lock: RunLock | None = None
+        self.replaced_run: Path | None = None  # where the replaced run waits for this run's first checkpoint
+
+    # ----- the lock -----
+    def lock(self) -> None:
+        """One writer per run folder: the main process takes the lock, every process learns the outcome.
+        Does nothing when the lock is held already."""
+        if self._lock is not None:
+            return
+        lock, refusal = RunLock(self.path), [None]
+        if self.accelerator.is_main_process:
+            try:
+                lock.acquire()
+            except RunFolderLockedError as error:
+                refusal = [str(error)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(refusal)
+        if refusal[0]:
+            raise RunFolderLockedError(refusal[0])
+        self._lock = lock
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    # ----- reading -----
+    @property
+    def stage(self) -> str:
+        """The stage of the run in the folder, as its config.json records it."""
+        return json.loads((self.path / "config.json").read_text())["stage"]
+
+    def checkpoints(self) -> list[Path]:
+        """The step_N/ folders, newest first."""
+        return step_folders(self.path)
+
+    def find_checkpoint(self, stage: str) -> Path | None:
+        """The checkpoint to resume from: the named one, or the newest that verifies (saying which newer
+        ones were skipped and why); None for a new run or a run killed before its first checkpoint."""
+        if not self.resume_from:
+            return None
+        checkpoint, skipped = find_checkpoint(self.path, self.resume_from)
+        for line in skipped:
+            self.accelerator.print(f"--resume_from_checkpoint latest {line}")
+        if checkpoint is not None and not (checkpoint / MANIFEST).is_file():
+            self.accelerator.print(f"note: {checkpoint} has no {MANIFEST}, so its files cannot be checked for damage "
+                                   "(sizes, SHA-256); resuming from it unchecked")
+        if checkpoint is None:
+            self._check_restartable(stage)
+            self.accelerator.print(f"{self.path} holds a run with no checkpoint yet: it starts from step 0")
+        return checkpoint
+
+    def _check_restartable(self, stage: str) -> None:
+        """`latest` on a run with no checkpoint restarts it from step 0: only a run of this stage."""
+        if not is_run_folder(self.path):
+            raise CheckpointError(f"--resume_from_checkpoint latest: {self.path} holds no run to resume; start it "
+                                  "without --resume_from_checkpoint")
+        saved = self.stage
+        if saved != stage:
+            raise CheckpointError(f"--resume_from_checkpoint latest: {self.path} holds a '{saved}' run, not a '{stage}' "
+                                  "run; resume it with the matching command")
+
+    def note_replaced_runs(self) -> None:
+        """Name the runs an interrupted --overwrite_output_dir left beside the folder, and what to do."""
+        for aside in replaced_runs(self.path):
+            self.accelerator.print(f"note: {aside} holds a run that an interrupted --overwrite_output_dir moved aside; "
+                                   f"to restore it: rm -rf {self.path} && mv {aside} {self.path}; "
+                                   f"to discard it: rm -rf {aside}")
+
+    def load(self, checkpoint: Path, fingerprint: dict[str, Any], allow_mismatch: bool) -> dict[str, Any]:
+        """Check that `checkpoint` was made by a run with this `fingerprint` (or print what differs,
+        with `allow_mismatch`), load Accelerate's state from it; returns its trainer state."""
+        state = read_trainer_state(checkpoint)
+        for change in check_resumable(checkpoint, state.get("run"), fingerprint, allow_mismatch):
+            self.accelerator.print(f"--allow_resume_mismatch: resuming although {change}")
+        try:
+            # Accelerate reads weights with safetensors and the optimizer / RNG files with
+            # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
+            # It skips an RNG file it cannot read without a word: refuse it here instead.
+            for rng_file in sorted(checkpoint.glob("random_states_*.pkl")):
+                accelerate_load(rng_file)
+            self.accelerator.load_state(str(checkpoint))
+        except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise CheckpointError(f"cannot resume from {checkpoint}: {type(error).__name__}: {first_line[:300]}; "
+                                  "pick an earlier step_N/ folder") from None
+        return state
+
+    # ----- writing -----
+    def create(self, run_config: dict[str, Any], resumed_step: int) -> None:
+        """Create the folder (a replaced run is moved aside until this run has a checkpoint) and write
+        config.json; a resumed run's metric records after `resumed_step` go (they are logged again).
+        The folder must be locked."""
+        if self.accelerator.is_main_process:
+            self.replaced_run = prepare_output_dir(self.path, self.overwrite, bool(self.resume_from))
+            if self.replaced_run is not None:
+                print(f"moved the previous run in {self.path} to {self.replaced_run}; it is deleted when this run "
+                      "writes its first checkpoint, and put back if this run fails before that")
+            (self.path / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+            if self.resume_from:
+                drop_records_after(self.path / "metrics.jsonl", resumed_step)
+        self.accelerator.wait_for_everyone()
+
+    def save(self, step: int, state: dict[str, Any], model_config) -> None:
+        """step_N/ with everything needed to resume exactly (Accelerate's state, `model_config` as
+        config.json, `state` as trainer_state.json) and its manifest; written as .tmp-step_N and renamed into place.
+        A failed write (disk full, no permission) removes the partial folder and stops the run with one line."""
+        accelerator = self.accelerator
+        final, tmp = self.path / f"step_{step}", self.path / f".tmp-step_{step}"
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        with write_errors(final, self.checkpoints(), partial=tmp):
+            accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                model_config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
+                (tmp / TRAINER_STATE).write_text(json.dumps(state))
+                write_manifest(tmp)
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
+                discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
+                self.replaced_run = None
+        accelerator.wait_for_everyone()
+
+    def save_model(self, dirname: str, model_config, state_dict: dict[str, torch.Tensor]) -> Path:
+        """The model in Hugging Face format in `dirname`/ (written by the main process); returns the folder."""
+        folder = self.path / dirname
+        if self.accelerator.is_main_process:
+            with write_errors(folder, self.checkpoints()):  # save_model_folder removes its own partial folder
+                save_model_folder(folder, model_config, state_dict)
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def close(self, failed: bool) -> None:
+        """Release the lock; a run replaced by --overwrite_output_dir is put back if this run failed
+        before its first checkpoint."""
+        self.release()
+        if failed and self.accelerator.is_main_process and self.replaced_run is not None:
+            restore_replaced_run(self.path, self.replaced_run)
+            print(f"this run failed before its first checkpoint: the previous run is back in {self.path}")

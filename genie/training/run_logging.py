@@ -47,24 +47,6 @@ class MetricsLogger:
                 tracker.log_images(pixels, step=step, dataformats="NHWC")
 
 
-def drop_records_after(path: Path, step: int) -> None:
-    """Keep only the records up to `step` (a resumed run logs the later steps again); atomic rewrite."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= step]
-    partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text("".join(kept))
-    os.replace(partial, path)
-
-
-def _step_of(line: str) -> float:
-    """The step of one metrics line; a line cut short by a kill counts as after every step."""
-    try:
-        return json.loads(line)["step"] if line.endswith("\n") else math.inf
-    except (ValueError, KeyError, TypeError):
-        return math.inf
-
-
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """All records of a metrics.jsonl file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

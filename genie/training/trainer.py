@@ -3,16 +3,14 @@
 Split as torchtitan's trainer is: `train()` is the outer loop (resume, steps, evaluation,
 checkpoints, stop requests), `train_step()` one optimizer step over its micro-batches,
 `forward_backward_step()` forward, loss and backward. The objective (genie/training/objectives.py) is the
-only thing that differs between the stages. Run folder layout: docs/architecture.md."""
+only thing that differs between the stages. The run folder's bookkeeping (lock, config.json, resume
+lookup, checkpoints) is `RunFolder`'s (genie/checkpointing/run_folder.py); its layout: docs/architecture.md."""
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
-import pickle
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,22 +18,16 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DataLoaderConfiguration, DistributedType, broadcast_object_list
-from accelerate.utils import load as accelerate_load
+from accelerate.utils import DataLoaderConfiguration, DistributedType
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from genie.checkpointing.checkpoint import save_model_folder, write_errors
-from genie.checkpointing.lock import RunLock
-from genie.checkpointing.manifest import MANIFEST, write_manifest
-from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, check_restartable, check_resumable,
-                                            discard_replaced_run, find_checkpoint, prepare_output_dir,
-                                            read_trainer_state, replaced_runs, restore_replaced_run, step_folders)
+from genie.checkpointing.run_folder import RunFolder, check_output_dir
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
 from genie.data.subsets import WithoutActions, training_view
-from genie.errors import CheckpointError, ConfigError, NonFiniteLossError, NothingToLearnError, RunFolderLockedError
+from genie.errors import ConfigError, NonFiniteLossError, NothingToLearnError
 from genie.evaluation.report import headline, options_for_dataset
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
 from genie.masking.seeding import batch_generator
@@ -44,8 +36,7 @@ from genie.training.arguments import TrainingArguments
 from genie.training.fsdp import full_parameters
 from genie.training.objectives import Objective, make_global_batch, to_device
 from genie.training.optimizer import build_optimizer
-from genie.training.run_logging import (MetricsLogger, TrainingMeter, drop_records_after, tracker_names,
-                                         tracker_run_id)
+from genie.training.run_logging import MetricsLogger, TrainingMeter, tracker_names, tracker_run_id
 from genie.training.stop_request import StopRequest
 
 
@@ -61,17 +52,19 @@ class Trainer:
         model.set_temporal_attention(objective.temporal_attention)
         self.config = model.config
         self.accelerator = self._build_accelerator()
+        self.run_folder = RunFolder(self.output_dir, self.accelerator, args.overwrite_output_dir,
+                                    args.resume_from_checkpoint)
         # An existing run folder is locked before anything in it is read (a resume racing an overwrite
         # must meet the lock, not a half-moved folder); a new one only once every input is checked.
-        self.lock = self._lock_run_folder() if self.output_dir.is_dir() else None
+        if self.output_dir.is_dir():
+            self.run_folder.lock()
         try:
             self._build(model)
-            self.lock = self.lock or self._lock_run_folder()
-            self.replaced_run = self._write_run_folder(run_info or {})
+            self.run_folder.lock()  # a new folder (held already if it existed)
+            self.run_folder.create(self._run_config(run_info or {}), self.step)
             self._init_trackers()
         except BaseException:
-            if self.lock is not None:
-                self.lock.release()
+            self.run_folder.release()
             raise
         self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.accelerator)
         self.progress: tqdm | None = None
@@ -87,7 +80,7 @@ class Trainer:
         args = self.args
         set_seed(args.seed)
         self.train_set, self.val_set = self._build_datasets()
-        self.checkpoint = self._find_checkpoint()
+        self.checkpoint = self.run_folder.find_checkpoint(self.objective.name)
         self.model, self.optimizer, self.train_loader, self.val_loader = self._build_model_and_loaders(model)
         self.unwrapped = self.accelerator.unwrap_model(self.model)
         # Only the training forward is compiled; saving and evaluation use the plain module.
@@ -99,10 +92,7 @@ class Trainer:
         self.step, self.epoch, self.batches_done = 0, 0, 0
         if self.checkpoint is not None:
             self._resume(self.checkpoint)
-        for aside in replaced_runs(self.output_dir):
-            self.accelerator.print(f"note: {aside} holds a run that an interrupted --overwrite_output_dir moved aside; "
-                                   f"to restore it: rm -rf {self.output_dir} && mv {aside} {self.output_dir}; "
-                                   f"to discard it: rm -rf {aside}")
+        self.run_folder.note_replaced_runs()
 
     def _build_accelerator(self) -> Accelerator:
         log_with = tracker_names(self.args.report_to)
@@ -140,9 +130,8 @@ class Trainer:
         val = open_eval_dataset(val_dir, config, args.stride, args.window_size, data)
         return train, WithoutActions(val) if args.drop_actions else val
 
-    def _write_run_folder(self, run_info: dict[str, Any]) -> Path | None:
-        """Create the output folder (a replaced run is moved aside until this run has a checkpoint) and
-        write config.json: the run's arguments, model config, data and what really ran."""
+    def _run_config(self, run_info: dict[str, Any]) -> dict[str, Any]:
+        """config.json of the run folder: the run's arguments, model config, data and what really ran."""
         run_config = {"stage": self.objective.name, "args": dataclasses.asdict(self.args),
                       "genie_config": self.config.to_dict(), "train_data_dir": str(self.train_set.data_dir),
                       "val_data_dir": str(self.val_set.data_dir), "num_processes": self.accelerator.num_processes,
@@ -151,48 +140,7 @@ class Trainer:
         if self.accelerator.distributed_type == DistributedType.FSDP:
             run_config["fsdp_version"] = 2 if self.accelerator.is_fsdp2 else 1
         run_config["tracker_run_id"] = self.tracker_run_id
-        aside = None
-        if self.accelerator.is_main_process:
-            aside = prepare_output_dir(self.output_dir, self.args.overwrite_output_dir,
-                                       bool(self.args.resume_from_checkpoint))
-            if aside is not None:
-                print(f"moved the previous run in {self.output_dir} to {aside}; it is deleted when this run writes "
-                      "its first checkpoint, and put back if this run fails before that")
-            (self.output_dir / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
-            if self.args.resume_from_checkpoint:  # records of steps after the checkpoint will be logged again
-                drop_records_after(self.output_dir / "metrics.jsonl", self.step)
-        self.accelerator.wait_for_everyone()
-        return aside
-
-    def _find_checkpoint(self) -> Path | None:
-        """The checkpoint to resume from: the named one, or the newest that verifies (saying which newer
-        ones were skipped and why); None for a new run or a run killed before its first checkpoint."""
-        if not self.args.resume_from_checkpoint:
-            return None
-        checkpoint, skipped = find_checkpoint(self.output_dir, self.args.resume_from_checkpoint)
-        for line in skipped:
-            self.accelerator.print(f"--resume_from_checkpoint latest {line}")
-        if checkpoint is not None and not (checkpoint / MANIFEST).is_file():
-            self.accelerator.print(f"note: {checkpoint} has no {MANIFEST}, so its files cannot be checked for damage "
-                                   "(sizes, SHA-256); resuming from it unchecked")
-        if checkpoint is None:
-            check_restartable(self.output_dir, self.objective.name)
-            self.accelerator.print(f"{self.output_dir} holds a run with no checkpoint yet: it starts from step 0")
-        return checkpoint
-
-    def _lock_run_folder(self) -> RunLock:
-        """One writer per run folder: the main process takes the lock, every process learns the outcome."""
-        lock, refusal = RunLock(self.output_dir), [None]
-        if self.accelerator.is_main_process:
-            try:
-                lock.acquire()
-            except RunFolderLockedError as error:
-                refusal = [str(error)]
-        if self.accelerator.num_processes > 1:
-            broadcast_object_list(refusal)
-        if refusal[0]:
-            raise RunFolderLockedError(refusal[0])
-        return lock
+        return run_config
 
     def run_fingerprint(self) -> dict[str, Any]:
         """What a checkpoint must share with the run that resumes it: the stage and its settings, the
@@ -263,22 +211,7 @@ class Trainer:
 
     def _resume(self, checkpoint: Path) -> None:
         """Check that the checkpoint belongs to this kind of run, then load it; writes nothing."""
-        state = read_trainer_state(checkpoint)
-        for change in check_resumable(checkpoint, state.get("run"), self.run_fingerprint(),
-                                      self.args.allow_resume_mismatch):
-            self.accelerator.print(f"--allow_resume_mismatch: resuming although {change}")
-        try:
-            # Accelerate reads weights with safetensors and the optimizer / RNG files with
-            # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
-            # It skips an RNG file it cannot read without a word: refuse it here instead.
-            for rng_file in sorted(checkpoint.glob("random_states_*.pkl")):
-                accelerate_load(rng_file)
-            self.accelerator.load_state(str(checkpoint))
-        except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError, EOFError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise CheckpointError(f"cannot resume from {checkpoint}: {type(error).__name__}: {first_line[:300]}; "
-                                  "pick an earlier step_N/ folder") from None
-        self.load_state_dict(state)
+        self.load_state_dict(self.run_folder.load(checkpoint, self.run_fingerprint(), self.args.allow_resume_mismatch))
         self.accelerator.print(f"resumed from {checkpoint} at step {self.step}")
 
     # ----- predicates -----
@@ -363,7 +296,7 @@ class Trainer:
                                       "raise the mask ratios or loosen --prompt_frame_period / --lattice_stride")
         bad = nonfinite > 0
         if bad and not args.skip_nonfinite:
-            steps = step_folders(self.output_dir)
+            steps = self.run_folder.checkpoints()
             last = f"the last good one is {steps[0]}" if steps else "no checkpoint was written yet"
             raise NonFiniteLossError(f"non-finite loss at step {self.step + 1}; no checkpoint was written for it "
                                      f"({last}); lower --learning_rate, check the data, or pass --skip_nonfinite "
@@ -420,30 +353,8 @@ class Trainer:
 
     # ----- saving and shutdown -----
     def save_checkpoint(self) -> None:
-        """step_N/ with everything needed to resume exactly, and its manifest; written as .tmp-step_N
-        and renamed into place. A failed write (disk full, no permission) removes the partial folder
-        and stops the run with one line."""
-        accelerator = self.accelerator
-        final = self.output_dir / f"step_{self.step}"
-        tmp = self.output_dir / f".tmp-step_{self.step}"
-        if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.wait_for_everyone()
-        with write_errors(final, step_folders(self.output_dir), partial=tmp):
-            accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                self.unwrapped.config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
-                self._write_trainer_state(tmp)
-                write_manifest(tmp)
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
-                discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
-                self.replaced_run = None
-        accelerator.wait_for_everyone()
-
-    def _write_trainer_state(self, folder: Path) -> None:
-        (folder / TRAINER_STATE).write_text(json.dumps(self.state_dict()))
+        """step_N/ with everything needed to resume exactly (genie/checkpointing/run_folder.py `RunFolder.save`)."""
+        self.run_folder.save(self.step, self.state_dict(), self.unwrapped.config)
 
     def _stop_with_checkpoint(self) -> dict[str, Any]:
         self.save_checkpoint()
@@ -458,11 +369,7 @@ class Trainer:
         self.logger.log({"step": self.step, **final_metrics})
         self.save_checkpoint()
         state_dict = self.accelerator.get_state_dict(self.model)  # collective: gathers sharded (FSDP) weights
-        final_dir = self.output_dir / self.objective.final_model_dirname
-        if self.accelerator.is_main_process:
-            with write_errors(final_dir, step_folders(self.output_dir)):  # save_model_folder removes its own partial folder
-                save_model_folder(final_dir, self.unwrapped.config, state_dict)
-        self.accelerator.wait_for_everyone()
+        final_dir = self.run_folder.save_model(self.objective.final_model_dirname, self.unwrapped.config, state_dict)
         self.accelerator.print(f"saved final model to {final_dir}")
         self._print_result(f"final validation ({self.args.max_eval_steps} batches)")
         return final_metrics
@@ -481,10 +388,7 @@ class Trainer:
         if self.progress is not None:
             self.progress.close()
         self.accelerator.end_training()
-        self.lock.release()
-        if failed and self.accelerator.is_main_process and self.replaced_run is not None:
-            restore_replaced_run(self.output_dir, self.replaced_run)
-            print(f"this run failed before its first checkpoint: the previous run is back in {self.output_dir}")
+        self.run_folder.close(failed)
 
 
 def run_training(args: TrainingArguments, objective: Objective, model: STMaskGIT,

@@ -102,14 +102,13 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_cleanly(tiny_config_file
 # that the test can kill it while a checkpoint is half-written.
 SLOW_CHECKPOINT_TRAIN = """
 import sys, time
-from genie.training.trainer import Trainer
-write_state = Trainer._write_trainer_state
-def slow_write_state(self, folder):
+from genie.checkpointing import run_folder
+write_manifest = run_folder.write_manifest
+def slow_write_manifest(folder):
     time.sleep(30)
-    write_state(self, folder)
-Trainer._write_trainer_state = slow_write_state
+    write_manifest(folder)
+run_folder.write_manifest = slow_write_manifest
 import train
-from genie.checkpointing.manifest import write_manifest
 from genie.cli import run_cli
 run_cli(lambda: train.main(sys.argv[1:]))
 """

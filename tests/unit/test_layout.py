@@ -102,3 +102,23 @@ def test_test_files_have_unique_names():
     """pytest imports test files by their base name: two test_x.py in different folders collide."""
     names = [p.name for p in (REPO_ROOT / "tests").rglob("test_*.py")]
     assert sorted(names) == sorted(set(names))
+
+
+def test_run_bookkeeping_and_file_helpers_have_one_home():
+    graph = import_graph()
+    assert graph["genie.files"] <= {"genie.errors"}  # a leaf every part may use
+    assert not any(target.startswith("genie.checkpointing") for module, targets in graph.items()
+                   if module.startswith("genie.data") for target in targets)
+    helpers = {"read_json_object", "atomic_directory", "file_sha256"}
+    imported_from = {(node.module, alias.name) for path in GENIE_DIR.rglob("*.py")
+                     for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)
+                     for alias in node.names if alias.name in helpers}
+    assert {module for module, _ in imported_from} == {"genie.files"}
+    import genie.checkpointing.run_folder
+    import genie.training.trainer
+
+    assert genie.training.trainer.RunFolder is genie.checkpointing.run_folder.RunFolder
+    trainer_code = (GENIE_DIR / "training" / "trainer.py").read_text()
+    for bookkeeping in ("RunLock", "write_manifest", "prepare_output_dir", "restore_replaced_run", ".tmp-step_",
+                        "shutil", "broadcast_object_list"):
+        assert bookkeeping not in trainer_code, bookkeeping
