@@ -27,7 +27,11 @@ class TrainingArguments:
         "help": "GenieConfig JSON file (it may also hold the stage-1 fields, which train.py ignores). Default: "
                 "configs/tiny.json, or for train.py the architecture of --masked_pretrain_checkpoint."})
     train_data_dir: str | None = field(default=None, metadata={
-        "help": "1X-format token folder (metadata.json, video.bin, segment_ids.bin). Default: the built-in dataset."})
+        "help": "One split's token folder (not a parent of train/ and val/), in a 1X layout: v1.1 (metadata.json, "
+                "video.bin, segment_ids.bin, optional actions/<name>.bin), v2.0 sharded (metadata.json, videos/, "
+                "robot_states/, segment_indices/, metadata/) or v2.0 flat (metadata.json, video_<i>.bin, "
+                "states_<i>.bin, segment_idx_<i>.bin, metadata_<i>.json); the layout is read from the files unless "
+                "--data_format says. Default: the built-in dataset."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Validation folder. Default: the built-in dataset."})
     window_size: int | None = field(default=None, metadata={"help": "Frames per window; must equal the config's T (default T)."})
     stride: int = field(default=1, metadata={"help": "Frames between consecutive window frames (1X v1.1 at 30 Hz: use 15)."})
