@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from genie.data.collators import get_masked_pretrain_collator
+from genie.masking.collators import get_masked_pretrain_collator
 from genie.model.config import GenieConfig
 from genie.studies.runs import RunTask
 from genie.studies.spec import LABELS, LOWER_IS_BETTER, METRICS, Arm, StudySpec

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
+from genie.masking.collators import get_masked_pretrain_collator, get_maskgit_collator
 from genie.errors import ConfigError
 from genie.evaluation.report import evaluate_batches, training_metrics
 from genie.evaluation.scores import EvalOptions

@@ -33,11 +33,12 @@ from genie.checkpointing.manifest import MANIFEST, write_manifest
 from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, check_restartable, check_resumable,
                                             discard_replaced_run, find_checkpoint, prepare_output_dir,
                                             read_trainer_state, replaced_runs, restore_replaced_run, step_folders)
-from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
+from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs
 from genie.data.subsets import WithoutActions, training_view
 from genie.errors import CheckpointError, ConfigError, NonFiniteLossError, NothingToLearnError, RunFolderLockedError
 from genie.evaluation.report import headline, options_for_dataset
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
+from genie.masking.collators import stack_features
 from genie.masking.seeding import batch_generator
 from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments

@@ -91,7 +91,7 @@ def test_builders_validate_their_parameters(call, message):
 def test_tube_collator_keeps_frame_0_visible_and_the_same_tube_after_it():
     """Regression: the tube mask is expanded over time, and ANDing the visible first frame into it in
     place raised a RuntimeError (found by the pattern study)."""
-    from genie.data.collators import get_masked_pretrain_collator
+    from genie.masking.collators import get_masked_pretrain_collator
     from genie.model.config import GenieConfig
     from genie.training.masked_pretrain_config import MaskedPretrainConfig
 

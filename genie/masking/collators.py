@@ -1,6 +1,11 @@
-"""Collators: a list of dataset items -> masked model inputs. One collator per masking strategy.
+"""Collators: a list of dataset items -> model inputs. One collator per masking strategy, plus
+`stack_features`, the plain one (no masking) that the trainer's DataLoaders use: training masks the
+global batch later, in the objective, so that masks do not depend on workers or processes.
 
-Every collator has the same call, `collator(features, generator=None, step=0) -> batch`, where
+They live beside the mask builders, not in `genie.data`: `genie.data` re-exports them for the
+reference's `from data import ...`, so nothing here may import `genie.data`.
+
+Every masking collator has the same call, `collator(features, generator=None, step=0) -> batch`, where
 `features` is a list of items (or an already batched dict), `generator` drives all randomness and
 `step` is the optimizer step (schedules use it). Every collator ends in `apply_mask`, the one place
 that writes the mask token and builds `input_ids / labels / loss_mask / actions`.
