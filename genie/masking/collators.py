@@ -114,6 +114,9 @@ def get_maskgit_collator(config: GenieConfig) -> AutoregressiveMaskGITCollator:
     return AutoregressiveMaskGITCollator(config)
 
 
+MASK_PATTERNS = ("random", "block", "tube")  # the patterns MaskedPretrainCollator.build_mask draws
+
+
 class MaskedPretrainCollator:
     """Stage-1 batches (MaskViT / MaskGIT style): each sample and each frame gets its own mask.
 
