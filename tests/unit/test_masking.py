@@ -96,8 +96,7 @@ def test_tube_collator_keeps_frame_0_visible_and_the_same_tube_after_it():
     from genie.training.masked_pretrain_config import MaskedPretrainConfig
 
     config = GenieConfig.from_json_file("configs/small.json")
-    collator = get_masked_pretrain_collator(MaskedPretrainConfig(mask_pattern="tube", prompt_frame_period=4),
-                                            config, 10)
+    collator = get_masked_pretrain_collator(MaskedPretrainConfig(mask_pattern="tube", prompt_frame_period=4), config)
     mask = collator.build_mask((4, config.T, config.S), 0.5, torch.Generator().manual_seed(0))
     assert not mask[:, 0].any() and not mask[:, 4].any() and mask[:, 1].any()
     assert all(torch.equal(mask[:, 1], mask[:, t]) for t in (2, 3, 5, 6, 7))
