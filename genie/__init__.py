@@ -2,8 +2,9 @@
 
 Where each concept lives (docs/architecture.md has the full map):
   model/          config, factorized vocabulary, attention, ST transformer, STMaskGIT
-  masking/        mask builders (True = masked), mask-ratio schedules, seeded generators
-  data/           token folders (1X v1.1, v2.0), windows, collators, the built-in world, tokenizers
+  masking/        mask builders (True = masked), collators (one per masking strategy), mask-ratio
+                  schedules, seeded generators
+  data/           token folders (1X v1.1, v2.0), windows, the built-in world, tokenizers
                   (the Tokenizer interface), recorded Atari
   training/       arguments, objectives (the two stages), the Trainer, logging
   checkpointing/  checkpoint I/O, manifests, run folders, the run lock
@@ -16,9 +17,10 @@ Where each concept lives (docs/architecture.md has the full map):
   cli.py          argument parsing for the commands
   files.py        file helpers: JSON objects, atomic folders, SHA-256 (imports nothing from genie)
 """
-from genie.data import RawTokenDataset, get_masked_pretrain_collator, get_maskgit_collator
+from genie.data import RawTokenDataset
 from genie.decoding import SamplingConfig, generate
 from genie.errors import ConfigError, UserError
+from genie.masking.collators import get_masked_pretrain_collator, get_maskgit_collator
 from genie.model import GenieConfig, STMaskGIT
 from genie.protocols import MaskGITModel
 from genie.training.arguments import TrainingArguments

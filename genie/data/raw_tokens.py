@@ -19,10 +19,6 @@ from genie.errors import DataFormatError
 from genie.files import atomic_directory, read_json_object
 from genie.model.config import GenieConfig
 
-# Action streams the 1X challenge ships, with their per-frame dims.
-KNOWN_ACTION_DIMS = {"driving_command": 2, "neck_desired": 1, "l_hand_closure": 1, "r_hand_closure": 1,
-                     "joint_pos": 21}
-
 
 def _read_metadata(data_dir: Path) -> dict[str, Any]:
     if data_dir.is_file():

@@ -13,11 +13,12 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from genie.data import DataOptions, challenge_stride, open_dataset, open_eval_dataset, resolve_data_dirs, stack_features
+from genie.data import DataOptions, challenge_stride, open_dataset, open_eval_dataset, resolve_data_dirs
 from genie.data.tokenizers import tokenizer_from_metadata
 from genie.decoding import progress_bar
 from genie.errors import ConfigError
 from genie.evaluation.scores import EvalOptions, PixelDecoder, psnr, score_windows, unigram_log_probs
+from genie.masking.collators import stack_features
 from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel, TokenDataset
 

@@ -6,9 +6,15 @@ import math
 MASK_SCHEDULES = ("cosine", "linear", "exponential", "constant")
 
 
+def training_progress(step: int, total_steps: int) -> float:
+    """Progress p = step / (total_steps - 1) of optimizer step `step` in 0..total_steps-1, so that the
+    first step is at 0 and the last at 1 (a run of one step stays at 0). The schedules' input."""
+    return step / max(total_steps - 1, 1)
+
+
 def mask_ratio_at(progress: float, initial: float, final: float, schedule: str = "cosine",
                   exponential_k: float = 5.0) -> float:
-    """Mask ratio at training progress p = step / total_steps in [0, 1] (clamped).
+    """Mask ratio at training progress p in [0, 1] (clamped; see `training_progress`).
 
     Every schedule starts exactly at `initial`, ends exactly at `final`, is monotone in between and
     never leaves [min(initial, final), max(initial, final)]. `constant` holds `initial` throughout, so

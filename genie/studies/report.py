@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from genie.data.collators import get_masked_pretrain_collator
+from genie.masking.collators import get_masked_pretrain_collator
+from genie.masking.schedules import training_progress
 from genie.model.config import GenieConfig
 from genie.studies.runs import RunTask
 from genie.studies.spec import LABELS, LOWER_IS_BETTER, METRICS, Arm, StudySpec
@@ -280,9 +281,9 @@ def reference_lines(rows: list[dict[str, Any]], reference: dict[str, float]) -> 
 def mean_masked_fraction(arm: Arm, config: GenieConfig, batch_size: int = 8, seed: int = 0) -> float:
     """The fraction of tokens stage 1 really masks, averaged over its steps (patterns, prompt frames,
     the lattice and the visible first frame all lower it below the nominal ratio)."""
-    collator = get_masked_pretrain_collator(MaskedPretrainConfig(**arm.stage1), config, arm.stage1_steps)
+    collator = get_masked_pretrain_collator(MaskedPretrainConfig(**arm.stage1), config)
     generator = torch.Generator().manual_seed(seed)
     shape = (batch_size, config.T, config.S)
-    fractions = [collator.build_mask(shape, collator.mask_ratio(step), generator).float().mean().item()
-                 for step in range(arm.stage1_steps)]
+    ratios = [collator.mask_ratio(training_progress(step, arm.stage1_steps)) for step in range(arm.stage1_steps)]
+    fractions = [collator.build_mask(shape, ratio, generator).float().mean().item() for ratio in ratios]
     return sum(fractions) / len(fractions)

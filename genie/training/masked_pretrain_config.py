@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from genie.errors import ConfigError
+from genie.masking.collators import MASK_PATTERNS
 from genie.masking.schedules import MASK_SCHEDULES
 from genie.model.config import TEMPORAL_ATTENTION_MODES, GenieConfig, read_config_values
-
-MASK_PATTERNS = ("random", "block", "tube")
 
 
 @dataclass

@@ -13,18 +13,19 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
 from genie.errors import ConfigError
 from genie.evaluation.report import evaluate_batches, training_metrics
 from genie.evaluation.scores import EvalOptions
+from genie.masking.collators import get_masked_pretrain_collator, get_maskgit_collator
+from genie.masking.schedules import training_progress
 from genie.masking.seeding import batch_generator
 from genie.model.config import GenieConfig
 from genie.model.factorization import unfactorize_token_ids
 from genie.model.stmaskgit import STMaskGIT, token_cross_entropy
 
 
-def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], step: int, generator: torch.Generator,
-                      process_index: int, num_processes: int) -> dict[str, torch.Tensor]:
+def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], step: int, total_steps: int,
+                      generator: torch.Generator, process_index: int, num_processes: int) -> dict[str, torch.Tensor]:
     """Mask this process's share of the global batch exactly as one process would mask the whole of it.
 
     The local windows are placed at their rows of a global batch (the other rows are zeros), the
@@ -32,14 +33,14 @@ def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], st
     how many processes share the batch, and all processes follow the same schedule.
     """
     if num_processes == 1:
-        return objective.make_batch(batch, step=step, generator=generator)
+        return objective.make_batch(batch, step=step, total_steps=total_steps, generator=generator)
     local = batch["input_ids"].shape[0]
     rows = slice(process_index * local, (process_index + 1) * local)
     padded = {}
     for key, value in batch.items():
         padded[key] = value.new_zeros((local * num_processes, *value.shape[1:]))
         padded[key][rows] = value
-    global_batch = objective.make_batch(padded, step=step, generator=generator)
+    global_batch = objective.make_batch(padded, step=step, total_steps=total_steps, generator=generator)
     out = {key: value[rows] for key, value in global_batch.items()}
     # Each process divides by its share of the global count of scored tokens, so that the average
     # of the processes' gradients is the gradient of the global mean loss.
@@ -60,14 +61,14 @@ class Objective:
         self.config = config
         self.last_report: dict[str, Any] | None = None  # the full report of the latest evaluation
 
-    def make_batch(self, batch: dict[str, torch.Tensor], step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def make_batch(self, batch: dict[str, torch.Tensor], step: int, total_steps: int,
+                   generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Model inputs for clean windows at optimizer step `step` of the run's `total_steps` (schedules
+        follow them); loss_mask True = masked = scored."""
         raise NotImplementedError
 
-    def set_total_steps(self, total_steps: int) -> None:
-        """Called by the trainer once the run length is known (schedules use it)."""
-
-    def step_metrics(self, step: int) -> dict[str, float]:
-        """Scalars to log with every optimizer step (e.g. the current mask ratio)."""
+    def step_metrics(self, step: int, total_steps: int) -> dict[str, float]:
+        """Scalars to log with optimizer step `step` of `total_steps` (e.g. the mask ratio it used)."""
         return {}
 
     def settings(self) -> dict[str, Any]:
@@ -96,7 +97,7 @@ class AutoregressiveObjective(Objective):
                               "to train stage 2 (frames after the prompt are the targets); lower it in the config")
         self.collator = get_maskgit_collator(config)
 
-    def make_batch(self, batch, step, generator):
+    def make_batch(self, batch, step, total_steps, generator):
         return self.collator(batch, generator=generator)
 
     def evaluate(self, model, batches, gather, options, step=0, log_probs=None):
@@ -111,8 +112,8 @@ class AutoregressiveObjective(Objective):
         def with_val_loss(batches):
             nonlocal loss_sums
             for index, batch in enumerate(batches):
-                inputs = to_device(self.make_batch(batch, step=index,
-                                                   generator=batch_generator(options.seed, 0, index, stream=1)), device)
+                inputs = to_device(self.collator(batch, generator=batch_generator(options.seed, 0, index, stream=1)),
+                                   device)
                 loss_sums += gather(masked_loss_rows(model, inputs)[0][:, [0, 2]]).double().cpu().sum(0)
                 yield batch
 
@@ -147,14 +148,11 @@ class MaskedPretrainObjective(Objective):
         self.collator = get_masked_pretrain_collator(masking, config)
         self.picture_writer = picture_writer  # callable(step, input_ids, predictions, labels, ratio) -> Path, or None
 
-    def set_total_steps(self, total_steps: int) -> None:
-        self.collator.total_steps = max(total_steps, 1)
+    def make_batch(self, batch, step, total_steps, generator):
+        return self.collator(batch, generator=generator, progress=training_progress(step, total_steps))
 
-    def make_batch(self, batch, step, generator):
-        return self.collator(batch, generator=generator, step=step)
-
-    def step_metrics(self, step: int) -> dict[str, float]:
-        return {"mask_ratio": self.collator.mask_ratio(step)}
+    def step_metrics(self, step, total_steps):
+        return {"mask_ratio": self.collator.mask_ratio(training_progress(step, total_steps))}
 
     def settings(self) -> dict[str, Any]:
         return {f"masking.{k}": v for k, v in vars(self.masking).items()}

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from genie.checkpointing.run_folder import RunFolder, check_output_dir
-from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
+from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs
 from genie.data.subsets import WithoutActions, training_view
 from genie.errors import ConfigError, NonFiniteLossError, NothingToLearnError
 from genie.evaluation.report import headline, options_for_dataset
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
+from genie.masking.collators import stack_features
 from genie.masking.seeding import batch_generator
 from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
@@ -87,7 +88,6 @@ class Trainer:
         self.forward_model = torch.compile(self.model) if args.compile else self.model
         updates_per_epoch = max(len(self.train_loader) // args.gradient_accumulation_steps, 1)
         self.max_steps = args.max_train_steps or args.num_train_epochs * updates_per_epoch
-        self.objective.set_total_steps(self.max_steps)
         self.scheduler = self._build_scheduler()
         self.step, self.epoch, self.batches_done = 0, 0, 0
         if self.checkpoint is not None:
@@ -255,8 +255,8 @@ class Trainer:
         for micro_step, batch in enumerate(batches):
             self.batches_done += 1
             generator = batch_generator(self.args.seed, self.step, micro_step)
-            inputs = make_global_batch(self.objective, batch, self.step, generator, accelerator.process_index,
-                                       accelerator.num_processes)
+            inputs = make_global_batch(self.objective, batch, self.step, self.max_steps, generator,
+                                       accelerator.process_index, accelerator.num_processes)
             inputs = to_device(inputs, accelerator.device)
             with accelerator.accumulate(self.model):
                 loss = self.forward_backward_step(inputs)
@@ -312,7 +312,7 @@ class Trainer:
         """Logging, evaluation and checkpoints due after the optimizer step just taken."""
         if self.should_log():
             self._log_training_metrics()
-        elif used := self.objective.step_metrics(self.step - 1):  # e.g. the mask ratio this update used
+        elif used := self.objective.step_metrics(self.step - 1, self.max_steps):  # e.g. the mask ratio this update used
             self.logger.log({"step": self.step, **used})
             self.progress.set_postfix({k: round(v, 3) for k, v in used.items()})
         if self.should_evaluate():
@@ -329,7 +329,7 @@ class Trainer:
                                      f"..{self.step}; lower --learning_rate or check the data")
         record = {"step": self.step, "train/loss": loss_value, "lr": self.scheduler.get_last_lr()[0],
                   "tokens_per_s": self.meter.tokens_per_second(), "skipped_nonfinite_steps": self.skipped_steps,
-                  **self.objective.step_metrics(self.step - 1)}
+                  **self.objective.step_metrics(self.step - 1, self.max_steps)}
         self.logger.log(record)
         self.progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
                                    if k in ("train/loss", "mask_ratio")})

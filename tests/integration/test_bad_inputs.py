@@ -419,8 +419,8 @@ def test_training_that_masks_nothing_stops_at_the_first_such_step(tiny_data, tin
     from genie.training.trainer import run_training
 
     class MasksNothing(MaskedPretrainObjective):
-        def make_batch(self, batch, step, generator):
-            out = super().make_batch(batch, step, generator)
+        def make_batch(self, batch, step, total_steps, generator):
+            out = super().make_batch(batch, step, total_steps, generator)
             if step == 1:
                 out["loss_mask"] = torch.zeros_like(out["loss_mask"])
             return out

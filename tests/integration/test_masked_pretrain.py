@@ -11,7 +11,7 @@ import train
 from data import get_masked_pretrain_collator
 from genie.errors import CheckpointError, ConfigError
 from genie.evaluation.scores import EvalOptions
-from genie.masking.schedules import mask_ratio_at
+from genie.masking.schedules import mask_ratio_at, training_progress
 from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
@@ -26,17 +26,17 @@ def windows(b=16, t=4, s=16):
 
 
 def test_collator_masks_exactly_the_scheduled_count_per_frame(tiny_config):
-    collate = get_masked_pretrain_collator(MaskedPretrainConfig(), tiny_config, total_steps=10)
+    collate = get_masked_pretrain_collator(MaskedPretrainConfig(), tiny_config)
     batch = windows()
     for step in (0, 5, 9):  # steps 0..9 of 10: progress = step / 9
-        out = collate(batch, generator=torch.Generator().manual_seed(step), step=step)
+        out = collate(batch, generator=torch.Generator().manual_seed(step), progress=training_progress(step, 10))
         count = round(mask_ratio_at(step / 9, 0.8, 0.1, "cosine") * 16)
         assert (out["loss_mask"][:, 1:].sum(-1) == count).all()
         assert not out["loss_mask"][:, 0].any()  # mask_all_frames=False keeps frame 0 visible
         assert torch.equal(out["loss_mask"], out["input_ids"] == tiny_config.mask_token_id)
         assert torch.equal(out["labels"], batch["input_ids"])
-    everything = get_masked_pretrain_collator(MaskedPretrainConfig(mask_all_frames=True), tiny_config, 10)
-    out = everything(batch, generator=torch.Generator().manual_seed(0), step=0)
+    everything = get_masked_pretrain_collator(MaskedPretrainConfig(mask_all_frames=True), tiny_config)
+    out = everything(batch, generator=torch.Generator().manual_seed(0), progress=0.0)
     assert (out["loss_mask"].sum(-1) == round(0.8 * 16)).all()
 
 
@@ -63,8 +63,9 @@ def test_every_masking_field_changes_the_masks(field, tiny_config):
     batch = windows(b=64)
 
     def masks(**settings):
-        collate = get_masked_pretrain_collator(MaskedPretrainConfig(**settings), tiny_config, total_steps=10)
-        return collate(batch, generator=torch.Generator().manual_seed(0), step=3)["loss_mask"]
+        collate = get_masked_pretrain_collator(MaskedPretrainConfig(**settings), tiny_config)
+        out = collate(batch, generator=torch.Generator().manual_seed(0), progress=training_progress(3, 10))
+        return out["loss_mask"]
 
     assert not torch.equal(masks(**base), masks(**base, **change))
 
@@ -105,8 +106,8 @@ class RecordingObjective(MaskedPretrainObjective):
         super().__init__(*args, **kwargs)
         self.seen = []
 
-    def make_batch(self, batch, step, generator):
-        out = super().make_batch(batch, step, generator)
+    def make_batch(self, batch, step, total_steps, generator):
+        out = super().make_batch(batch, step, total_steps, generator)
         counts = out["loss_mask"][:, 1:].sum(-1).unique().tolist()
         self.seen.append((step, counts))
         return out
@@ -132,9 +133,9 @@ def expected_count(step, total):
 @pytest.mark.parametrize("total_steps", [2, 5, 1000])
 def test_first_step_trains_at_the_initial_and_last_step_at_the_final_ratio(tiny_config, schedule, total_steps):
     masking = MaskedPretrainConfig(initial_mask_ratio=0.8, final_mask_ratio=0.1, mask_schedule=schedule)
-    collate = get_masked_pretrain_collator(masking, tiny_config, total_steps=total_steps)
-    assert collate.mask_ratio(0) == 0.8
-    assert collate.mask_ratio(total_steps - 1) == pytest.approx(0.1, abs=1e-12)
+    objective = MaskedPretrainObjective(tiny_config, masking)
+    assert objective.step_metrics(0, total_steps)["mask_ratio"] == 0.8
+    assert objective.step_metrics(total_steps - 1, total_steps)["mask_ratio"] == pytest.approx(0.1, abs=1e-12)
 
 
 def test_ratio_follows_the_optimizer_step_with_workers(tiny_config, tiny_data, tmp_path):

@@ -49,8 +49,8 @@ class PoisonedObjective(AutoregressiveObjective):
         super().__init__(config)
         self.poisoned_step = poisoned_step
 
-    def make_batch(self, batch, step, generator):
-        out = super().make_batch(batch, step, generator)
+    def make_batch(self, batch, step, total_steps, generator):
+        out = super().make_batch(batch, step, total_steps, generator)
         if step == self.poisoned_step:
             out["actions"] = torch.full_like(out["actions"], float("inf"))
         return out

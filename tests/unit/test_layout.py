@@ -122,3 +122,46 @@ def test_run_bookkeeping_and_file_helpers_have_one_home():
     for bookkeeping in ("RunLock", "write_manifest", "prepare_output_dir", "restore_replaced_run", ".tmp-step_",
                         "shutil", "broadcast_object_list"):
         assert bookkeeping not in trainer_code, bookkeeping
+
+
+def test_masking_has_one_home():
+    """The collators, apply_mask, the batching helpers and MASK_PATTERNS are defined in genie/masking/collators.py
+    only; genie.data re-exports the collators for the reference's `from data import ...` and every genie module
+    imports them from their home; the schedule's progress is an argument (nothing sets a collator's state); and
+    masking climbs back to neither data nor training."""
+    import inspect
+
+    from genie.masking import collators
+    from genie.training.objectives import Objective
+
+    names = {"AutoregressiveMaskGITCollator", "MaskedPretrainCollator", "get_maskgit_collator",
+             "get_masked_pretrain_collator", "apply_mask", "stack_features", "as_windows", "MASK_PATTERNS"}
+    defined, imported_from, exported, reaches_into = {}, set(), set(), []
+    for path in GENIE_DIR.rglob("*.py"):
+        module, tree = module_name(path), ast.parse(path.read_text())
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node]
+            for name in {getattr(t, "name", None) or getattr(t, "id", None) for t in targets} & names:
+                defined.setdefault(name, []).append(module)
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in node.targets):
+                exported |= {(module, e.value) for e in node.value.elts if e.value in names}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and {a.name for a in node.names} & names:
+                imported_from.add(node.module)
+            if isinstance(node, ast.Attribute) and node.attr == "set_total_steps":
+                reaches_into.append(f"{module}: set_total_steps")
+            if isinstance(node, (ast.Assign, ast.AugAssign)):
+                for target in getattr(node, "targets", [getattr(node, "target", None)]):
+                    if isinstance(target, ast.Attribute) and "collator" in ast.unparse(target.value):
+                        reaches_into.append(f"{module}: {ast.unparse(target)} =")
+    assert defined == {name: ["genie.masking.collators"] for name in names}
+    assert imported_from == {"genie.masking.collators"}
+    assert {module for module, _ in exported} == {"genie.data", "genie"}  # the reference's front; the package's
+    assert reaches_into == []
+    assert all(inspect.getmodule(getattr(collators, n)) is collators for n in names - {"MASK_PATTERNS"})
+    assert "progress" in inspect.signature(collators.MaskedPretrainCollator.__call__).parameters
+    assert {"step", "total_steps"} <= set(inspect.signature(Objective.make_batch).parameters)
+    graph = import_graph()
+    climbs = {(m, t) for m in graph if m.startswith("genie.masking") for t in graph[m]
+              if t.startswith(("genie.data", "genie.training", "genie.evaluation", "genie.studies"))}
+    assert climbs == set()

@@ -91,13 +91,12 @@ def test_builders_validate_their_parameters(call, message):
 def test_tube_collator_keeps_frame_0_visible_and_the_same_tube_after_it():
     """Regression: the tube mask is expanded over time, and ANDing the visible first frame into it in
     place raised a RuntimeError (found by the pattern study)."""
-    from genie.data.collators import get_masked_pretrain_collator
+    from genie.masking.collators import get_masked_pretrain_collator
     from genie.model.config import GenieConfig
     from genie.training.masked_pretrain_config import MaskedPretrainConfig
 
     config = GenieConfig.from_json_file("configs/small.json")
-    collator = get_masked_pretrain_collator(MaskedPretrainConfig(mask_pattern="tube", prompt_frame_period=4),
-                                            config, 10)
+    collator = get_masked_pretrain_collator(MaskedPretrainConfig(mask_pattern="tube", prompt_frame_period=4), config)
     mask = collator.build_mask((4, config.T, config.S), 0.5, torch.Generator().manual_seed(0))
     assert not mask[:, 0].any() and not mask[:, 4].any() and mask[:, 1].any()
     assert all(torch.equal(mask[:, 1], mask[:, t]) for t in (2, 3, 5, 6, 7))

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from genie.masking.schedules import mask_ratio_at
+from genie.masking.schedules import mask_ratio_at, training_progress
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine", "exponential"])
@@ -47,3 +47,8 @@ def test_constant_schedule_holds_its_ratio_and_refuses_two_ratios():
         mask_ratio_at(0.5, 0.8, 0.1, "constant")
     with pytest.raises(ConfigError, match="constant holds one ratio"):
         MaskedPretrainConfig(mask_schedule="constant", initial_mask_ratio=0.8, final_mask_ratio=0.1)
+
+
+def test_progress_runs_from_the_first_to_the_last_optimizer_step():
+    assert [training_progress(step, 5) for step in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert training_progress(0, 1) == 0.0 and training_progress(0, 0) == 0.0  # a one-step run stays at the start

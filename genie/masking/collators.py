@@ -1,9 +1,16 @@
-"""Collators: a list of dataset items -> masked model inputs. One collator per masking strategy.
+"""Collators: a list of dataset items -> model inputs. One collator per masking strategy, plus
+`stack_features`, the plain one (no masking) that the trainer's DataLoaders use: training masks the
+global batch later, in the objective, so that masks do not depend on workers or processes.
 
-Every collator has the same call, `collator(features, generator=None, step=0) -> batch`, where
-`features` is a list of items (or an already batched dict), `generator` drives all randomness and
-`step` is the optimizer step (schedules use it). Every collator ends in `apply_mask`, the one place
-that writes the mask token and builds `input_ids / labels / loss_mask / actions`.
+They live beside the mask builders, not in `genie.data`: `genie.data` re-exports them for the
+reference's `from data import ...`, so nothing here may import `genie.data`.
+
+Every masking collator has the same call, `collator(features, generator=None, progress=0.0) -> batch`,
+where `features` is a list of items (or an already batched dict), `generator` drives all randomness
+and `progress` is the training progress p in [0, 1] of `schedules.training_progress` (mask-ratio
+schedules use it; the caller passes it in, the collator keeps no training state). Every collator
+ends in `apply_mask`, the one place that writes the mask token and builds
+`input_ids / labels / loss_mask / actions`.
 Masks are torch.bool with True = masked = hidden from the model and scored.
 """
 from __future__ import annotations
@@ -71,7 +78,9 @@ class AutoregressiveMaskGITCollator:
     def __init__(self, config: GenieConfig):
         self.config = config
 
-    def __call__(self, features, generator: torch.Generator | None = None, step: int = 0) -> dict[str, torch.Tensor]:
+    def __call__(self, features, generator: torch.Generator | None = None,
+                 progress: float = 0.0) -> dict[str, torch.Tensor]:
+        """`progress` is unused: stage 2 masks by the same draws throughout training."""
         cfg = self.config
         batch = as_windows(stack_features(features), cfg)
         tokens = batch["input_ids"]
@@ -109,23 +118,25 @@ def get_maskgit_collator(config: GenieConfig) -> AutoregressiveMaskGITCollator:
     return AutoregressiveMaskGITCollator(config)
 
 
+MASK_PATTERNS = ("random", "block", "tube")  # the patterns MaskedPretrainCollator.build_mask draws
+
+
 class MaskedPretrainCollator:
     """Stage-1 batches (MaskViT / MaskGIT style): each sample and each frame gets its own mask.
 
-    The ratio is the schedule's value at the optimizer step passed in (`step` of 0..total_steps-1), or a
-    fixed `ratio` (evaluation). The pattern is random (exactly round(ratio*S) tokens per frame), block
-    or tube; optional periodic prompt frames and a visible spatial lattice are ANDed in; frame 0
-    stays visible unless `mask_all_frames`.
+    The ratio is the schedule's value at the training progress passed in (`progress`, see
+    `schedules.training_progress`), or a fixed `ratio` (evaluation). The pattern is random (exactly
+    round(ratio*S) tokens per frame), block or tube; optional periodic prompt frames and a visible
+    spatial lattice are ANDed in; frame 0 stays visible unless `mask_all_frames`. Masks: True = masked.
     """
 
-    def __init__(self, config, model_config: GenieConfig, total_steps: int = 1):
-        self.config, self.model_config, self.total_steps = config, model_config, max(total_steps, 1)
+    def __init__(self, config, model_config: GenieConfig):
+        self.config, self.model_config = config, model_config
 
-    def mask_ratio(self, step: int) -> float:
-        """The schedule's ratio at optimizer step `step` of 0..total_steps-1: the first step trains at
-        initial_mask_ratio, the last at final_mask_ratio."""
+    def mask_ratio(self, progress: float) -> float:
+        """The schedule's ratio at training progress `progress` in [0, 1]: initial_mask_ratio at 0 (the
+        first optimizer step), final_mask_ratio at 1 (the last)."""
         c = self.config
-        progress = step / max(self.total_steps - 1, 1)
         return mask_ratio_at(progress, c.initial_mask_ratio, c.final_mask_ratio, c.mask_schedule, c.exponential_k)
 
     def build_mask(self, shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -149,14 +160,14 @@ class MaskedPretrainCollator:
             mask = mask & maskable_after_first_frame(shape)
         return mask
 
-    def __call__(self, features, generator: torch.Generator | None = None, step: int = 0,
+    def __call__(self, features, generator: torch.Generator | None = None, progress: float = 0.0,
                  ratio: float | None = None) -> dict[str, torch.Tensor]:
         batch = as_windows(stack_features(features), self.model_config)
         shape = tuple(batch["input_ids"].shape)
-        mask = self.build_mask(shape, self.mask_ratio(step) if ratio is None else ratio, generator)
+        mask = self.build_mask(shape, self.mask_ratio(progress) if ratio is None else ratio, generator)
         return apply_mask(batch, mask, self.model_config.mask_token_id)
 
 
-def get_masked_pretrain_collator(config, model_config: GenieConfig, total_steps: int = 1) -> MaskedPretrainCollator:
-    """The stage-1 collator for a MaskedPretrainConfig, the model's GenieConfig and the run's step count."""
-    return MaskedPretrainCollator(config, model_config, total_steps)
+def get_masked_pretrain_collator(config, model_config: GenieConfig) -> MaskedPretrainCollator:
+    """The stage-1 collator for a MaskedPretrainConfig and the model's GenieConfig."""
+    return MaskedPretrainCollator(config, model_config)
