@@ -1,21 +1,8 @@
 """genie: Genie-style spatiotemporal world models on tokenized video (library; no command-line code).
 
-Where each concept lives (docs/architecture.md has the full map):
-  model/          config, factorized vocabulary, attention, ST transformer, STMaskGIT
-  masking/        mask builders (True = masked), collators (one per masking strategy), mask-ratio
-                  schedules, seeded generators
-  data/           token folders (1X v1.1, v2.0), windows, the built-in world, tokenizers
-                  (the Tokenizer interface), recorded Atari
-  training/       arguments, objectives (the two stages), the Trainer, logging
-  checkpointing/  checkpoint I/O, manifests, run folders, the run lock
-  evaluation/     scores, the report, pictures
-  decoding.py     the MaskGIT loop (PyTorch and ONNX Runtime)
-  export/         ONNX export and the ONNX Runtime backend
-  studies/        ablation studies
-  protocols.py    the declared interfaces: MaskGITModel, TokenDataset
-  errors.py       every user error (one line, exit 2)
-  cli.py          argument parsing for the commands
-  files.py        file helpers: JSON objects, atomic folders, SHA-256 (imports nothing from genie)
+Grouped by concept into subpackages (model/, masking/, data/, training/, checkpointing/,
+evaluation/, export/, studies/) and a few leaf modules; docs/architecture.md holds the one layout map.
+Re-exported here: the names most users need.
 """
 from genie.data import RawTokenDataset
 from genie.decoding import SamplingConfig, generate
