@@ -15,7 +15,7 @@ import torch
 
 from genie.data.collators import get_masked_pretrain_collator, get_maskgit_collator
 from genie.errors import ConfigError
-from genie.evaluation.report import evaluate_batches, training_metrics
+from genie.evaluation.loop import evaluate_batches, training_metrics
 from genie.evaluation.scores import EvalOptions
 from genie.masking.seeding import batch_generator
 from genie.model.config import GenieConfig

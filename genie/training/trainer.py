@@ -36,7 +36,8 @@ from genie.checkpointing.run_folder import (TRAINER_STATE, check_output_dir, che
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs, stack_features
 from genie.data.subsets import WithoutActions, training_view
 from genie.errors import CheckpointError, ConfigError, NonFiniteLossError, NothingToLearnError, RunFolderLockedError
-from genie.evaluation.report import headline, options_for_dataset
+from genie.evaluation.loop import options_for_dataset
+from genie.evaluation.report import headline
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
 from genie.masking.seeding import batch_generator
 from genie.model.stmaskgit import STMaskGIT

@@ -102,3 +102,19 @@ def test_test_files_have_unique_names():
     """pytest imports test files by their base name: two test_x.py in different folders collide."""
     names = [p.name for p in (REPO_ROOT / "tests").rglob("test_*.py")]
     assert sorted(names) == sorted(set(names))
+
+
+def test_tests_import_nothing_from_scripts():
+    """scripts/ holds commands, not a package: tests run a command through tests/conftest.py's run_script."""
+    imports = []
+    for path in (REPO_ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            imports += [f"{path.relative_to(REPO_ROOT)}: {name}" for name in names
+                        if name == "scripts" or name.startswith("scripts.")]
+    assert imports == []
