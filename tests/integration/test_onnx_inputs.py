@@ -151,7 +151,7 @@ def test_bad_onnx_input(name, made, tiny_data, tmp_path, capsys):
 def test_export_replaces_the_same_models_export_and_another_only_with_overwrite(made, tmp_path):
     model, other = (shutil.copytree(made / name, tmp_path / name) for name in ("model", "other_onnx"))
     same = shutil.copytree(made / "model_onnx", tmp_path / "model_onnx")
-    export_onnx.main(["--checkpoint_dir", str(model), "--output_dir", str(same)])  # the same model: no flag needed
-    record = export_onnx.main(["--checkpoint_dir", str(model), "--output_dir", str(other), "--overwrite"])
+    run_script("export_onnx", ["--checkpoint_dir", str(model), "--output_dir", str(same)])  # the same model: no flag
+    record = run_script("export_onnx", ["--checkpoint_dir", str(model), "--output_dir", str(other), "--overwrite"])
     assert record["weights_sha256"] == file_sha256(model / "model.safetensors")
     assert json.loads((other / "config.json").read_text())["genie_config"]["d_model"] == 64
