@@ -1,6 +1,6 @@
 """Kill train.py at random moments (SIGKILL), resume it with --resume_from_checkpoint latest until it
 finishes, and count the trials that end bit-identical to an uninterrupted run (final weights and the
-logged training losses). The fault tests reuse its helpers.
+logged training losses).
 
     python scripts/chaos.py --trials 20          # ~10 min on 2 CPU cores (small config, 40 steps)
 """
@@ -15,12 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
-
+from genie.checkpointing.checkpoint import same_weights
 from genie.cli import parse, run_cli
 from genie.errors import check_flag
-from genie.training.run_logging import read_metrics
+from genie.training.run_logging import training_losses
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,15 +51,6 @@ def run_to_end(train_argv: list[str], out: Path, cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def losses(out: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["train/loss"]) for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    left, right = load_file(a / "final_model" / "model.safetensors"), load_file(b / "final_model" / "model.safetensors")
-    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
-
-
 def chaos_trial(train_argv: list[str], out: Path, reference: Path, duration: float, rng: random.Random,
                 max_kills: int, cwd: Path) -> Trial:
     """Kill the run up to `max_kills` times at uniform random moments, resuming each time; then let it finish."""
@@ -81,7 +70,8 @@ def chaos_trial(train_argv: list[str], out: Path, reference: Path, duration: flo
         if process.returncode != 0:
             raise RuntimeError(f"a resumed run failed; see {log_of(out)}")
         break
-    return Trial(kills, during_save, same_weights(out, reference), losses(out) == losses(reference))
+    return Trial(kills, during_save, same_weights(out / "final_model", reference / "final_model"),
+                 training_losses(out) == training_losses(reference))
 
 
 def run_chaos(train_argv: list[str], workdir: Path, trials: int, seed: int, max_kills: int, cwd: Path) -> list[Trial]:

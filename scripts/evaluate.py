@@ -14,7 +14,8 @@ from genie.cli import parse, run_cli
 from genie.data import DataOptions
 from genie.decoding import SamplingConfig
 from genie.errors import check_flag
-from genie.evaluation.report import check_eval_output_dir, evaluate_checkpoint, format_report, write_eval_outputs
+from genie.evaluation.loop import evaluate_checkpoint
+from genie.evaluation.report import check_eval_output_dir, format_report, write_eval_outputs
 from genie.evaluation.scores import EvalOptions
 
 

@@ -19,6 +19,7 @@ from genie.data import DataOptions, open_eval_dataset, resolve_data_dirs
 from genie.data.tokenizers import tokenizer_from_metadata
 from genie.decoding import SamplingConfig, generate, prompt_length
 from genie.errors import check_flag
+from genie.evaluation.examples import example_windows
 from genie.evaluation.pictures import save_gif, save_grid
 from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel
@@ -68,12 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
                f"does not fit: --num_prompt_frames {num_prompt} + {num_new} new frames exceed the model's T = {config.T}")
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config, data)[1]
     val_set = open_eval_dataset(val_dir, config, args.stride, data=data)
-    # Examples spread over the val split (consecutive windows would show one segment several times).
-    spacing = max(1, len(val_set) // args.num_examples)
-    indices = [(args.example_offset + i * spacing) % len(val_set) for i in range(args.num_examples)]
-    items = [val_set[i] for i in indices]
-    truth = torch.stack([it["input_ids"] for it in items])
-    actions = torch.stack([it["actions"] for it in items]) if "actions" in items[0] else None
+    indices, truth, actions = example_windows(val_set, args.num_examples, args.example_offset)
     generator = torch.Generator().manual_seed(args.seed)
     tokens, _ = generate(model, truth[:, :num_prompt], num_new, sampling,
                          None if actions is None else actions[:, :num_prompt + num_new], generator, progress=True)
@@ -84,12 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.output_dir) if args.output_dir else Path(args.checkpoint_dir).resolve().parent / "generated"
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "tokens.npz", generated=tokens.numpy(), truth=truth.numpy(), num_prompt_frames=num_prompt)
-    summary = {"num_examples": len(items), "example_windows": indices, "num_prompt_frames": num_prompt, "num_new_frames": num_new,
-               "generated_token_accuracy": accuracy, "copy_last_prompt_frame_accuracy": copy_accuracy,
-               "sampling": vars(sampling), "backend": args.backend, "files": ["tokens.npz"]}
+    summary = {"num_examples": len(indices), "example_windows": indices, "num_prompt_frames": num_prompt,
+               "num_new_frames": num_new, "generated_token_accuracy": accuracy,
+               "copy_last_prompt_frame_accuracy": copy_accuracy, "sampling": vars(sampling), "backend": args.backend,
+               "files": ["tokens.npz"]}
     summary["files"] += write_pictures(out, val_set.metadata, tokens, truth, num_prompt, config.h, val_dir)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"generated {num_new} frames for {len(items)} examples: token accuracy {accuracy:.4f} "
+    print(f"generated {num_new} frames for {len(indices)} examples: token accuracy {accuracy:.4f} "
           f"(copying the last prompt frame: {copy_accuracy:.4f}); wrote {', '.join(summary['files'])} to {out}")
     return summary
 

@@ -1,6 +1,10 @@
+import functools
+import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -22,6 +26,22 @@ def run_argv(config_file, data, out=None, *extra: str, **flags) -> list[str]:
               "per_device_train_batch_size": 4, "max_eval_steps": 1, **flags}
     return [item for name, value in values.items() if value is not None for item in (f"--{name}", str(value))] + [
         *extra]
+
+
+def run_script(name: str, argv: list[str]):
+    """Run the command scripts/<name>.py in this process: its `main(argv)`, returning what it returns and raising
+    what it raises (genie.cli.run_cli turns a user error into exit 2 on the command line). The file is loaded by
+    its path, not imported from a `scripts` package, and no child process pays torch's import on every call."""
+    return _script_module(name).main(argv)
+
+
+@functools.cache
+def _script_module(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and the argument parser look the module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -80,3 +100,37 @@ def tiny_config_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "tiny.json"
     path.write_text(json.dumps(TINY))
     return path
+
+
+@pytest.fixture(scope="session")
+def finished_runs(tiny_data, tiny_config_file, tmp_path_factory) -> Path:
+    """A finished stage-1 run and a finished stage-2 run (2 steps, checkpoints at both), in <root>/stage1 and
+    <root>/stage2; shared by the tests of several files, which work on copies."""
+    import masked_pretrain
+    import train
+
+    root = tmp_path_factory.mktemp("runs")
+    for main, name in ((masked_pretrain.main, "stage1"), (train.main, "stage2")):
+        main(run_argv(tiny_config_file, tiny_data, root / name, max_train_steps=2, checkpointing_steps=1))
+    return root
+
+
+@pytest.fixture
+def tiny_v2_config(tmp_path):
+    """configs/cosmos_v2_tiny.json at the built-in world's 256 token ids (64,000-way logits would make
+    these runs slow on a CPU; the vocabulary size is otherwise irrelevant to what is tested)."""
+    def make(side=8):
+        config = json.loads((REPO_ROOT / "configs" / "cosmos_v2_tiny.json").read_text())
+        path = tmp_path / f"v2_{side}.json"
+        path.write_text(json.dumps({**config, "S": side * side, "image_vocab_size": 256}))
+        return str(path)
+    return make
+
+
+@pytest.fixture(scope="module")
+def builtin_v2(tmp_path_factory):
+    """The built-in world in the 1X v2.0 layout, 8x8 tokens: (sharded train_dir, flat val_dir)."""
+    from genie.data.builtin import write_builtin_v2_dataset
+
+    return write_builtin_v2_dataset(tmp_path_factory.mktemp("v2"), grid=8, vocab_size=256, shards=2,
+                                    frames_per_shard=1500, val_frames=600)

@@ -85,6 +85,13 @@ def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> Non
     model.load_state_dict(state_dict, strict=True)
 
 
+def same_weights(folder_a: str | Path, folder_b: str | Path) -> bool:
+    """Whether two model folders hold bit-identical weights: the same tensor names in model.safetensors and
+    equal values (how a resumed or killed run is checked against an uninterrupted one)."""
+    a, b = load_file(Path(folder_a) / "model.safetensors"), load_file(Path(folder_b) / "model.safetensors")
+    return a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
 def describe_state_dict_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor],
                                  limit: int = 8) -> list[str]:
     """Human-readable differences between two state dicts (names and shapes); empty when they fit."""

@@ -14,7 +14,7 @@ differing from the last prompt frame. Action sensitivity: the first-pass cross-e
 actions of another window of the batch (a seeded shuffle); a model that ignores its actions scores 0.
 
 Everything here returns per-window sums (B, ...) so that callers can gather them across processes
-and average each window exactly once (genie/evaluation/report.py turns them into the report).
+and average each window exactly once (genie/evaluation/loop.py turns them into the report).
 """
 from __future__ import annotations
 

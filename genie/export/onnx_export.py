@@ -32,7 +32,7 @@ from genie.model.stmaskgit import STMaskGIT
 
 # The dynamo exporter (torch.export + onnxscript) is torch's maintained one (the TorchScript exporter is
 # deprecated) and writes about a third of the nodes for the same model (small.json: 212 vs 626); ONNX
-# Runtime runs both at the same speed (scripts/bench.py --only onnx, docs/performance.md). The TorchScript
+# Runtime runs both at the same speed (python -m scripts.bench --only onnx, docs/performance.md). The TorchScript
 # exporter stays as a fallback. Each exporter's opset: the newest it supports well.
 EXPORTERS = {"dynamo": 18, "torchscript": 17}
 

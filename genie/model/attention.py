@@ -140,7 +140,7 @@ def _matmul_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
                       num_queries: int) -> torch.Tensor:
     """The same attention as `_broadcast_attention` as two batched matmuls over (B, S, heads): the form
     exported to ONNX, which ONNX Runtime runs about 1.35x faster than the broadcast Mul + ReduceSum
-    (tiny, S 256: scripts/bench.py --only onnx). `num_queries` is q.shape[1], passed in because the
+    (tiny, S 256: python -m scripts.bench --only onnx). `num_queries` is q.shape[1], passed in because the
     ONNX tracer would freeze the size of q."""
     per_token = lambda t: t.permute(1, 2, 3, 0, 4)  # noqa: E731  (frames, B, S, h, d) -> (B, S, h, frames, d)
     scores = torch.matmul(q.permute(0, 2, 3, 1, 4), per_token(keys).transpose(-1, -2)) * q.shape[-1] ** -0.5

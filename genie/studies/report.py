@@ -142,7 +142,7 @@ def setting_lines(spec: StudySpec, reference: dict[str, float]) -> list[str]:
     overrides = "; ".join(f"{k} {old} -> {new}" for k, (old, new) in spec.overrides.items())
     return [f"Setting: `{spec.genie_config}`, seeds {spec.seeds}, stride {spec.stride}; stage 1 then stage 2 from its "
             f"weights ({stage1_data}), compared with: {compared} ({training}). Scored on {reference['num_windows']} "
-            f"val windows ({reference['num_tokens']} tokens) with the challenge's metric (genie/evaluation/report.py). "
+            f"val windows ({reference['num_tokens']} tokens) with the challenge's metric (genie/evaluation/loop.py). "
             "Mean ± std over seeds; Δ = arm − comparator, paired by seed, with its 95% t interval (negative Δ CE "
             "and positive Δ accuracy are better)." + (f" Command-line overrides of the study file: {overrides}."
                                                         if overrides else ""), "",

@@ -21,7 +21,8 @@ import genie
 from genie.checkpointing.lock import RunLock
 from genie.data.builtin import WORLD_VERSION
 from genie.errors import RunStopped
-from genie.evaluation.report import evaluate_checkpoint, write_eval_outputs
+from genie.evaluation.loop import evaluate_checkpoint
+from genie.evaluation.report import write_eval_outputs
 from genie.evaluation.scores import EvalOptions
 from genie.studies.spec import Arm, StudySpec
 from genie.training.arguments import TrainingArguments

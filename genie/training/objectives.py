@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from genie.errors import ConfigError
-from genie.evaluation.report import evaluate_batches, training_metrics
+from genie.evaluation.loop import evaluate_batches, training_metrics
 from genie.evaluation.scores import EvalOptions
 from genie.masking.collators import get_masked_pretrain_collator, get_maskgit_collator
 from genie.masking.schedules import training_progress

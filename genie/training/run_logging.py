@@ -52,6 +52,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def training_losses(run_dir: str | Path) -> list[tuple[int, float]]:
+    """(step, train/loss) of every training record in a run folder's metrics.jsonl."""
+    return [(r["step"], r["train/loss"]) for r in read_metrics(Path(run_dir) / "metrics.jsonl") if "train/loss" in r]
+
+
 class TrainingMeter:
     """Running training loss and throughput between two logging steps, kept on the device so that
     only logging steps read a value back to the host."""

@@ -28,7 +28,8 @@ from genie.checkpointing.run_folder import RunFolder, check_output_dir
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs
 from genie.data.subsets import WithoutActions, training_view
 from genie.errors import ConfigError, NonFiniteLossError, NothingToLearnError
-from genie.evaluation.report import headline, options_for_dataset
+from genie.evaluation.loop import options_for_dataset
+from genie.evaluation.report import headline
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
 from genie.masking.collators import stack_features
 from genie.masking.seeding import batch_generator

@@ -18,9 +18,10 @@ from genie.studies.runs import STAGE1, make_task
 from genie.studies.stats import PairedDifference
 from genie.training.arguments import TrainingArguments
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
-from scripts import ablate
+from tests.conftest import REPO_ROOT, run_script
 
 T_975_2DF = 4.302652729911275  # Student t, 97.5% quantile, 2 degrees of freedom
+STARTUP_DEADLINE_S = 300  # a wait for the study's runs to start fails the test after this, instead of hanging
 
 
 def test_paired_difference_by_hand():
@@ -94,7 +95,7 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
                         eval_max_examples=8)
     out, store = tmp_path / "results", tmp_path / "store"
     argv = ["--study", str(study), "--store", str(store), "--output_dir", str(out)]
-    ablate.main(argv + ["--jobs", "2"])  # each run in a worker process
+    run_script("ablate", argv + ["--jobs", "2"])  # each run in a worker process
     assert {"results.md", "results.csv", "runs.csv", "curves.png", "swept.png"} <= {p.name for p in out.iterdir()}
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert [r["arm"] for r in rows] == ["mask_schedule=cosine", "mask_schedule=exponential", "stage 2 only, 7 steps"]
@@ -119,7 +120,7 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(study_runs, "run_autoregressive", counting(study_runs.run_autoregressive))
     capsys.readouterr()
     first_report = (out / "results.md").read_text()
-    ablate.main(argv)  # everything finished: nothing trains, the report is the same
+    run_script("ablate", argv)  # everything finished: nothing trains, the report is the same
     assert calls == [] and "10 runs, 10 already finished" in capsys.readouterr().out
     assert (out / "results.md").read_text() == first_report
 
@@ -128,7 +129,7 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
     victim = make_task(phases(plan(spec))[1][0], spec, store)
     shutil.rmtree(victim.folder / "final_model")
     victim.eval_json.unlink()
-    ablate.main(argv)
+    run_script("ablate", argv)
     assert calls == [str(victim.folder)] and victim.eval_json.is_file()
 
 
@@ -140,7 +141,7 @@ LABEL_SCARCE = {"grid": {"train_segment_fraction": [0.1]}, "stage1_actions": Fal
 def test_emitted_commands_parse_back_to_the_runs(tmp_path, design):
     study = write_study(tmp_path / "study.yaml", **({"grid": {"mask_pattern": ["tube"]}} | design),
                         stage1={"mask_schedule": "constant", "initial_mask_ratio": 0.5, "final_mask_ratio": 0.5})
-    text = ablate.main(["--study", str(study), "--store", str(tmp_path / "store"), "--emit_commands"])
+    text = run_script("ablate", ["--study", str(study), "--store", str(tmp_path / "store"), "--emit_commands"])
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     spec = load_study(study)
     tasks = {str(t.folder): t for t in (make_task(r, spec, tmp_path / "store") for p in phases(plan(spec)) for r in p)}
@@ -223,8 +224,6 @@ def test_sigterm_stops_a_parallel_study_and_its_workers(tmp_path, tiny_config_fi
 
     import psutil
 
-    from tests.conftest import REPO_ROOT
-
     study = write_study(tmp_path / "s.json", stage1_steps=100_000, genie_config=str(tiny_config_file),
                         train_data_dir=str(tiny_data[0]), val_data_dir=str(tiny_data[1]),
                         training={"per_device_train_batch_size": 2, "eval_every_n_steps": 100_000})
@@ -234,8 +233,10 @@ def test_sigterm_stops_a_parallel_study_and_its_workers(tmp_path, tiny_config_fi
          str(tmp_path / "out"), "--jobs", "2"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     runner, workers = psutil.Process(study_process.pid), []
     try:
-        logs = []
+        logs, deadline = [], time.monotonic() + STARTUP_DEADLINE_S
         while len(logs) < 2 or not all("it/s" in log.read_text() for log in logs):  # both stage-1 runs train
+            assert time.monotonic() < deadline, (f"the two stage-1 runs did not start training within "
+                                                 f"{STARTUP_DEADLINE_S} s; their logs: {logs}")
             time.sleep(0.5)
             assert study_process.poll() is None, study_process.stderr.read()
             logs = list((store / "logs").glob("s1-*.log")) if (store / "logs").is_dir() else []
@@ -276,7 +277,7 @@ def test_a_label_scarce_study_end_to_end(tmp_path, tiny_config_file, tiny_data):
                         training={"per_device_train_batch_size": 2, "eval_every_n_steps": 100, "max_eval_steps": 1},
                         eval_max_examples=4)
     out, store = tmp_path / "results", tmp_path / "store"
-    report = ablate.main(["--study", str(study), "--store", str(store), "--output_dir", str(out)])
+    report = run_script("ablate", ["--study", str(study), "--store", str(store), "--output_dir", str(out)])
     assert "**Primary contrast** (declared in the study file): CE on the tokens that change" in report
     value = {(r["arm"], int(r["seed"])): float(r["changed_cross_entropy"])
              for r in csv.DictReader((out / "runs.csv").open())}

@@ -11,17 +11,16 @@ pytest.importorskip("sklearn")
 import train  # noqa: E402
 from genie.cli import run_cli  # noqa: E402
 from genie.data.atari import ACTION_STREAM, NUM_ALE_ACTIONS  # noqa: E402
-from scripts import evaluate, generate, record_atari  # noqa: E402
-from tests.conftest import run_argv  # noqa: E402
+from tests.conftest import run_argv, run_script  # noqa: E402
 
 CONFIG = dict(num_layers=1, num_heads=2, d_model=32, T=4, S=64, image_vocab_size=256, num_factored_vocabs=2,
               qk_norm=False, num_prompt_frames=2, action_dims={ACTION_STREAM: NUM_ALE_ACTIONS})
 
 
 def record(out, env_id="ALE/Breakout-v5", *extra):
-    return record_atari.main(["--env_id", env_id, "--num_frames", "360", "--output_dir", str(out), "--seed", "1",
-                              "--val_fraction", "0.25", "--max_episode_frames", "90", "--vocab_size", "256",
-                              "--window_size", "4", *extra])
+    return run_script("record_atari", ["--env_id", env_id, "--num_frames", "360", "--output_dir", str(out), "--seed",
+                                       "1", "--val_fraction", "0.25", "--max_episode_frames", "90", "--vocab_size",
+                                       "256", "--window_size", "4", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +33,14 @@ def test_train_evaluate_and_generate_on_recorded_data_with_no_extra_flags(record
     config.write_text(json.dumps(CONFIG))
     train.main(run_argv(config, recorded, tmp_path / "run", max_train_steps=2, checkpointing_steps=100))
     model = tmp_path / "run" / "final_model"
-    report = evaluate.main(["--checkpoint_dir", str(model), "--train_data_dir", str(recorded[0]), "--val_data_dir",
-                            str(recorded[1]), "--stride", "1", "--max_examples", "4", "--output_dir",
-                            str(tmp_path / "eval")])
+    report = run_script("evaluate", ["--checkpoint_dir", str(model), "--train_data_dir", str(recorded[0]),
+                                     "--val_data_dir", str(recorded[1]), "--stride", "1", "--max_examples", "4",
+                                     "--output_dir", str(tmp_path / "eval")])
     psnr = report["rollout"]["psnr_per_horizon"] + report["rollout"]["copy_psnr_per_horizon"]
     assert len(psnr) == 4 and all(np.isfinite(psnr)) and all(0 < p < 100 for p in psnr)
     assert report["rollout"]["copy_psnr_per_horizon"][0] > report["rollout"]["psnr_per_horizon"][0]  # 2 steps: noise
-    summary = generate.main(["--checkpoint_dir", str(model), "--val_data_dir", str(recorded[1]), "--output_dir",
-                             str(tmp_path / "gen"), "--num_examples", "2"])
+    summary = run_script("generate", ["--checkpoint_dir", str(model), "--val_data_dir", str(recorded[1]),
+                                      "--output_dir", str(tmp_path / "gen"), "--num_examples", "2"])
     assert summary["files"] == ["tokens.npz", "strip.png", "generated.gif"]
     from PIL import Image
 
@@ -79,7 +78,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, expected, tmp_pat
             "--window_size": "4"}
     base.update({k: v.format(tmp=tmp_path) for k, v in zip(argv[::2], argv[1::2])})
     with pytest.raises(SystemExit) as info:
-        run_cli(lambda: record_atari.main([item for pair in base.items() for item in pair]))
+        run_cli(lambda: run_script("record_atari", [item for pair in base.items() for item in pair]))
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and expected in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
@@ -87,5 +86,5 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, expected, tmp_pat
 
 def test_record_atari_prints_its_help(capsys):
     with pytest.raises(SystemExit) as info:
-        record_atari.main(["--help"])
+        run_script("record_atari", ["--help"])
     assert info.value.code == 0 and "--env_id" in capsys.readouterr().out

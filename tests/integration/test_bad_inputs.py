@@ -1,5 +1,6 @@
 """Every wrong input stops its command with exit 2 and one line on stderr naming the input and the fix;
 nothing is written, changed or deleted (checked on a snapshot of every file the case could touch)."""
+import functools
 import json
 import shutil
 import subprocess
@@ -15,20 +16,11 @@ import masked_pretrain
 import train
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
-from scripts import evaluate, generate
-from tests.conftest import REPO_ROOT, TINY, assert_refused, run_argv, snapshot
+from tests.conftest import REPO_ROOT, TINY, assert_refused, run_argv, run_script, snapshot
 
-MAINS = {"train": train.main, "masked_pretrain": masked_pretrain.main, "evaluate": evaluate.main,
-         "generate": generate.main}
-
-
-@pytest.fixture(scope="module")
-def runs(tiny_data, tiny_config_file, tmp_path_factory):
-    """A finished stage-1 run and a finished stage-2 run (2 steps, checkpoints at both)."""
-    root = tmp_path_factory.mktemp("runs")
-    for main, name in ((masked_pretrain.main, "stage1"), (train.main, "stage2")):
-        main(run_argv(tiny_config_file, tiny_data, root / name, max_train_steps=2, checkpointing_steps=1))
-    return root
+MAINS = {"train": train.main, "masked_pretrain": masked_pretrain.main,
+         "evaluate": functools.partial(run_script, "evaluate"),
+         "generate": functools.partial(run_script, "generate")}
 
 
 class Env:
@@ -339,18 +331,18 @@ def test_there_are_at_least_60_distinct_cases():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input(name, tiny_data, runs, tmp_path, capsys):
+def test_bad_input(name, tiny_data, finished_runs, tmp_path, capsys):
     case = CASES[name]
-    env = Env(tmp_path, tiny_data, runs)
+    env = Env(tmp_path, tiny_data, finished_runs)
     argv = case.argv(env)
     assert_refused(name, MAINS[case.cli], argv, case.expected, tmp_path, capsys)
 
 
 @pytest.mark.parametrize("command", ["train.py", "masked_pretrain.py", "scripts/evaluate.py", "scripts/generate.py",
-                                     "scripts/ablate.py", "scripts/builtin_dataset.py", "scripts/bench.py",
+                                     "scripts/ablate.py", "scripts/builtin_dataset.py", "-m scripts.bench",
                                      "scripts/chaos.py", "scripts/export_onnx.py"])
 def test_every_command_prints_its_help(command):
-    result = subprocess.run([sys.executable, command, "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, *command.split(), "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout and "--" in result.stdout
@@ -369,11 +361,12 @@ def test_overwrite_keeps_a_users_files_and_the_checkout(tiny_data, tiny_config_f
     assert sorted(p.name for p in folder.iterdir()) == ["photos", "thesis.txt"]
 
 
-def test_overwrite_replaces_a_run_only_once_the_new_one_has_a_checkpoint(tiny_data, runs, tmp_path, monkeypatch):
+def test_overwrite_replaces_a_run_only_once_the_new_one_has_a_checkpoint(tiny_data, finished_runs, tmp_path,
+                                                                         monkeypatch):
     from genie.training.trainer import Trainer
 
     run = tmp_path / "run"
-    shutil.copytree(runs / "stage2", run)
+    shutil.copytree(finished_runs / "stage2", run)
     old = snapshot(run)
     argv = ["--genie_config", str(run / "final_model" / "config.json"), "--train_data_dir", str(tiny_data[0]),
             "--val_data_dir", str(tiny_data[1]), "--output_dir", str(run), "--overwrite_output_dir",
@@ -432,26 +425,27 @@ def test_training_that_masks_nothing_stops_at_the_first_such_step(tiny_data, tin
         run_training(args, MasksNothing(config, MaskedPretrainConfig()), STMaskGIT(config))
 
 
-def test_train_takes_the_architecture_of_the_stage1_checkpoint_without_genie_config(tiny_data, runs, tmp_path):
-    metrics = train.main(["--masked_pretrain_checkpoint", str(runs / "stage1"), "--train_data_dir", str(tiny_data[0]),
-                          "--val_data_dir", str(tiny_data[1]), "--output_dir", str(tmp_path / "o"),
+def test_train_takes_the_architecture_of_the_stage1_checkpoint_without_genie_config(tiny_data, finished_runs,
+                                                                                    tmp_path):
+    metrics = train.main(["--masked_pretrain_checkpoint", str(finished_runs / "stage1"), "--train_data_dir",
+                          str(tiny_data[0]), "--val_data_dir", str(tiny_data[1]), "--output_dir", str(tmp_path / "o"),
                           "--max_train_steps", "1", "--per_device_train_batch_size", "4", "--max_eval_steps", "1"])
     assert metrics["val/tf_cross_entropy"] > 0
     recorded = json.loads((tmp_path / "o" / "config.json").read_text())
     assert recorded["genie_config"]["d_model"] == TINY["d_model"] and recorded["args"]["genie_config"] is None
 
 
-def test_stage2_weights_as_pretraining_are_accepted_when_asked(tiny_data, runs, tmp_path):
-    train.main(["--masked_pretrain_checkpoint", str(runs / "stage2" / "final_model"), "--allow_non_pretrain_checkpoint",
-                "--train_data_dir", str(tiny_data[0]), "--val_data_dir", str(tiny_data[1]),
-                "--output_dir", str(tmp_path / "o"), "--max_train_steps", "1", "--per_device_train_batch_size", "4",
-                "--max_eval_steps", "1"])
+def test_stage2_weights_as_pretraining_are_accepted_when_asked(tiny_data, finished_runs, tmp_path):
+    train.main(["--masked_pretrain_checkpoint", str(finished_runs / "stage2" / "final_model"),
+                "--allow_non_pretrain_checkpoint", "--train_data_dir", str(tiny_data[0]), "--val_data_dir",
+                str(tiny_data[1]), "--output_dir", str(tmp_path / "o"), "--max_train_steps", "1",
+                "--per_device_train_batch_size", "4", "--max_eval_steps", "1"])
     assert (tmp_path / "o" / "final_model" / "model.safetensors").is_file()
 
 
-def test_resume_mismatch_is_allowed_when_asked(tiny_data, runs, tiny_config_file, tmp_path):
+def test_resume_mismatch_is_allowed_when_asked(tiny_data, finished_runs, tiny_config_file, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(runs / "stage2", run)
+    shutil.copytree(finished_runs / "stage2", run)
     train.main(["--genie_config", str(tiny_config_file), "--train_data_dir", str(tiny_data[0]), "--val_data_dir",
                 str(tiny_data[1]), "--output_dir", str(run), "--resume_from_checkpoint", "latest",
                 "--max_train_steps", "3", "--per_device_train_batch_size", "2", "--max_eval_steps", "1",

@@ -1,4 +1,5 @@
-"""Smoke test of the benchmark script at tiny sizes: every benchmark prints a JSON line with its figures."""
+"""Smoke test of the benchmark program (python -m scripts.bench) at tiny sizes: every benchmark prints a JSON
+line with its figures."""
 import json
 import subprocess
 import sys
@@ -7,8 +8,9 @@ from tests.conftest import REPO_ROOT
 
 
 def test_bench_smoke_prints_one_json_line_per_benchmark():
-    result = subprocess.run([sys.executable, "scripts/bench.py", "--smoke"], cwd=REPO_ROOT, capture_output=True,  # no PYTHONPATH
-                            text=True)  # no time limit: a benchmark on a busy machine is slow, not wrong
+    # no PYTHONPATH; no time limit: a benchmark on a busy machine is slow, not wrong
+    result = subprocess.run([sys.executable, "-m", "scripts.bench", "--smoke"], cwd=REPO_ROOT, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     names = [line["benchmark"] for line in lines]

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 import train
 from genie.training.run_logging import read_metrics
-from tests.conftest import REPO_ROOT, run_argv
+from tests.conftest import REPO_ROOT, run_argv, run_script
 
 
 def train_args(tiny_config_file, tiny_data, out, *extra):
@@ -72,13 +72,11 @@ def test_accumulation_and_gradient_checkpointing_run(tiny_config_file, tiny_data
 
 
 def test_evaluate_and_generate_scripts(trained_run, tiny_data, capsys):
-    from scripts import evaluate, generate
-
     out, _ = trained_run
     train_dir, val_dir = tiny_data
-    report = evaluate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
-                            "--train_data_dir", str(train_dir), "--output_dir", str(out / "eval"),
-                            "--max_examples", "32", "--seed", "7"])
+    report = run_script("evaluate", ["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
+                                     "--train_data_dir", str(train_dir), "--output_dir", str(out / "eval"),
+                                     "--max_examples", "32", "--seed", "7"])
     printed = capsys.readouterr().out
     assert "| model |" in printed and "| unigram of train tokens (CE) / most frequent token (accuracy) |" in printed
     assert printed.strip().splitlines()[-1].startswith("**Result:** model CE ")
@@ -99,9 +97,9 @@ def test_evaluate_and_generate_scripts(trained_run, tiny_data, capsys):
                              "changed_accuracy"), ("unigram_cross_entropy", "unigram_cross_entropy"),
                              ("most_frequent_accuracy", "unigram_accuracy"), ("action_sensitivity", "action_sensitivity")):
         assert final[f"val/{logged}"] == pytest.approx(report[reported], abs=1e-6), logged
-    summary = generate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
-                             "--num_prompt_frames", "2", "--num_examples", "2", "--maskgit_steps", "2",
-                             "--output_dir", str(out / "gen")])
+    summary = run_script("generate", ["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(val_dir),
+                                      "--num_prompt_frames", "2", "--num_examples", "2", "--maskgit_steps", "2",
+                                      "--output_dir", str(out / "gen")])
     assert summary["num_new_frames"] == 2
     assert {"tokens.npz", "strip.png", "generated.gif", "summary.json"} <= {p.name for p in (out / "gen").iterdir()}
 
@@ -175,11 +173,10 @@ def test_a_resumed_run_continues_its_tracker_runs(tiny_config_file, tiny_data, t
 def test_the_gif_is_labelled_and_readable_and_examples_come_from_across_the_val_split(trained_run, tiny_data):
     from PIL import Image
 
-    from scripts import generate
-
     out, _ = trained_run
-    summary = generate.main(["--checkpoint_dir", str(out / "final_model"), "--val_data_dir", str(tiny_data[1]),
-                             "--num_prompt_frames", "2", "--num_examples", "3", "--output_dir", str(out / "gif")])
+    summary = run_script("generate", ["--checkpoint_dir", str(out / "final_model"), "--val_data_dir",
+                                      str(tiny_data[1]), "--num_prompt_frames", "2", "--num_examples", "3",
+                                      "--output_dir", str(out / "gif")])
     gif = Image.open(out / "gif" / "generated.gif")
     assert gif.n_frames == 4 and gif.size[0] >= 2 * 192  # model | truth, each panel at least 192 pixels wide
     assert summary["example_windows"][1] - summary["example_windows"][0] > 1  # not neighbouring windows

@@ -13,12 +13,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import train
+from genie.checkpointing.checkpoint import same_weights
 from genie.checkpointing.lock import RunLock, lock_path
 from genie.checkpointing.manifest import write_manifest
 from genie.cli import run_cli
-from genie.training.run_logging import read_metrics
-from scripts.chaos import losses
-from scripts.chaos import same_weights as same_final_weights
+from genie.training.run_logging import read_metrics, training_losses
 from tests.conftest import REPO_ROOT, run_argv
 
 STEPS = 6
@@ -96,7 +95,7 @@ def test_latest_falls_back_past_a_damaged_checkpoint(damage, reference, tiny_con
     train.main(argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest"))
     out = capsys.readouterr().out
     assert f"skipped step_4/: {reason}" in out and "resumed from" in out and "step_2 at step 2" in out
-    assert same_final_weights(run, reference)
+    assert same_weights(run / "final_model", reference / "final_model")
     steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r]
     assert steps == list(range(1, STEPS + 1))  # the steps logged again after the fallback replace the old ones
 
@@ -106,7 +105,7 @@ def test_an_empty_newer_checkpoint_folder_is_skipped(reference, tiny_config_file
     (run / "step_5").mkdir()
     train.main(argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest"))
     assert "skipped step_5/: it has no trainer_state.json" in capsys.readouterr().out
-    assert same_final_weights(run, reference)
+    assert same_weights(run / "final_model", reference / "final_model")
 
 
 def test_when_no_checkpoint_verifies_resume_is_refused(reference, tiny_config_file, tiny_data, tmp_path, capsys):
@@ -127,8 +126,8 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(reference,
     assert "already holds a run" in error and "--resume_from_checkpoint latest" in error
     train.main(argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest"))
     assert "no checkpoint yet: it starts from step 0" in capsys.readouterr().out
-    assert same_final_weights(run, reference)
-    assert losses(run) == losses(reference)  # the killed attempt's records are gone, the cut line too
+    assert same_weights(run / "final_model", reference / "final_model")
+    assert training_losses(run) == training_losses(reference)  # the killed attempt's records are gone, the cut line too
 
 
 def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(reference, tiny_config_file, tiny_data,
@@ -147,7 +146,7 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(refere
     # A lock file left by a killed process holds no flock: the next run takes it over.
     lock_path(run).write_text('{"pid": 999999, "host": "gone", "since": 0}')
     train.main(argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest"))
-    assert same_final_weights(run, reference) and not lock_path(run).exists()
+    assert same_weights(run / "final_model", reference / "final_model") and not lock_path(run).exists()
 
 
 def test_a_second_training_process_is_refused(reference, tiny_config_file, tiny_data, tmp_path):
@@ -193,7 +192,7 @@ def test_a_failed_checkpoint_write_leaves_no_partial_folder(error, cause, refere
     assert not list(run.glob(".tmp-*")) and sorted(p.name for p in run.glob("step_*")) == ["step_2"]
     monkeypatch.setattr(Accelerator, "save_state", original)
     train.main(argv(tiny_config_file, tiny_data, run, "--resume_from_checkpoint", "latest"))
-    assert same_final_weights(run, reference)
+    assert same_weights(run / "final_model", reference / "final_model")
 
 
 def test_a_changed_process_count_is_refused_unless_accepted(reference, tiny_config_file, tiny_data, tmp_path, capsys):

@@ -12,7 +12,7 @@ from genie.files import file_sha256
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel
-from tests.conftest import TINY
+from tests.conftest import TINY, run_script
 
 VARIANTS = {"plain": {"action_dims": {}}, "qk_norm": {"action_dims": {}, "qk_norm": True},
             "actions": {"action_dims": {"driving_command": 2}}}
@@ -126,17 +126,15 @@ def test_bidirectional_models_export_the_full_graph_only(tmp_path, tiny_config):
 
 
 def test_export_and_generate_commands(trained_tiny_model, tiny_data, tmp_path):
-    from scripts import export_onnx as export_command
-    from scripts import generate as generate_command
-
-    record = export_command.main(["--checkpoint_dir", str(trained_tiny_model), "--output_dir", str(tmp_path / "onnx")])
+    record = run_script("export_onnx", ["--checkpoint_dir", str(trained_tiny_model), "--output_dir",
+                                        str(tmp_path / "onnx")])
     assert record["check_max_abs_logit_difference"] <= 1e-4
     assert record["weights_sha256"] == file_sha256(trained_tiny_model / "model.safetensors")
     common = ["--checkpoint_dir", str(trained_tiny_model), "--val_data_dir", str(tiny_data[1]), "--num_examples", "2",
               "--unmask_mode", "confidence"]
-    ours = generate_command.main([*common, "--output_dir", str(tmp_path / "pt")])
-    ort = generate_command.main([*common, "--output_dir", str(tmp_path / "ort"), "--backend", "onnxruntime",
-                                 "--onnx_dir", str(tmp_path / "onnx")])
+    ours = run_script("generate", [*common, "--output_dir", str(tmp_path / "pt")])
+    ort = run_script("generate", [*common, "--output_dir", str(tmp_path / "ort"), "--backend", "onnxruntime",
+                                  "--onnx_dir", str(tmp_path / "onnx")])
     assert ort["backend"] == "onnxruntime" and ort["generated_token_accuracy"] == ours["generated_token_accuracy"]
     assert np.array_equal(np.load(tmp_path / "pt" / "tokens.npz")["generated"],
                           np.load(tmp_path / "ort" / "tokens.npz")["generated"])

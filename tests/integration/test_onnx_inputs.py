@@ -1,6 +1,7 @@
 """Wrong ONNX inputs (issue 21): each stops scripts/generate.py or scripts/export_onnx.py with exit 2 and
 one line on stderr naming the folder or flag and the fix, and nothing is written, changed or deleted
 (checked on a snapshot of every file under the case's folder)."""
+import functools
 import json
 import shutil
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ import torch
 from genie.files import file_sha256
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
-from scripts import export_onnx, generate
-from tests.conftest import TINY, assert_refused
+from tests.conftest import TINY, assert_refused, run_script
 
-MAINS = {"generate": generate.main, "export": export_onnx.main}
+MAINS = {"generate": functools.partial(run_script, "generate"),
+         "export": functools.partial(run_script, "export_onnx")}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("onnx-inputs")
     for name, d_model in (("model", 64), ("other", 32)):
         STMaskGIT(GenieConfig(**{**TINY, "d_model": d_model})).save_pretrained(root / name)
-        export_onnx.main(["--checkpoint_dir", str(root / name), "--output_dir", str(root / f"{name}_onnx")])
+        run_script("export_onnx", ["--checkpoint_dir", str(root / name), "--output_dir", str(root / f"{name}_onnx")])
     return root
 
 
@@ -150,7 +151,7 @@ def test_bad_onnx_input(name, made, tiny_data, tmp_path, capsys):
 def test_export_replaces_the_same_models_export_and_another_only_with_overwrite(made, tmp_path):
     model, other = (shutil.copytree(made / name, tmp_path / name) for name in ("model", "other_onnx"))
     same = shutil.copytree(made / "model_onnx", tmp_path / "model_onnx")
-    export_onnx.main(["--checkpoint_dir", str(model), "--output_dir", str(same)])  # the same model: no flag needed
-    record = export_onnx.main(["--checkpoint_dir", str(model), "--output_dir", str(other), "--overwrite"])
+    run_script("export_onnx", ["--checkpoint_dir", str(model), "--output_dir", str(same)])  # the same model: no flag
+    record = run_script("export_onnx", ["--checkpoint_dir", str(model), "--output_dir", str(other), "--overwrite"])
     assert record["weights_sha256"] == file_sha256(model / "model.safetensors")
     assert json.loads((other / "config.json").read_text())["genie_config"]["d_model"] == 64

@@ -21,12 +21,10 @@ def train_error(argv: list[str], capsys) -> str:
     return one_line_error(train.main, argv, capsys)
 
 
-@pytest.fixture(scope="module")
-def finished_run(tiny_config_file, tiny_data, tmp_path_factory):
-    """A 2-step stage-2 run with checkpoints at steps 1 and 2."""
-    out = tmp_path_factory.mktemp("finished") / "run"
-    train.main(run_argv(tiny_config_file, tiny_data, out, max_train_steps=2, checkpointing_steps=1))
-    return out
+@pytest.fixture
+def finished_run(finished_runs):
+    """The 2-step stage-2 run of tests/conftest.py's `finished_runs` (checkpoints at steps 1 and 2)."""
+    return finished_runs / "stage2"
 
 
 def copy_of(run: Path, tmp_path: Path) -> Path:

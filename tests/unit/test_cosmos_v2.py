@@ -1,5 +1,5 @@
-"""1X v2.0 data: layouts (sharded and flat), the window rule at segment cuts, state alignment, bad folders,
-and both stages plus evaluation on the built-in world written as v2.0."""
+"""1X v2.0 data: layouts (sharded and flat), the window rule at segment cuts, state alignment and bad folders
+(tests/integration/test_cosmos_v2_end_to_end.py trains and evaluates on it)."""
 import json
 import shutil
 
@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import masked_pretrain
 import train
 from genie.cli import run_cli
 from genie.data import CosmosV2Dataset, DataOptions, open_dataset
-from genie.data.builtin import write_builtin_v2_dataset
 from genie.data.cosmos_v2 import clip_window_starts, open_shard, read_v2_metadata, write_v2_split
 from genie.errors import DataFormatError
 from tests.conftest import REPO_ROOT, one_line_error, run_argv, snapshot
@@ -122,24 +120,6 @@ def test_malformed_v2_folders_give_one_line_errors_and_write_nothing(tmp_path, c
     assert not out.exists()
 
 
-@pytest.fixture
-def tiny_v2_config(tmp_path):
-    """configs/cosmos_v2_tiny.json at the built-in world's 256 token ids (64,000-way logits would make
-    these runs slow on a CPU; the vocabulary size is otherwise irrelevant to what is tested)."""
-    def make(side=8):
-        config = json.loads((REPO_ROOT / "configs" / "cosmos_v2_tiny.json").read_text())
-        path = tmp_path / f"v2_{side}.json"
-        path.write_text(json.dumps({**config, "S": side * side, "image_vocab_size": 256}))
-        return str(path)
-    return make
-
-
-@pytest.fixture(scope="module")
-def builtin_v2(tmp_path_factory):
-    return write_builtin_v2_dataset(tmp_path_factory.mktemp("v2"), grid=8, vocab_size=256, shards=2,
-                                    frames_per_shard=1500, val_frames=600)
-
-
 def test_builtin_world_in_the_v2_layout(builtin_v2):
     train_dir, val_dir = builtin_v2
     assert read_v2_metadata(train_dir)["sharded"] and not read_v2_metadata(val_dir)["sharded"]
@@ -155,24 +135,6 @@ def _config():
     from genie.model.config import GenieConfig
 
     return GenieConfig.from_json_file(REPO_ROOT / "configs" / "cosmos_v2_tiny.json")
-
-
-def test_both_stages_and_evaluation_run_on_v2_data(builtin_v2, tiny_v2_config, tmp_path):
-    from scripts import evaluate
-
-    train_dir, val_dir = builtin_v2
-    common = run_argv(tiny_v2_config(), (train_dir, val_dir))
-    masked_pretrain.main([*common, "--output_dir", str(tmp_path / "s1"), "--max_train_steps", "3"])
-    metrics = train.main([*common, "--output_dir", str(tmp_path / "s2"), "--max_train_steps", "3",
-                          "--masked_pretrain_checkpoint", str(tmp_path / "s1")])
-    assert metrics["val/tf_cross_entropy"] > 0
-    report = evaluate.main(["--checkpoint_dir", str(tmp_path / "s2" / "final_model"), "--train_data_dir",
-                            str(train_dir), "--val_data_dir", str(val_dir), "--max_examples", "8"])
-    # the 3 target latent frames, teacher-forced and all masked at once; rollout from the context clip
-    assert report["first_frame"] == 3 and report["frames_scored"] == 3 and len(report["block_cross_entropy_per_frame"]) == 3
-    assert report["rollout"]["horizons"] == [1, 2, 3] and report["stride"] == 1
-    assert report["cross_entropy_per_frame"][0] == pytest.approx(report["block_cross_entropy_per_frame"][0], rel=1e-5)
-    shutil.rmtree(tmp_path / "s1")
 
 
 def _v1_with_v2_names(v1_dir, tmp_path):

@@ -2,14 +2,14 @@
 import pytest
 
 from genie.errors import ConfigError
-from scripts import download_1x
+from tests.conftest import run_script
 
 
 def test_download_asks_the_hub_for_the_splits_and_checkpoints(tmp_path, monkeypatch):
     calls = []
     fake = lambda **kwargs: calls.append(kwargs)  # noqa: E731
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake)
-    folders = download_1x.main(["--version", "v1.1", "--models", "GENIE_35M", "--output_dir", str(tmp_path)])
+    folders = run_script("download_1x", ["--version", "v1.1", "--models", "GENIE_35M", "--output_dir", str(tmp_path)])
     assert calls == [{"repo_id": "1x-technologies/worldmodel", "repo_type": "dataset", "local_dir": str(tmp_path),
                       "allow_patterns": ["train_v1.1/*", "val_v1.1/*"]},
                      {"repo_id": "1x-technologies/GENIE_35M", "repo_type": "model",
@@ -23,4 +23,4 @@ def test_download_asks_the_hub_for_the_splits_and_checkpoints(tmp_path, monkeypa
 def test_wrong_download_flags_are_one_line(argv, message, monkeypatch):
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda **kwargs: pytest.fail("downloaded"))
     with pytest.raises(ConfigError, match=message):
-        download_1x.main(argv)
+        run_script("download_1x", argv)

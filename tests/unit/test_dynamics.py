@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from genie.evaluation.report import evaluate_batches, format_report, headline
+from genie.evaluation.loop import evaluate_batches
+from genie.evaluation.report import format_report, headline
 from genie.evaluation.scores import EvalOptions
 from genie.model.config import GenieConfig
 from genie.model.factorization import factorize_token_ids

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from genie.decoding import SamplingConfig
-from genie.evaluation.report import accumulate, evaluate_checkpoint, summarize
+from genie.evaluation.loop import accumulate, evaluate_checkpoint, summarize
 from genie.evaluation.scores import EvalOptions, psnr, rollout_sums, teacher_forced_sums
 from genie.model.config import GenieConfig
 from genie.model.factorization import factorize_token_ids
@@ -121,7 +121,7 @@ def test_rollout_of_an_exact_copier_on_static_video_is_perfect(tiny_config, use_
 
 def test_rollout_of_a_copier_equals_the_copy_baseline_at_every_horizon(tiny_config, tiny_data):
     from genie.data import open_eval_dataset
-    from genie.evaluation.report import dataset_batches
+    from genie.evaluation.loop import dataset_batches
 
     batch = next(dataset_batches(open_eval_dataset(tiny_data[1], tiny_config), 16))
     sums = rollout_sums(CopyPreviousFrame(tiny_config), batch["input_ids"], batch["actions"], 2, EvalOptions())
@@ -140,3 +140,17 @@ def test_psnr_equals_a_hand_computation():
     assert report["rollout"]["psnr_per_horizon"] == pytest.approx([10 * math.log10(4)], abs=1e-12)
     assert report["rollout"]["accuracy_per_horizon"] == [0.75]
     assert psnr(0.0, 3.0) == math.inf
+
+
+def test_example_windows_are_spread_over_the_split_and_wrap_around(tiny_config, tiny_data):
+    from genie.data import open_eval_dataset
+    from genie.evaluation.examples import example_windows, spread_window_indices
+
+    assert spread_window_indices(10, 3, offset=2) == [2, 5, 8]
+    assert spread_window_indices(10, 3, offset=8) == [8, 1, 4]  # past the end: from the start again
+    assert spread_window_indices(2, 3) == [0, 1, 0]  # more examples than windows: one apart
+    val_set = open_eval_dataset(tiny_data[1], tiny_config)
+    indices, tokens, actions = example_windows(val_set, 2, offset=1)
+    assert indices == [1, 1 + len(val_set) // 2]
+    assert torch.equal(tokens[1], val_set[indices[1]]["input_ids"])
+    assert torch.equal(actions[0], val_set[1]["actions"])

@@ -165,3 +165,19 @@ def test_masking_has_one_home():
     climbs = {(m, t) for m in graph if m.startswith("genie.masking") for t in graph[m]
               if t.startswith(("genie.data", "genie.training", "genie.evaluation", "genie.studies"))}
     assert climbs == set()
+
+
+def test_tests_import_nothing_from_scripts():
+    """scripts/ holds commands, not a package: tests run a command through tests/conftest.py's run_script."""
+    imports = []
+    for path in (REPO_ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            imports += [f"{path.relative_to(REPO_ROOT)}: {name}" for name in names
+                        if name == "scripts" or name.startswith("scripts.")]
+    assert imports == []

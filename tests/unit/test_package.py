@@ -36,7 +36,7 @@ def test_genie_imports_nothing_from_the_top_level():
 
 
 def test_no_script_or_test_patches_sys_path():
-    files = [*REPO_ROOT.glob("*.py"), *(REPO_ROOT / "scripts").glob("*.py"), *(REPO_ROOT / "tests").rglob("*.py"),
+    files = [*REPO_ROOT.glob("*.py"), *(REPO_ROOT / "scripts").rglob("*.py"), *(REPO_ROOT / "tests").rglob("*.py"),
              *GENIE_DIR.rglob("*.py")]
     patching = [str(p.relative_to(REPO_ROOT)) for p in files
                 if p.name != "test_package.py" and re.search(r"sys\.path\.(insert|append)", p.read_text())]
@@ -61,7 +61,7 @@ def test_every_declared_dependency_is_imported():
     pyproject, _ = declared_requirements()
     names = {re.split(r"[<>=!~\[ ]", spec)[0] for spec in pyproject}
     used = set()
-    for path in [*REPO_ROOT.glob("*.py"), *(REPO_ROOT / "scripts").glob("*.py"), *(REPO_ROOT / "tests").rglob("*.py"),
+    for path in [*REPO_ROOT.glob("*.py"), *(REPO_ROOT / "scripts").rglob("*.py"), *(REPO_ROOT / "tests").rglob("*.py"),
                  *GENIE_DIR.rglob("*.py")]:
         used |= imported_modules(path)
     unused = {n for n in names if IMPORT_NAMES.get(n, n) not in used} - USED_THROUGH_ANOTHER_PACKAGE

@@ -1,11 +1,13 @@
-"""What every benchmark of scripts/bench.py shares: the device, the model sizes and their inputs, ABBA
+"""What every benchmark of `python -m scripts.bench` shares: the device, the model sizes and their inputs, ABBA
 timing of two sides in one process, the figures a benchmark reports, the machine it ran on, and the naive reference model (hand-written
 softmax attention and boolean-index embedding gathers, the same weights as ours)."""
 from __future__ import annotations
 
 import os
 import platform
+import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +16,7 @@ from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- sizes, models and inputs
@@ -166,3 +169,10 @@ def machine() -> dict:
         pass
     return {"cpu": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "load_avg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__}
+
+
+def peak_memory_mb() -> dict:
+    """The process's peak memory so far: max allocated on the GPU, or the peak RSS on CPU."""
+    if DEVICE == "cuda":
+        return {"peak_gpu_allocated_mb": torch.cuda.max_memory_allocated() / 2 ** 20}
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

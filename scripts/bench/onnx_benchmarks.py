@@ -1,4 +1,4 @@
-"""The ONNX Runtime benchmarks of scripts/bench.py: MaskGIT generation on ONNX Runtime vs PyTorch eager
+"""The ONNX Runtime benchmarks of `python -m scripts.bench`: MaskGIT generation on ONNX Runtime vs PyTorch eager
 (parity checked before timing), and ONNX Runtime's fused attention op vs the form our export has."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from genie.model.stmaskgit import STMaskGIT
-from scripts.bench_harness import MID, TINY, compare, figures, generation_setup, greedy
+
+from .harness import MID, TINY, compare, figures, generation_setup, greedy
 
 ONNX_SIZES = {"tiny": TINY, "tiny_s16": {**TINY, "S": 16}, "mid": MID}
 

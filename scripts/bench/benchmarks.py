@@ -1,58 +1,24 @@
-"""Benchmarks: one JSON line per benchmark with our figure, a reference's figure measured in the same
-process, their ratio, the machine (CPU model, load average, threads) and the process's peak memory.
-
-    python scripts/bench.py                 # all benchmarks, CPU sizes (several minutes on 2 cores)
-    python scripts/bench.py --only onnx     # ONNX Runtime vs PyTorch per size, parity checked first
-    python scripts/bench.py --only ort_attention   # ONNX Runtime's fused attention op vs MatMul/Softmax/MatMul
-    python scripts/bench.py --only generation --threads 2 --rounds 9
-    python scripts/bench.py --only generation --baseline /tmp/base   # our code vs an older checkout's
-
-Every comparison alternates its two sides round by round in one process (A B, B A, A B, ...), so that
-a load change on a shared machine hits both; it reports the median of the per-round ratios with their
-min-max. Both sides run with the same number of threads (`--threads`, default 1; ONNX Runtime gets
-the same). Each benchmark runs in its own child process, so its peak memory (RSS on CPU, max allocated
-on GPU) is its own. The ONNX Runtime benchmarks live in scripts/bench_onnx.py, the shared sizes, timing and
-naive references in scripts/bench_harness.py (not in the library): a model with hand-written
-softmax attention and boolean-index embedding gathers, per-sample per-frame Python mask loops, a Python
-loop over frames for the window index, and MaskGIT decoding (generation and the teacher-forced
-evaluation) that recomputes the whole prefix every step. `--baseline DIR` also times generation and
-the teacher-forced metric of the `genie/` in DIR (e.g. a `git worktree` of an older commit), imported
-side by side under another name.
-"""
+"""The benchmarks of `python -m scripts.bench` on PyTorch (the ONNX Runtime ones are in onnx_benchmarks.py):
+each times our code against a naive reference (scripts/bench/harness.py) for `rounds` ABBA rounds and returns
+its JSON lines; `smoke` shrinks the work to seconds for the test suite."""
 from __future__ import annotations
 
-import argparse
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:
-    # `python scripts/bench.py`: rerun as `python -m scripts.bench` from the repository root, so that this
-    # checkout's genie/ is imported (not another one an editable install points to) without PYTHONPATH.
-    root = Path(__file__).resolve().parents[1]
-    raise SystemExit(subprocess.call([sys.executable, "-m", "scripts.bench", *sys.argv[1:]], cwd=root))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from genie.model.stmaskgit import STMaskGIT
 
-from genie.model.stmaskgit import STMaskGIT  # noqa: E402
-from scripts.bench_harness import (DEVICE, MID, TINY, bench_config, compare, figures, generation_setup,  # noqa: E402
-                                   greedy, machine, make_batch, make_naive, training_step_fn)
-from scripts.bench_onnx import bench_onnx, bench_ort_attention  # noqa: E402
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .harness import (DEVICE, MID, REPO_ROOT, TINY, bench_config, compare, figures, generation_setup, greedy,
+                      make_batch, make_naive, peak_memory_mb, training_step_fn)
 
 
-
-# ----------------------------------------------------------------------------- benchmarks
-ROUNDS = 5  # rounds of each comparison (--rounds; --smoke: 2)
-
-
-def bench_train(size: str, smoke: bool) -> dict:
+def bench_train(size: str, smoke: bool, rounds: int) -> dict:
     batch_size = 1 if size == "mid" else 2
     specs = {"tiny": TINY, "mid": MID, "v2_tiny": json.loads((REPO_ROOT / "configs" / "cosmos_v2_tiny.json").read_text())}
     config = bench_config(specs[size], smoke)
@@ -66,18 +32,18 @@ def bench_train(size: str, smoke: bool) -> dict:
     with torch.no_grad():  # the naive reference computes the same function
         assert torch.allclose(ours_model(**batch).loss, naive_model(**batch).loss, atol=1e-4)
     naive_step = training_step_fn(naive_model, batch)
-    timing = compare(training_step_fn(ours_model, batch), naive_step, ROUNDS)
+    timing = compare(training_step_fn(ours_model, batch), naive_step, rounds)
     result = {"benchmark": f"train_step_{size}", "unit": "tokens/s", **figures(timing, tokens, rate=True),
               "batch": batch_size, "T": config.T, "S": config.S, "d_model": config.d_model,
               "num_layers": config.num_layers}
     if not smoke and size == "mid":
-        compiled = compare(training_step_fn(ours_model, batch, compile_model=True), naive_step, ROUNDS, warmup=2)
+        compiled = compare(training_step_fn(ours_model, batch, compile_model=True), naive_step, rounds, warmup=2)
         result.update(ours_compiled=tokens / compiled["ours_s"], ratio_compiled=compiled["ratio"],
                       ratio_compiled_min=compiled["ratio_min"], ratio_compiled_max=compiled["ratio_max"])
     return result
 
 
-def bench_masking(smoke: bool) -> dict:
+def bench_masking(smoke: bool, rounds: int) -> dict:
     from genie.masking.masks import random_mask
 
     shape = (4, 4, 16) if smoke else (32, 16, 256)
@@ -92,12 +58,12 @@ def bench_masking(smoke: bool) -> dict:
                 mask[b, t, torch.randperm(shape[2], generator=g)[:count]] = True
         return mask
 
-    timing = compare(lambda: random_mask(shape, ratio, torch.Generator().manual_seed(0)), loop, ROUNDS)
+    timing = compare(lambda: random_mask(shape, ratio, torch.Generator().manual_seed(0)), loop, rounds)
     return {"benchmark": "masking_random", "unit": "masks/s (batch x T x S)", "shape": list(shape),
             **figures(timing, rate=True)}
 
 
-def bench_index(smoke: bool) -> dict:
+def bench_index(smoke: bool, rounds: int) -> dict:
     from genie.data import window_start_indices
 
     num_frames = 100_000 if smoke else 10_000_000
@@ -116,11 +82,11 @@ def bench_index(smoke: bool) -> dict:
 
     fast = window_start_indices(segment_ids, num_frames, window, stride)
     assert len(fast) == len(loop())
-    timing = compare(lambda: window_start_indices(segment_ids, num_frames, window, stride), loop, ROUNDS, warmup=0)
+    timing = compare(lambda: window_start_indices(segment_ids, num_frames, window, stride), loop, rounds, warmup=0)
     return {"benchmark": "dataset_index", "unit": "s", "frames": num_frames, **figures(timing), "windows": len(fast)}
 
 
-def bench_generation(smoke: bool) -> list[dict]:
+def bench_generation(smoke: bool, rounds: int) -> list[dict]:
     """Generation through the KV cache vs the naive reference: the same loop recomputing every prefix."""
     from genie.decoding import generate
 
@@ -132,7 +98,7 @@ def bench_generation(smoke: bool) -> list[dict]:
             cached, _ = generate(model, prompt, new, cfg, use_cache=True)
             assert torch.equal(cached, generate(model, prompt, new, cfg, use_cache=False)[0])
             timing = compare(lambda c=cfg: generate(model, prompt, new, c, use_cache=True),
-                             lambda c=cfg: generate(model, prompt, new, c, use_cache=False), ROUNDS)
+                             lambda c=cfg: generate(model, prompt, new, c, use_cache=False), rounds)
         results.append({"benchmark": f"generation_tiny_{steps}steps", "unit": "s/frame", "prompt_frames": prompt.shape[1],
                         "new_frames": new, "maskgit_steps": steps, "batch": 1, **figures(timing, new),
                         "reference": "prefix recompute (no KV cache), same loop"})
@@ -151,7 +117,7 @@ def teacher_forced(scores_module, model, tokens, loss_only: bool, use_cache: boo
     return scores_module.teacher_forced_sums(model, tokens, None, options, torch.Generator(DEVICE).manual_seed(0))
 
 
-def bench_eval(smoke: bool) -> list[dict]:
+def bench_eval(smoke: bool, rounds: int) -> list[dict]:
     """The teacher-forced challenge metric through the KV cache vs recomputing every prefix (T = 16)."""
     from genie.evaluation import scores
 
@@ -160,14 +126,14 @@ def bench_eval(smoke: bool) -> list[dict]:
     for loss_only in (False, True):
         run = lambda use_cache, lo=loss_only: teacher_forced(scores, model, tokens, lo, use_cache)  # noqa: E731
         assert torch.allclose(run(True)["tf_ce"], run(False)["tf_ce"], rtol=1e-4), "cache and recompute disagree"
-        timing = compare(lambda: run(True), lambda: run(False), ROUNDS)
+        timing = compare(lambda: run(True), lambda: run(False), rounds)
         name = "eval_teacher_forced_loss_only" if loss_only else "eval_teacher_forced_2steps"
         results.append({"benchmark": name, "unit": "s/window", "T": model.config.T, "batch": tokens.shape[0],
                         **figures(timing, tokens.shape[0]), "reference": "prefix recompute (no KV cache)"})
     return results
 
 
-def bench_dynamics(smoke: bool) -> list[dict]:
+def bench_dynamics(smoke: bool, rounds: int) -> list[dict]:
     """What the action-sensitivity pass adds to scoring a batch (score_windows with it vs without it; the
     changed/static split rides on the passes both make: `--baseline` times it against an older checkout)."""
     from genie.evaluation.scores import EvalOptions, score_windows
@@ -181,7 +147,7 @@ def bench_dynamics(smoke: bool) -> list[dict]:
     log_probs = np.log(np.full(config.image_vocab_size, 1.0 / config.image_vocab_size))
     run = lambda on: score_windows(model, tokens, actions, EvalOptions(action_sensitivity=on), 0, log_probs)  # noqa
     with torch.no_grad():
-        timing = compare(lambda: run(True), lambda: run(False), ROUNDS)
+        timing = compare(lambda: run(True), lambda: run(False), rounds)
     return [{"benchmark": "eval_action_sensitivity_overhead", "unit": "s/window", "T": config.T, "batch": batch,
              **figures(timing, batch), "reference": "the same scoring without the shuffled-actions pass "
              "(ratio < 1: the share of time the pass costs is 1 - ratio)"}]
@@ -205,7 +171,7 @@ def import_baseline(source: str):
             for name in ("decoding", "model.stmaskgit", "evaluation.scores")}
 
 
-def bench_baseline(smoke: bool, source: str, kind: str) -> list[dict]:
+def bench_baseline(smoke: bool, rounds: int, source: str, kind: str) -> list[dict]:
     """Our cached generation (`kind` "generation") or teacher-forced metric ("eval") vs the same computation
     in an older checkout's genie/ (same weights, inputs and threads), alternating round by round."""
     from genie.decoding import generate
@@ -224,7 +190,7 @@ def bench_baseline(smoke: bool, source: str, kind: str) -> list[dict]:
             old_tokens, old_logits = base["decoding"].generate(old, prompt, new, old_cfg)
             assert torch.equal(ours_tokens, old_tokens) and (ours_logits - old_logits).abs().max() <= 1e-4
             timing = compare(lambda c=cfg: generate(model, prompt, new, c),
-                             lambda c=old_cfg: base["decoding"].generate(old, prompt, new, c), ROUNDS)
+                             lambda c=old_cfg: base["decoding"].generate(old, prompt, new, c), rounds)
         results.append({"benchmark": f"generation_tiny_{steps}steps_vs_baseline", "unit": "s/frame",
                         **figures(timing, new), "reference": f"KV-cached generation of {source}"})
     _, tokens = eval_setup(smoke)
@@ -232,14 +198,14 @@ def bench_baseline(smoke: bool, source: str, kind: str) -> list[dict]:
         ours = lambda lo=loss_only: teacher_forced(scores, model, tokens, lo, True)  # noqa: E731
         theirs = lambda lo=loss_only: teacher_forced(base["evaluation.scores"], old, tokens, lo, True)  # noqa: E731
         assert torch.allclose(ours()["tf_ce"], theirs()["tf_ce"], rtol=1e-4)
-        timing = compare(ours, theirs, ROUNDS)
+        timing = compare(ours, theirs, rounds)
         name = "eval_teacher_forced_loss_only" if loss_only else "eval_teacher_forced_2steps"
         results.append({"benchmark": f"{name}_vs_baseline", "unit": "s/window", **figures(timing, tokens.shape[0]),
                         "reference": f"KV-cached teacher-forced metric of {source}"})
     return results
 
 
-def bench_token_check(smoke: bool) -> dict:
+def bench_token_check(smoke: bool, rounds: int) -> dict:
     """The whole-file token-range check over a 10M-frame video.bin (4x4 uint32 tokens, 640 MB), made and
     removed here; the naive reference reads the whole file into memory at once."""
     from genie.data.checks import first_token_out_of_range
@@ -255,14 +221,14 @@ def bench_token_check(smoke: bool) -> dict:
         assert first_token_out_of_range(video, 2 ** 18) is None
         rss_after_ours = peak_memory_mb()
         timing = compare(lambda: first_token_out_of_range(video, 2 ** 18),
-                         lambda: (np.fromfile(path, dtype=np.uint32) >= 2 ** 18).any(), ROUNDS, warmup=0)
+                         lambda: (np.fromfile(path, dtype=np.uint32) >= 2 ** 18).any(), rounds, warmup=0)
         size = video.nbytes
     return {"benchmark": "token_check_whole_file", "unit": "s", "frames": num_frames, "bytes": size,
             **figures(timing), "ours_gb_per_s": size / timing["ours_s"] / 1e9,
             "peak_rss_mb_after_ours": rss_after_ours.get("peak_rss_mb")}
 
 
-def bench_bf16(smoke: bool) -> list[dict]:
+def bench_bf16(smoke: bool, rounds: int) -> list[dict]:
     """bf16 autocast vs fp32 on this device: the mid training step (loss difference recorded) and
     cached generation (logit difference and token agreement recorded)."""
     from genie.decoding import generate
@@ -277,7 +243,7 @@ def bench_bf16(smoke: bool) -> list[dict]:
         loss32 = fp32_model(**batch).loss.item()
         with torch.autocast(DEVICE, dtype=torch.bfloat16):
             loss16 = bf16_model(**batch).loss.item()
-    timing = compare(training_step_fn(bf16_model, batch, bf16=True), training_step_fn(fp32_model, batch), ROUNDS)
+    timing = compare(training_step_fn(bf16_model, batch, bf16=True), training_step_fn(fp32_model, batch), rounds)
     tokens = batch["input_ids"].numel()
     results = [{"benchmark": "bf16_train_step_mid", "unit": "tokens/s", **figures(timing, tokens, rate=True),
                 "loss_fp32": loss32, "loss_bf16": loss16, "note": "ours = bf16 autocast, naive = fp32"}]
@@ -289,7 +255,7 @@ def bench_bf16(smoke: bool) -> list[dict]:
 
     with torch.no_grad():
         (tok16, logits16), (tok32, logits32) = bf16_generate(), generate(model, prompt, new, greedy(2))
-        timing = compare(bf16_generate, lambda: generate(model, prompt, new, greedy(2)), ROUNDS)
+        timing = compare(bf16_generate, lambda: generate(model, prompt, new, greedy(2)), rounds)
     results.append({"benchmark": "bf16_generation_tiny_2steps", "unit": "s/frame", **figures(timing, new),
                     "max_abs_logit_diff": (logits16.float() - logits32).abs().max().item(),
                     "token_agreement": (tok16 == tok32)[:, prompt.shape[1]:].float().mean().item(),
@@ -297,7 +263,7 @@ def bench_bf16(smoke: bool) -> list[dict]:
     return results
 
 
-def bench_v2_index(smoke: bool) -> dict:
+def bench_v2_index(smoke: bool, rounds: int) -> dict:
     """Opening a v2.0 train split of 11.25M raw frames in 100 shards (tiny 1x1 latent frames; the states
     files are sparse): every size and content check plus the window index. Made and removed here; the
     naive reference is a Python loop over clips."""
@@ -333,58 +299,6 @@ def bench_v2_index(smoke: bool) -> dict:
 
         dataset = CosmosV2Dataset(root, window_size=6)
         assert loop() == len(dataset)
-        timing = compare(lambda: CosmosV2Dataset(root, window_size=6), loop, ROUNDS, warmup=0)
+        timing = compare(lambda: CosmosV2Dataset(root, window_size=6), loop, rounds, warmup=0)
     return {"benchmark": "v2_open_and_index", "unit": "s", "raw_frames": shards * frames, "shards": shards,
             "windows": len(dataset), **figures(timing)}
-
-
-def run_one(name: str, smoke: bool, baseline: str | None = None) -> list[dict]:
-    benchmarks = {"train_tiny": lambda: [bench_train("tiny", smoke)], "train_mid": lambda: [bench_train("mid", smoke)],
-                  "masking": lambda: [bench_masking(smoke)], "index": lambda: [bench_index(smoke)],
-                  "generation": lambda: bench_generation(smoke), "eval": lambda: bench_eval(smoke),
-                  "dynamics": lambda: bench_dynamics(smoke),
-                  "token_check": lambda: [bench_token_check(smoke)], "onnx": lambda: bench_onnx(smoke, ROUNDS),
-                  "ort_attention": lambda: bench_ort_attention(smoke, ROUNDS),
-                  "v2_index": lambda: [bench_v2_index(smoke)], "v2_tokens": lambda: [bench_train("v2_tiny", smoke)],
-                  "bf16": lambda: bench_bf16(smoke)}
-    results = benchmarks[name]()
-    if baseline and name in ("generation", "eval"):
-        results += bench_baseline(smoke, baseline, name)
-    return results
-
-
-BENCHMARKS = ["train_tiny", "train_mid", "masking", "index", "generation", "eval", "dynamics", "token_check", "onnx",
-              "ort_attention", "v2_index", "v2_tokens", "bf16"]
-
-
-def peak_memory_mb() -> dict:
-    if DEVICE == "cuda":
-        return {"peak_gpu_allocated_mb": torch.cuda.max_memory_allocated() / 2 ** 20}
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def main() -> None:
-    global ROUNDS
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--only", choices=BENCHMARKS, help="run one benchmark in this process")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes and 2 rounds, for the test suite")
-    parser.add_argument("--threads", type=int, default=1, help="threads of both sides of every comparison (default 1)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of each comparison (default 5; --smoke: 2)")
-    parser.add_argument("--baseline", help="a checkout whose genie/ generation and evaluation are timed against ours")
-    args = parser.parse_args()
-    if args.threads < 1 or (args.rounds is not None and args.rounds < 1):
-        parser.error("--threads and --rounds must be >= 1")
-    if args.only:
-        torch.set_num_threads(args.threads)
-        ROUNDS = args.rounds or (2 if args.smoke else ROUNDS)
-        for result in run_one(args.only, args.smoke, args.baseline):
-            print(json.dumps({**result, **peak_memory_mb(), "device": DEVICE, **machine()}), flush=True)
-        return
-    passed = [f"--{k}={v}" for k, v in (("threads", args.threads), ("rounds", args.rounds), ("baseline", args.baseline))
-              if v is not None] + (["--smoke"] if args.smoke else [])
-    for name in BENCHMARKS:  # each in a fresh process: its own peak memory, no warm caches between them
-        subprocess.run([sys.executable, "-m", "scripts.bench", "--only", name, *passed], check=True, cwd=REPO_ROOT)
-
-
-if __name__ == "__main__":
-    main()

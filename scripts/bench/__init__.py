@@ -1,0 +1,1 @@
+"""The benchmark program: `python -m scripts.bench` (__main__.py) from the repository root."""
