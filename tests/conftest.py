@@ -12,7 +12,7 @@ import torch
 from genie.model.config import GenieConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_DIR = REPO_ROOT.parent / "shared" / "fixtures" / "upstream_1xgpt"
+FIXTURE_DIR = REPO_ROOT / "tests" / "fixtures" / "upstream_1xgpt"  # made with the reference code
 
 TINY = dict(num_layers=2, num_heads=2, d_model=64, T=4, S=16, image_vocab_size=256, num_factored_vocabs=2,
             qk_norm=False, num_prompt_frames=2, action_dims={"driving_command": 2})

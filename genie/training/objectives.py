@@ -102,7 +102,7 @@ class AutoregressiveObjective(Objective):
 
     def evaluate(self, model, batches, gather, options, step=0, log_probs=None):
         """Val loss under the training corruption (fixed draws), the teacher-forced challenge metric and
-        rollouts (genie/evaluation/report.py, the same functions as scripts/evaluate.py).
+        rollouts (genie/evaluation/loop.py, the same functions as scripts/evaluate.py).
 
         `gather` collects per-window rows from all processes, each val window exactly once.
         """
@@ -159,7 +159,7 @@ class MaskedPretrainObjective(Objective):
 
     def evaluate(self, model, batches, gather, options, step=0, log_probs=None):
         """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus
-        the teacher-forced metric and rollouts (genie/evaluation/report.py)."""
+        the teacher-forced metric and rollouts (genie/evaluation/loop.py)."""
         ratios = self.masking.ratios_for_eval()
         sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
         pictures = []
