@@ -20,6 +20,9 @@ LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "cons
                  "inverse_sqrt")
 
 
+OPTIMIZERS = ("adamw", "muon")
+
+
 @dataclass
 class TrainingArguments:
     # Model and data
@@ -59,7 +62,12 @@ class TrainingArguments:
     per_device_eval_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute block activations in backward."})
-    learning_rate: float = 3e-4
+    learning_rate: float = field(default=3e-4, metadata={
+        "help": "Peak learning rate of AdamW (with --optimizer muon: of the parameters AdamW steps)."})
+    optimizer: str = field(default="adamw", metadata={
+        "help": "adamw, or muon: Muon for the transformer blocks' weight matrices, AdamW for the rest."})
+    muon_learning_rate: float = field(default=0.02, metadata={"help": "Peak learning rate of Muon (--optimizer muon)."})
+    muon_momentum: float = field(default=0.95, metadata={"help": "Muon's momentum (--optimizer muon)."})
     weight_decay: float = 0.0
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
@@ -106,6 +114,10 @@ class TrainingArguments:
         check_flag(self.window_size is None or self.window_size >= 2, "window_size", self.window_size, "must be >= 2")
         check_flag(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate,
                "must be a finite number > 0")
+        check_flag(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"must be one of {', '.join(OPTIMIZERS)}")
+        check_flag(math.isfinite(self.muon_learning_rate) and self.muon_learning_rate > 0, "muon_learning_rate",
+                   self.muon_learning_rate, "must be a finite number > 0")
+        check_flag(0.0 <= self.muon_momentum < 1.0, "muon_momentum", self.muon_momentum, "must be in [0, 1)")
         check_flag(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay,
                "must be a finite number >= 0")
         for name in ("adam_beta_1", "adam_beta_2"):
