@@ -1,0 +1,381 @@
+"""Time to dynamics: how many steps, training windows and training seconds a recipe needs before the
+model predicts the tokens that change (changed-token CE and accuracy targets on a fixed val subset).
+
+Each (variant, seed) trains once into `<output>/runs/` with a checkpoint every `eval_every` steps; every
+checkpoint is then scored with the one evaluation of genie/evaluation (teacher-forced, MaskGIT
+samples, no rollouts) on the first `eval_windows` val windows. Steps to a target are exact for a seed;
+seconds are steps x seconds per step, the latter timed in one process, alternating each variant with
+the baseline round by round (ABBA) at one thread, so that the machine's load cancels out of the ratio.
+Evaluation time is recorded on its own and never counted as training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genie.checkpointing.run_folder import is_run_folder, step_folders
+from genie.errors import ConfigError
+from genie.evaluation.report import evaluate_checkpoint
+from genie.evaluation.scores import EvalOptions
+from genie.training.arguments import TrainingArguments
+from genie.training.masked_pretrain_config import MaskedPretrainConfig
+from genie.training.stages import HandOffArguments, run_autoregressive, run_masked_pretrain
+
+# The main job's recipe (scripts/main.sh): the baseline every variant is timed against.
+MAIN_JOB = {"learning_rate": 3e-3, "lr_scheduler_type": "cosine", "num_warmup_steps": 20,
+            "per_device_train_batch_size": 16}
+
+
+@dataclass(frozen=True)
+class World:
+    """Where a speedrun trains: a model config and a data folder with train/ and val/ (None: built-in)."""
+    genie_config: str
+    data_dir: str | None = None
+    targets: tuple[tuple[str, str, float], ...] = ()  # (metric, "<=" or ">=", value) on the val subset
+    stride: int | None = None  # val window spacing (None: the data's own, 2 Hz)
+
+
+WORLDS = {
+    # The main job's level over 3 seeds: changed-token accuracy 0.652, changed-token CE 2.53.
+    "builtin": World("configs/small.json", targets=(("changed_accuracy", ">=", 0.65),
+                                                     ("changed_cross_entropy", "<=", 2.55))),
+    # Breakout recorded by `scripts/record_atari.py --seed 0` (scripts/atari.sh's data): --data_dir names it.
+    "breakout": World("configs/atari.json", targets=(("changed_accuracy", ">=", 0.60),), stride=1),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A training recipe: stage-2 flags over the main job's, an optional stage 1 before it."""
+    description: str
+    stage2: dict[str, Any] = field(default_factory=dict)
+    steps: int = 800
+    stage1_steps: int = 0
+    stage1: dict[str, Any] = field(default_factory=dict)  # masked_pretrain.py flags
+
+
+VARIANTS = {
+    "main_job": Variant("the main job: 200 steps of stage 1 (cosine 0.8 -> 0.1), then 800 of stage 2",
+                        stage1_steps=200, stage1={"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1}),
+    "stage2_only": Variant("stage 2 alone, 800 steps, the main job's optimizer settings"),
+    "muon": Variant("stage 2 alone with Muon on the block matrices (AdamW at 3e-3 for the rest)",
+                    stage2={"optimizer": "muon"}),
+    "batch8": Variant("stage 2 alone at batch 8 (half the windows per step), 1600 steps",
+                      stage2={"per_device_train_batch_size": 8}, steps=1600),
+    "lr1e-2": Variant("stage 2 alone at learning rate 1e-2", stage2={"learning_rate": 1e-2}),
+}
+
+
+@dataclass
+class SpeedrunSettings:
+    world: str
+    variants: list[str]
+    seeds: list[int]
+    output_dir: Path
+    data_dir: str | None = None
+    genie_config: str | None = None  # overrides the world's (the smoke test's tiny model)
+    eval_every: int = 50
+    eval_windows: int = 64
+    timing_steps: int = 5
+    timing_rounds: int = 6
+    steps: int | None = None  # overrides every variant's stage-2 steps (and scales stage 1 in proportion)
+
+    def world_spec(self) -> World:
+        if self.world not in WORLDS:
+            raise ConfigError(f"--world {self.world!r} is unknown; choose one of {', '.join(WORLDS)}")
+        world = WORLDS[self.world]
+        data_dir = self.data_dir or world.data_dir
+        if self.world != "builtin" and not (data_dir and (Path(data_dir) / "train").is_dir()):
+            raise ConfigError(f"--world {self.world} needs --data_dir: a folder with train/ and val/ recorded by "
+                              "scripts/record_atari.py --seed 0 (e.g. by scripts/atari.sh)")
+        return dataclasses.replace(world, data_dir=data_dir, genie_config=self.genie_config or world.genie_config)
+
+    def variant(self, name: str) -> Variant:
+        if name not in VARIANTS:
+            raise ConfigError(f"--variants: {name!r} is unknown; choose from {', '.join(VARIANTS)}")
+        variant = VARIANTS[name]
+        if self.steps is None:
+            return variant
+        stage1 = max(1, variant.stage1_steps * self.steps // variant.steps) if variant.stage1_steps else 0
+        return dataclasses.replace(variant, steps=self.steps, stage1_steps=stage1)
+
+
+def training_arguments(world: World, variant: Variant, seed: int, output_dir: Path, stage1: bool,
+                       checkpoint_every: int) -> TrainingArguments:
+    """The flags of one stage of a speedrun run: the main job's, the variant's, cheap in-training evaluation."""
+    data = {}
+    if world.data_dir:
+        data = {"train_data_dir": str(Path(world.data_dir) / "train"), "val_data_dir": str(Path(world.data_dir) / "val")}
+    flags = {**MAIN_JOB, **({} if stage1 else variant.stage2)}
+    steps = variant.stage1_steps if stage1 else variant.steps
+    return TrainingArguments(genie_config=world.genie_config, seed=seed, output_dir=str(output_dir),
+                             max_train_steps=steps, checkpointing_steps=steps if stage1 else checkpoint_every,
+                             eval_every_n_steps=10 ** 9, max_eval_steps=1, eval_loss_only=True,
+                             log_every_n_steps=max(1, min(50, steps)), **data, **flags)
+
+
+def run_key(world: World, variant: Variant, seed: int, settings: SpeedrunSettings) -> str:
+    """A folder name that changes with anything that changes the run's result."""
+    import hashlib
+
+    identity = json.dumps([dataclasses.asdict(world), dataclasses.asdict(variant), seed, settings.eval_every],
+                          sort_keys=True, default=str)
+    return f"seed{seed}-{hashlib.sha1(identity.encode()).hexdigest()[:10]}"
+
+
+def train_run(world: World, name: str, variant: Variant, seed: int, settings: SpeedrunSettings) -> Path:
+    """Train a variant at a seed (stage 1 first if it has one) unless its folder already holds the finished
+    run; returns the stage-2 run folder, which has a step_N/ every eval_every steps."""
+    root = settings.output_dir / "runs" / name / run_key(world, variant, seed, settings)
+    stage2 = root / "stage2"
+    if (stage2 / "final_model" / "model.safetensors").is_file():
+        return stage2
+    hand_off = None
+    if variant.stage1_steps:
+        stage1 = root / "stage1"
+        if not (stage1 / "masked_pretrain_final" / "model.safetensors").is_file():
+            args = training_arguments(world, variant, seed, stage1, True, settings.eval_every)
+            args.overwrite_output_dir = is_run_folder(stage1)
+            run_masked_pretrain(args, MaskedPretrainConfig(**variant.stage1))
+        hand_off = HandOffArguments(masked_pretrain_checkpoint=str(stage1))
+    args = training_arguments(world, variant, seed, stage2, False, settings.eval_every)
+    args.overwrite_output_dir = is_run_folder(stage2)
+    run_autoregressive(args, hand_off)
+    return stage2
+
+
+SCORED = ("changed_cross_entropy", "changed_accuracy", "cross_entropy", "accuracy", "changed_unigram_cross_entropy",
+          "unigram_cross_entropy", "changed_unigram_accuracy", "changed_fraction")
+
+
+def score_run(world: World, stage2: Path, settings: SpeedrunSettings) -> list[dict[str, Any]]:
+    """Every step_N/ of a stage-2 run scored on the first eval_windows val windows (teacher-forced
+    metric with MaskGIT samples, no rollouts); cached in the run folder, so a rerun only scores what is new."""
+    cache = stage2 / "speedrun_scores.jsonl"
+    scores = {r["step"]: r for r in map(json.loads, cache.read_text().splitlines())} if cache.is_file() else {}
+    data = (Path(world.data_dir) / "train", Path(world.data_dir) / "val") if world.data_dir else (None, None)
+    options = EvalOptions(rollout=False, action_sensitivity=False, seed=0)
+    for folder in reversed(step_folders(stage2)):
+        step = int(folder.name.split("_")[1])
+        if step in scores:
+            continue
+        start = time.perf_counter()
+        report = evaluate_checkpoint(folder, *data, options=options, batch_size=16, max_examples=settings.eval_windows,
+                                     stride=world.stride)
+        scores[step] = {"step": step, **{k: report.get(k) for k in SCORED}, "num_windows": report["num_windows"],
+                        "eval_seconds": time.perf_counter() - start}
+        with cache.open("a") as f:
+            f.write(json.dumps(scores[step]) + "\n")
+    return [scores[s] for s in sorted(scores)]
+
+
+def first_reached(points: list[dict[str, Any]], targets: tuple[tuple[str, str, float], ...]) -> dict[str, int | None]:
+    """The first scored step at which each target holds (None: never), and 'all' for every target at once."""
+    def holds(point, metric, sense, value):
+        return point[metric] is not None and (point[metric] <= value if sense == "<=" else point[metric] >= value)
+
+    reached = {f"{m} {s} {v:g}": next((p["step"] for p in points if holds(p, m, s, v)), None) for m, s, v in targets}
+    reached["all"] = next((p["step"] for p in points if all(holds(p, *t) for t in targets)), None)
+    return reached
+
+
+def step_function(world: World, variant: Variant, stage1: bool, folder: Path, steps: int):
+    """A Trainer for one stage of `variant` (in a scratch run folder) and a function that takes `steps`
+    optimizer steps with it, cycling through epochs: what the timing alternates."""
+    from itertools import count
+
+    from tqdm.auto import tqdm
+
+    from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
+    from genie.training.stages import initial_model
+    from genie.training.trainer import Trainer
+
+    args = training_arguments(world, variant, 0, folder, stage1, 10 ** 9)
+    args.max_train_steps, args.checkpointing_steps, args.overwrite_output_dir = 10 ** 6, 10 ** 9, True
+    config, model, _ = initial_model(args)
+    objective = (MaskedPretrainObjective(config, MaskedPretrainConfig(**variant.stage1)) if stage1
+                 else AutoregressiveObjective(config))
+    trainer = Trainer(args, objective, model)
+    trainer.progress = tqdm(disable=True)  # train_step advances the bar that train() would have opened
+
+    def endless_batches():
+        for epoch in count():
+            trainer.train_loader.set_epoch(epoch)
+            yield from trainer.train_loader
+
+    batches = endless_batches()
+    return trainer, lambda: [trainer.train_step(batches) for _ in range(steps)]
+
+
+def seconds_per_step(world: World, variants: dict[str, Variant], settings: SpeedrunSettings) -> dict[str, Any]:
+    """Seconds per optimizer step of every stage of every variant, each timed ABBA against the first
+    variant's stage 2 (the baseline) in this process at one thread; the baseline's own figure is the
+    median over all its rounds."""
+    import tempfile
+
+    import torch
+
+    from genie.studies.timing import compare_abba, machine
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    k, timings = settings.timing_steps, {}
+    try:
+        with tempfile.TemporaryDirectory(dir=settings.output_dir) as scratch:
+            baseline_name, baseline = next(iter(variants.items()))
+            reference, reference_step = step_function(world, baseline, False, Path(scratch) / "reference", k)
+            baseline_rounds = []
+            for name, variant in variants.items():
+                for stage in (["stage1"] if variant.stage1_steps else []) + ["stage2"]:
+                    trainer, step = step_function(world, variant, stage == "stage1", Path(scratch) / f"{name}-{stage}", k)
+                    timing = compare_abba(step, reference_step, settings.timing_rounds)
+                    trainer.close()
+                    timings[f"{name}/{stage}"] = {"s_per_step": timing["ours_s"] / k,
+                                                  "baseline_s_per_step": timing["reference_s"] / k,
+                                                  "speed_vs_baseline": timing["ratio"],
+                                                  "speed_vs_baseline_range": [timing["ratio_min"], timing["ratio_max"]]}
+                    baseline_rounds.append(timing["reference_s"] / k)
+            reference.close()
+    finally:
+        torch.set_num_threads(threads)
+    return {"baseline": f"{baseline_name}/stage2", "steps_per_round": k, "rounds": settings.timing_rounds,
+            "machine": machine() | {"threads": 1}, "stages": timings}
+
+
+def windows_per_step(variant: Variant) -> int:
+    flags = {**MAIN_JOB, **variant.stage2}
+    return flags["per_device_train_batch_size"] * flags.get("gradient_accumulation_steps", 1)
+
+
+def training_seconds(variant: Variant, name: str, step: int, timing: dict[str, Any]) -> float:
+    """Training seconds to reach stage-2 `step`: the stage-1 steps and the stage-2 steps, each at its
+    ABBA-timed seconds per step (evaluation excluded)."""
+    stages = timing["stages"]
+    stage1 = variant.stage1_steps * stages[f"{name}/stage1"]["s_per_step"] if variant.stage1_steps else 0.0
+    return stage1 + step * stages[f"{name}/stage2"]["s_per_step"]
+
+
+def mean_interval(values: list[float]) -> dict[str, float | None]:
+    """Mean and its 95% Student-t interval (None for the interval with fewer than 2 values)."""
+    from genie.studies.stats import mean_std
+    from scipy import stats
+
+    if not values:
+        return {"mean": None, "low": None, "high": None}
+    mean, std = mean_std(values)
+    half = stats.t.ppf(0.975, len(values) - 1) * std / len(values) ** 0.5 if len(values) > 1 else None
+    return {"mean": mean, "low": None if half is None else mean - half, "high": None if half is None else mean + half}
+
+
+def summarize_variant(name: str, variant: Variant, runs: dict[int, list[dict[str, Any]]], world: World,
+                      timing: dict[str, Any]) -> dict[str, Any]:
+    """Per target: steps, windows and training seconds to reach it (mean and 95% interval over the seeds
+    that reached it, and how many did), and the final all-token and changed-token CE."""
+    per_seed = {seed: first_reached(points, world.targets) for seed, points in runs.items()}
+    targets = {}
+    for target in next(iter(per_seed.values())):
+        steps = [s[target] for s in per_seed.values() if s[target] is not None]
+        targets[target] = {"reached": f"{len(steps)} of {len(per_seed)}", "steps": mean_interval(steps),
+                           "windows": mean_interval([(variant.stage1_steps + s) * windows_per_step(variant)
+                                                     for s in steps]),
+                           "seconds": mean_interval([training_seconds(variant, name, s, timing) for s in steps])}
+    finals = [points[-1] for points in runs.values()]
+    return {"variant": name, "description": variant.description, "seeds": sorted(runs), "targets": targets,
+            "per_seed": per_seed, "final_step": finals[0]["step"],
+            "final_cross_entropy": mean_interval([p["cross_entropy"] for p in finals]),
+            "final_changed_cross_entropy": mean_interval([p["changed_cross_entropy"] for p in finals]),
+            "final_changed_accuracy": mean_interval([p["changed_accuracy"] for p in finals]),
+            "eval_seconds": sum(p["eval_seconds"] for points in runs.values() for p in points)}
+
+
+def format_table(summaries: list[dict[str, Any]], timing: dict[str, Any], world_name: str) -> str:
+    """The result table in Markdown: one row per variant and target."""
+    def cell(stat, digits=0):
+        if stat["mean"] is None:
+            return "not reached"
+        interval = "" if stat["low"] is None else f" [{stat['low']:.{digits}f}, {stat['high']:.{digits}f}]"
+        return f"{stat['mean']:.{digits}f}{interval}"
+
+    m = timing["machine"]
+    lines = [f"# Time to dynamics on the {world_name} world", "",
+             f"Machine: {m['cpu']}, {m['cpus']} cores, timed at 1 thread, load average {m['load_avg']}; "
+             f"torch {m['torch']}. Seconds = steps x seconds per step (ABBA against {timing['baseline']}, "
+             f"{timing['rounds']} rounds of {timing['steps_per_round']} steps); evaluation excluded. "
+             "Means over seeds with 95% t intervals, over the seeds that reached the target.", "",
+             "| variant | target | reached | steps | windows | training s | final all-token CE | final changed CE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        for target, t in s["targets"].items():
+            lines.append(f"| {s['variant']} | {target} | {t['reached']} | {cell(t['steps'])} | {cell(t['windows'])} | "
+                         f"{cell(t['seconds'], 1)} | {cell(s['final_cross_entropy'], 3)} | "
+                         f"{cell(s['final_changed_cross_entropy'], 3)} |")
+    lines += ["", "| stage | s/step (1 thread) | baseline s/step, same rounds | speed vs baseline (median, min-max) |",
+              "|---|---|---|---|"]
+    for stage, t in timing["stages"].items():
+        low, high = t["speed_vs_baseline_range"]
+        lines.append(f"| {stage} | {t['s_per_step']:.4f} | {t['baseline_s_per_step']:.4f} | "
+                     f"{t['speed_vs_baseline']:.2f}x ({low:.2f}-{high:.2f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(curves: dict[str, tuple[Variant, dict[int, list[dict[str, Any]]]]], timing: dict[str, Any],
+                path: Path, world: World) -> None:
+    """Changed-token CE against training seconds, mean over seeds, one curve per variant, with the
+    changed-token unigram's CE and the CE target as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    unigram = None
+    for name, (variant, runs) in curves.items():
+        steps = sorted(set.intersection(*({p["step"] for p in points} for points in runs.values())))
+        means = [np.mean([next(p["changed_cross_entropy"] for p in points if p["step"] == s) for points in runs.values()])
+                 for s in steps]
+        ax.plot([training_seconds(variant, name, s, timing) for s in steps], means, marker="o", markersize=3,
+                label=f"{name} ({len(runs)} seeds)")
+        unigram = next(iter(runs.values()))[0]["changed_unigram_cross_entropy"]
+    if unigram is not None:
+        ax.axhline(unigram, color="grey", linestyle="--", label="unigram (changed tokens)")
+    for metric, _, value in world.targets:
+        if metric == "changed_cross_entropy":
+            ax.axhline(value, color="black", linestyle=":", label=f"target {value:g}")
+    ax.set(xlabel="training seconds (steps x ABBA-timed s/step, 1 thread; stage 1 included)",
+           ylabel="val changed-token CE (nats/token)", title="Time to dynamics")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_speedrun(settings: SpeedrunSettings) -> str:
+    """Train, score and time every variant over the seeds; write speedrun.jsonl, speedrun.md and
+    speedrun.png to the output folder and return the table."""
+    world = settings.world_spec()
+    variants = {name: settings.variant(name) for name in settings.variants}
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    curves, records = {}, []
+    for name, variant in variants.items():
+        runs = {}
+        for seed in settings.seeds:
+            print(f"speedrun: {name}, seed {seed}: training ({variant.stage1_steps} + {variant.steps} steps)")
+            stage2 = train_run(world, name, variant, seed, settings)
+            runs[seed] = score_run(world, stage2, settings)
+            print(f"speedrun: {name}, seed {seed}: first reached at step {first_reached(runs[seed], world.targets)}")
+            records += [{"kind": "eval", "variant": name, "seed": seed, **p} for p in runs[seed]]
+        curves[name] = (variant, runs)
+    print(f"speedrun: timing seconds per step (ABBA against {settings.variants[0]}, 1 thread)")
+    timing = seconds_per_step(world, variants, settings)
+    summaries = [summarize_variant(name, variant, runs, world, timing) for name, (variant, runs) in curves.items()]
+    records += [{"kind": "timing", **timing}] + [{"kind": "summary", **s} for s in summaries]
+    (settings.output_dir / "speedrun.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    table = format_table(summaries, timing, settings.world)
+    (settings.output_dir / "speedrun.md").write_text(table)
+    plot_curves(curves, timing, settings.output_dir / "speedrun.png", world)
+    return table
