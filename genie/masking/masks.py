@@ -130,3 +130,46 @@ def maskable_off_lattice(shape: tuple[int, int, int], height: int, width: int, s
     cols = torch.arange(width, device=device).reshape(1, width)
     on_lattice = ((rows % stride) == offset) & ((cols % stride) == offset)
     return (~on_lattice).reshape(1, 1, num_tokens).expand(batch, num_frames, num_tokens)
+
+
+def changed_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """True = the token differs from the same position in the previous frame (B, T, S); frame 0 is all
+    False (it has no previous frame). The importance map of dynamics-aware masking."""
+    changed = torch.zeros_like(tokens, dtype=torch.bool)
+    changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
+    return changed
+
+
+def importance_mask(important: torch.Tensor, ratio: float, focus: float,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """True = masked, independently per token, more often where `important` (B, T, S) is True.
+
+    Token i of a frame is masked with probability p_i = min(1, c * w_i), where w_i = focus for an
+    important token plus (1 - focus) for every token, and c is chosen per frame so that the expected
+    number of masked tokens is ratio * S (or every token of weight > 0, when fewer carry weight).
+    focus 0 is uniform masking at `ratio`; focus 1 masks important tokens only. Mixing with uniform
+    (focus < 1) keeps masked static tokens in every frame, so the mask does not tell the model exactly
+    where the change is (at inference every token of a new frame starts masked).
+    """
+    _check_ratio("mask ratio", ratio)
+    _check_ratio("focus", focus)
+    weights = focus * important.double() + (1.0 - focus)
+    probability = _capped_probabilities(weights, ratio * important.shape[-1])
+    return torch.rand(important.shape, generator=generator, device=important.device, dtype=torch.float64) < probability
+
+
+def _capped_probabilities(weights: torch.Tensor, expected: float, iterations: int = 30) -> torch.Tensor:
+    """p = min(1, c * weights) per frame (last dimension), with c such that sum(p) = expected where that
+    can be reached (else every token of weight > 0 gets p = 1): a bisection on c, vectorized over frames."""
+    total = weights.sum(dim=-1, keepdim=True)
+    low = torch.zeros_like(total)
+    high = torch.where(total > 0, expected / total.clamp(min=1e-12), torch.zeros_like(total))
+    # c = expected / total is the answer without the cap; with it, c grows until the capped sum reaches
+    # `expected` (at most 1 / min positive weight puts every weighted token at 1).
+    positive = torch.where(weights > 0, weights, torch.full_like(weights, float("inf"))).amin(dim=-1, keepdim=True)
+    high = torch.maximum(high, torch.where(torch.isfinite(positive), 1.0 / positive, torch.zeros_like(positive)))
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        too_few = (middle * weights).clamp(max=1.0).sum(dim=-1, keepdim=True) < expected
+        low, high = torch.where(too_few, middle, low), torch.where(too_few, high, middle)
+    return (high * weights).clamp(max=1.0)

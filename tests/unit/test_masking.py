@@ -100,3 +100,50 @@ def test_tube_collator_keeps_frame_0_visible_and_the_same_tube_after_it():
     mask = collator.build_mask((4, config.T, config.S), 0.5, torch.Generator().manual_seed(0))
     assert not mask[:, 0].any() and not mask[:, 4].any() and mask[:, 1].any()
     assert all(torch.equal(mask[:, 1], mask[:, t]) for t in (2, 3, 5, 6, 7))
+
+
+# ----- dynamics-aware (importance) masking
+def test_changed_tokens_marks_what_differs_from_the_previous_frame():
+    from genie.masking.masks import changed_tokens
+
+    tokens = torch.tensor([[[1, 2, 3], [1, 5, 3], [4, 5, 3]]])
+    assert changed_tokens(tokens).tolist() == [[[False, False, False], [False, True, False], [True, False, False]]]
+
+
+def test_importance_mask_at_focus_one_masks_only_important_tokens():
+    from genie.masking.masks import importance_mask
+
+    g = torch.Generator().manual_seed(0)
+    important = torch.rand(64, 4, 32, generator=g) < 0.2
+    mask = importance_mask(important, ratio=1.0, focus=1.0, generator=g)
+    assert torch.equal(mask, important)  # ratio 1: every important token, and nothing else
+    mask = importance_mask(important, ratio=0.1, focus=1.0, generator=g)
+    assert not (mask & ~important).any() and mask.any()
+
+
+def test_importance_mask_meets_the_ratio_in_expectation_and_favours_important_tokens():
+    from genie.masking.masks import importance_mask
+
+    g = torch.Generator().manual_seed(1)
+    important = torch.zeros(2000, 2, 64, dtype=torch.bool)
+    important[..., :8] = True  # 1/8 of each frame
+    mask = importance_mask(important, ratio=0.25, focus=0.5, generator=g)
+    assert abs(mask.double().mean().item() - 0.25) < 0.003
+    # weights: important 1, static 0.5 -> c * (8 * 1 + 56 * 0.5) = 16 -> p 4/9 and 2/9
+    assert abs(mask[..., :8].double().mean().item() - 4 / 9) < 0.01
+    assert abs(mask[..., 8:].double().mean().item() - 2 / 9) < 0.005
+    uniform = importance_mask(important, ratio=0.25, focus=0.0, generator=g)
+    assert abs(uniform[..., :8].double().mean().item() - 0.25) < 0.01
+
+
+def test_importance_mask_is_seeded_and_caps_at_the_weighted_tokens():
+    from genie.masking.masks import importance_mask
+
+    important = torch.zeros(4, 3, 16, dtype=torch.bool)
+    important[:, 1, :3] = True
+    a = importance_mask(important, 0.5, 0.7, torch.Generator().manual_seed(5))
+    b = importance_mask(important, 0.5, 0.7, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    # frame 0 and 2 have no important token: uniform at the ratio; focus 1 there masks nothing
+    only = importance_mask(important, 0.5, 1.0, torch.Generator().manual_seed(5))
+    assert not only[:, [0, 2]].any() and only[:, 1, :3].all()
