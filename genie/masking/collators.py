@@ -21,8 +21,9 @@ from typing import Mapping, Sequence
 import torch
 
 from genie.errors import DataFormatError
-from genie.masking.masks import (bernoulli_per_frame, block_mask, frames_from, maskable_after_first_frame,
-                                 maskable_between_prompt_frames, maskable_off_lattice, random_mask)
+from genie.masking.masks import (bernoulli_per_frame, block_mask, changed_tokens, frames_from, importance_mask,
+                                 maskable_after_first_frame, maskable_between_prompt_frames, maskable_off_lattice,
+                                 random_mask)
 from genie.masking.schedules import mask_ratio_at
 from genie.model.config import GenieConfig
 from genie.model.factorization import factorize_token_ids, unfactorize_token_ids
@@ -73,10 +74,12 @@ class AutoregressiveMaskGITCollator:
        maskable frame is 1 (frame 0 is never masked);
     3. each sample and each maskable frame gets a mask probability cos(pi/2 * U(0,1)); tokens are masked
        independently with it. At least one token per batch is masked.
+    With `dynamics_focus` f > 0 (dynamics-aware masking), step 3 masks the tokens that differ from the
+    previous frame more often, keeping the frame's expected masked count (masks.importance_mask).
     """
 
-    def __init__(self, config: GenieConfig):
-        self.config = config
+    def __init__(self, config: GenieConfig, dynamics_focus: float = 0.0):
+        self.config, self.dynamics_focus = config, dynamics_focus
 
     def __call__(self, features, generator: torch.Generator | None = None,
                  progress: float = 0.0) -> dict[str, torch.Tensor]:
@@ -107,18 +110,21 @@ class AutoregressiveMaskGITCollator:
 
         mask_probability = torch.cos(math.pi / 2 * rand(b, t, 1))
         maskable = frames_from((b, t, s), first_masked)
-        mask = bernoulli_per_frame((b, t, s), mask_probability, generator) & maskable
+        if self.dynamics_focus:
+            mask = importance_mask(changed_tokens(tokens), mask_probability, self.dynamics_focus, generator) & maskable
+        else:
+            mask = bernoulli_per_frame((b, t, s), mask_probability, generator) & maskable
         if not mask.any():  # rare: make sure the batch scores at least one token
             mask[0, first_masked, int(torch.randint(0, s, (1,), generator=generator))] = True
         return apply_mask(batch, mask, cfg.mask_token_id, corrupted_ids=unfactorize_token_ids(factors, k, v))
 
 
-def get_maskgit_collator(config: GenieConfig) -> AutoregressiveMaskGITCollator:
+def get_maskgit_collator(config: GenieConfig, dynamics_focus: float = 0.0) -> AutoregressiveMaskGITCollator:
     """The stage-2 collator; usable as a DataLoader `collate_fn` or on an already batched dict."""
-    return AutoregressiveMaskGITCollator(config)
+    return AutoregressiveMaskGITCollator(config, dynamics_focus)
 
 
-MASK_PATTERNS = ("random", "block", "tube")  # the patterns MaskedPretrainCollator.build_mask draws
+MASK_PATTERNS = ("random", "block", "tube", "dynamics")  # the patterns MaskedPretrainCollator.build_mask draws
 
 
 class MaskedPretrainCollator:
@@ -139,11 +145,14 @@ class MaskedPretrainCollator:
         c = self.config
         return mask_ratio_at(progress, c.initial_mask_ratio, c.final_mask_ratio, c.mask_schedule, c.exponential_k)
 
-    def build_mask(self, shape: tuple[int, int, int], ratio: float, generator: torch.Generator | None) -> torch.Tensor:
-        """True = masked: the pattern at `ratio`, ANDed with the configured visibility constraints."""
-        c, side = self.config, self.model_config.h
+    def build_mask(self, tokens: torch.Tensor, ratio: float, generator: torch.Generator | None) -> torch.Tensor:
+        """True = masked: the pattern at `ratio` for clean windows `tokens` (B, T, S) (the dynamics pattern
+        weighs the tokens that change), ANDed with the configured visibility constraints."""
+        c, side, shape = self.config, self.model_config.h, tuple(tokens.shape)
         if c.mask_pattern == "random":
             mask = random_mask(shape, ratio, generator)
+        elif c.mask_pattern == "dynamics":
+            mask = importance_mask(changed_tokens(tokens), ratio, c.dynamics_focus, generator)
         else:
             block_scale = min(max(ratio / c.block_count, 1.0 / shape[2]), 1.0)
             mask = block_mask(shape, side, side, c.block_count, (block_scale, block_scale),
@@ -163,8 +172,7 @@ class MaskedPretrainCollator:
     def __call__(self, features, generator: torch.Generator | None = None, progress: float = 0.0,
                  ratio: float | None = None) -> dict[str, torch.Tensor]:
         batch = as_windows(stack_features(features), self.model_config)
-        shape = tuple(batch["input_ids"].shape)
-        mask = self.build_mask(shape, self.mask_ratio(progress) if ratio is None else ratio, generator)
+        mask = self.build_mask(batch["input_ids"], self.mask_ratio(progress) if ratio is None else ratio, generator)
         return apply_mask(batch, mask, self.model_config.mask_token_id)
 
 

@@ -140,21 +140,24 @@ def changed_tokens(tokens: torch.Tensor) -> torch.Tensor:
     return changed
 
 
-def importance_mask(important: torch.Tensor, ratio: float, focus: float,
+def importance_mask(important: torch.Tensor, ratio: float | torch.Tensor, focus: float,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """True = masked, independently per token, more often where `important` (B, T, S) is True.
 
     Token i of a frame is masked with probability p_i = min(1, c * w_i), where w_i = focus for an
     important token plus (1 - focus) for every token, and c is chosen per frame so that the expected
-    number of masked tokens is ratio * S (or every token of weight > 0, when fewer carry weight).
+    number of masked tokens is ratio * S (or every token of weight > 0, when fewer carry weight);
+    `ratio` is a number or a tensor broadcastable to (B, T, 1) (a ratio per sample and frame).
     focus 0 is uniform masking at `ratio`; focus 1 masks important tokens only. Mixing with uniform
     (focus < 1) keeps masked static tokens in every frame, so the mask does not tell the model exactly
     where the change is (at inference every token of a new frame starts masked).
     """
-    _check_ratio("mask ratio", ratio)
+    ratios = torch.as_tensor(ratio, dtype=torch.float64, device=important.device)
+    _check_ratio("mask ratio", float(ratios.min()))
+    _check_ratio("mask ratio", float(ratios.max()))
     _check_ratio("focus", focus)
     weights = focus * important.double() + (1.0 - focus)
-    probability = _capped_probabilities(weights, ratio * important.shape[-1])
+    probability = _capped_probabilities(weights, ratios * important.shape[-1])
     return torch.rand(important.shape, generator=generator, device=important.device, dtype=torch.float64) < probability
 
 

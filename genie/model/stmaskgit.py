@@ -107,19 +107,21 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, actions: torch.Tensor | None = None,
-                causal: bool | None = None, loss_denominator: torch.Tensor | None = None) -> ModelOutput:
+                causal: bool | None = None, loss_denominator: torch.Tensor | None = None,
+                loss_weights: torch.Tensor | None = None) -> ModelOutput:
         """input_ids, labels: (B, T', S). loss_mask: bool (B, T', S), True = masked = scored.
 
         Without `loss_mask` the scored positions are those holding the mask token (the reference's rule).
         `loss_denominator` replaces the local number of scored tokens in the mean (data parallelism
         passes global count / processes, so that averaged gradients equal one process's).
+        `loss_weights` (B, T', S), if given, weighs each scored token: the loss is then the weighted mean.
         """
         logits = self.compute_logits(input_ids, actions=actions, causal=causal)
         if labels is None:
             return ModelOutput(logits=logits)
         if loss_mask is None:
             loss_mask = input_ids == self.mask_token_id
-        loss, acc, num_scored = masked_token_loss(logits, labels, loss_mask, self.config, loss_denominator)
+        loss, acc, num_scored = masked_token_loss(logits, labels, loss_mask, self.config, loss_denominator, loss_weights)
         return ModelOutput(logits=logits, loss=loss, acc=acc, num_scored=num_scored)
 
     @classmethod
@@ -151,13 +153,17 @@ def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, config: Geni
 
 
 def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor, config: GenieConfig,
-                      denominator: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean over scored tokens (loss_mask True) of the per-factor cross-entropy sum, and token accuracy.
+                      denominator: torch.Tensor | None = None, token_weights: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean over scored tokens (loss_mask True) of the per-factor cross-entropy sum, and token accuracy;
+    with `token_weights`, the weighted mean (the denominator is then the scored tokens' total weight).
 
     The mask multiplies instead of indexing, so no shape depends on the data and nothing syncs the host.
     """
     token_ce, token_correct = token_cross_entropy(logits, labels, config)
     weights = loss_mask.to(token_ce.dtype)
+    if token_weights is not None:
+        weights = weights * token_weights.to(token_ce.dtype)
     num_scored = weights.sum()
     denominator = (num_scored if denominator is None else denominator.to(weights.dtype)).clamp(min=1.0)
     return (token_ce * weights).sum() / denominator, (token_correct * weights).sum() / denominator, num_scored

@@ -283,7 +283,7 @@ def mean_masked_fraction(arm: Arm, config: GenieConfig, batch_size: int = 8, see
     the lattice and the visible first frame all lower it below the nominal ratio)."""
     collator = get_masked_pretrain_collator(MaskedPretrainConfig(**arm.stage1), config)
     generator = torch.Generator().manual_seed(seed)
-    shape = (batch_size, config.T, config.S)
+    tokens = torch.zeros(batch_size, config.T, config.S, dtype=torch.long)  # no change: the dynamics pattern is uniform
     ratios = [collator.mask_ratio(training_progress(step, arm.stage1_steps)) for step in range(arm.stage1_steps)]
-    fractions = [collator.build_mask(shape, ratio, generator).float().mean().item() for ratio in ratios]
+    fractions = [collator.build_mask(tokens, ratio, generator).float().mean().item() for ratio in ratios]
     return sum(fractions) / len(fractions)

@@ -19,7 +19,7 @@ from typing import Any
 
 from genie.checkpointing.run_folder import is_run_folder, step_folders
 from genie.errors import ConfigError
-from genie.evaluation.report import evaluate_checkpoint
+from genie.evaluation.loop import evaluate_checkpoint
 from genie.evaluation.scores import EvalOptions
 from genie.training.arguments import TrainingArguments
 from genie.training.masked_pretrain_config import MaskedPretrainConfig

@@ -68,6 +68,13 @@ class TrainingArguments:
         "help": "adamw, or muon: Muon for the transformer blocks' weight matrices, AdamW for the rest."})
     muon_learning_rate: float = field(default=0.02, metadata={"help": "Peak learning rate of Muon (--optimizer muon)."})
     muon_momentum: float = field(default=0.95, metadata={"help": "Muon's momentum (--optimizer muon)."})
+    changed_token_loss_weight: float = field(default=1.0, metadata={
+        "help": "Weight in the loss of the scored tokens that differ from the previous frame (the weighted mean over "
+                "scored tokens; 1 = the plain mean). The model's input is unchanged."})
+    dynamics_mask_focus: float = field(default=0.0, metadata={
+        "help": "Stage 2: mask the tokens that differ from the previous frame more often, keeping each frame's "
+                "expected masked count (0 = off, the reference's masking; < 1 keeps static tokens masked too). "
+                "Stage 1 has --mask_pattern dynamics instead."})
     weight_decay: float = 0.0
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
@@ -117,6 +124,10 @@ class TrainingArguments:
         check_flag(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"must be one of {', '.join(OPTIMIZERS)}")
         check_flag(math.isfinite(self.muon_learning_rate) and self.muon_learning_rate > 0, "muon_learning_rate",
                    self.muon_learning_rate, "must be a finite number > 0")
+        check_flag(math.isfinite(self.changed_token_loss_weight) and self.changed_token_loss_weight > 0,
+                   "changed_token_loss_weight", self.changed_token_loss_weight, "must be a finite number > 0")
+        check_flag(0.0 <= self.dynamics_mask_focus < 1.0, "dynamics_mask_focus", self.dynamics_mask_focus,
+                   "must be in [0, 1) (at 1 only changed tokens are masked, which tells the model where the change is)")
         check_flag(0.0 <= self.muon_momentum < 1.0, "muon_momentum", self.muon_momentum, "must be in [0, 1)")
         check_flag(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay,
                "must be a finite number >= 0")

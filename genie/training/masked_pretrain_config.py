@@ -25,7 +25,11 @@ class MaskedPretrainConfig:
     exponential_k: float = field(default=5.0, metadata={"help": "Steepness of the exponential schedule."})
     mask_all_frames: bool = field(default=False, metadata={"help": "Also mask frame 0 (default: frame 0 visible)."})
     mask_pattern: str = field(default="random", metadata={
-        "help": "random (exactly ratio*S tokens per frame) | block (rectangles) | tube (same rectangles in every frame)"})
+        "help": "random (exactly ratio*S tokens per frame) | block (rectangles) | tube (same rectangles in every frame) "
+                "| dynamics (the tokens that differ from the previous frame more often; see --dynamics_focus)"})
+    dynamics_focus: float = field(default=0.5, metadata={
+        "help": "--mask_pattern dynamics: 0 = uniform, towards 1 = only changed tokens (< 1: static tokens stay "
+                "masked too, so the mask does not say where the change is)."})
     block_count: int = field(default=2, metadata={"help": "Rectangles per frame for block/tube; each covers ratio/count."})
     block_aspect_min: float = 0.75
     block_aspect_max: float = 1.5
@@ -53,6 +57,9 @@ class MaskedPretrainConfig:
             raise ConfigError(f"--exponential_k {self.exponential_k} must be > 0")
         if self.mask_pattern not in MASK_PATTERNS:
             raise ConfigError(f"--mask_pattern {self.mask_pattern!r} is unknown; choose one of {MASK_PATTERNS}")
+        if not 0.0 <= self.dynamics_focus < 1.0:
+            raise ConfigError(f"--dynamics_focus {self.dynamics_focus} must be in [0, 1): at 1 only the changed tokens "
+                              "would be masked, which tells the model where the change is")
         if self.block_count < 1:
             raise ConfigError(f"--block_count {self.block_count} must be >= 1")
         if not 0 < self.block_aspect_min <= self.block_aspect_max:

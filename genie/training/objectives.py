@@ -17,6 +17,7 @@ from genie.errors import ConfigError
 from genie.evaluation.loop import evaluate_batches, training_metrics
 from genie.evaluation.scores import EvalOptions
 from genie.masking.collators import get_masked_pretrain_collator, get_maskgit_collator
+from genie.masking.masks import changed_tokens
 from genie.masking.schedules import training_progress
 from genie.masking.seeding import batch_generator
 from genie.model.config import GenieConfig
@@ -33,18 +34,22 @@ def make_global_batch(objective: "Objective", batch: dict[str, torch.Tensor], st
     how many processes share the batch, and all processes follow the same schedule.
     """
     if num_processes == 1:
-        return objective.make_batch(batch, step=step, total_steps=total_steps, generator=generator)
+        return objective.weigh_changed_tokens(objective.make_batch(batch, step=step, total_steps=total_steps,
+                                                                   generator=generator))
     local = batch["input_ids"].shape[0]
     rows = slice(process_index * local, (process_index + 1) * local)
     padded = {}
     for key, value in batch.items():
         padded[key] = value.new_zeros((local * num_processes, *value.shape[1:]))
         padded[key][rows] = value
-    global_batch = objective.make_batch(padded, step=step, total_steps=total_steps, generator=generator)
+    global_batch = objective.weigh_changed_tokens(objective.make_batch(padded, step=step, total_steps=total_steps,
+                                                                       generator=generator))
     out = {key: value[rows] for key, value in global_batch.items()}
-    # Each process divides by its share of the global count of scored tokens, so that the average
-    # of the processes' gradients is the gradient of the global mean loss.
-    out["loss_denominator"] = global_batch["loss_mask"].sum().float() / num_processes
+    # Each process divides by its share of the global count (or weight) of scored tokens, so that the
+    # average of the processes' gradients is the gradient of the global mean loss.
+    scored = global_batch["loss_mask"].sum().float() if "loss_weights" not in global_batch else \
+        (global_batch["loss_mask"] * global_batch["loss_weights"]).sum()
+    out["loss_denominator"] = scored / num_processes
     return out
 
 
@@ -57,9 +62,19 @@ class Objective:
     temporal_attention: str = "causal"  # the trainer sets the model's temporal attention to this
     final_model_dirname: str = "final_model"
 
-    def __init__(self, config: GenieConfig):
+    def __init__(self, config: GenieConfig, changed_token_loss_weight: float = 1.0):
         self.config = config
+        self.changed_token_loss_weight = changed_token_loss_weight
         self.last_report: dict[str, Any] | None = None  # the full report of the latest evaluation
+
+    def weigh_changed_tokens(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """With a changed-token loss weight w != 1, the loss becomes a weighted mean over the scored
+        tokens: weight w where the true token differs from the previous frame's, 1 elsewhere. Unlike a
+        mask that depends on the change, the weights never reach the model's input."""
+        if self.changed_token_loss_weight == 1.0:
+            return inputs
+        changed = changed_tokens(inputs["labels"]).float()
+        return {**inputs, "loss_weights": 1.0 + (self.changed_token_loss_weight - 1.0) * changed}
 
     def make_batch(self, batch: dict[str, torch.Tensor], step: int, total_steps: int,
                    generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -73,7 +88,8 @@ class Objective:
 
     def settings(self) -> dict[str, Any]:
         """The objective's own settings, which a resumed run must share (e.g. the mask schedule)."""
-        return {}
+        weight = self.changed_token_loss_weight
+        return {} if weight == 1.0 else {"changed_token_loss_weight": weight}  # older checkpoints lack the key
 
     def evaluate(self, model: STMaskGIT, batches: Iterable[dict[str, torch.Tensor]], gather, options: EvalOptions,
                  step: int = 0, log_probs: np.ndarray | None = None) -> dict[str, Any]:
@@ -88,14 +104,18 @@ class AutoregressiveObjective(Objective):
     temporal_attention = "causal"
     final_model_dirname = "final_model"
 
-    def __init__(self, config: GenieConfig):
-        super().__init__(config)
+    def __init__(self, config: GenieConfig, changed_token_loss_weight: float = 1.0, dynamics_mask_focus: float = 0.0):
+        super().__init__(config, changed_token_loss_weight)
         if config.num_prompt_frames >= config.T:
             # Loading such a config is fine (reference checkpoints have it); training on it is not:
             # the collator's clean prompt would cover the whole window.
             raise ConfigError(f"config field 'num_prompt_frames' = {config.num_prompt_frames} must be < T = {config.T} "
                               "to train stage 2 (frames after the prompt are the targets); lower it in the config")
-        self.collator = get_maskgit_collator(config)
+        self.collator = get_maskgit_collator(config, dynamics_mask_focus)
+
+    def settings(self) -> dict[str, Any]:
+        focus = self.collator.dynamics_focus
+        return {**super().settings(), **({"dynamics_mask_focus": focus} if focus else {})}
 
     def make_batch(self, batch, step, total_steps, generator):
         return self.collator(batch, generator=generator)
@@ -140,8 +160,8 @@ class MaskedPretrainObjective(Objective):
     name = "masked_pretrain"
     final_model_dirname = "masked_pretrain_final"
 
-    def __init__(self, config: GenieConfig, masking, picture_writer=None):
-        super().__init__(config)
+    def __init__(self, config: GenieConfig, masking, picture_writer=None, changed_token_loss_weight: float = 1.0):
+        super().__init__(config, changed_token_loss_weight)
         masking.check_scores_tokens(config.S)
         self.masking = masking
         self.temporal_attention = masking.temporal_attention
@@ -155,7 +175,9 @@ class MaskedPretrainObjective(Objective):
         return {"mask_ratio": self.collator.mask_ratio(training_progress(step, total_steps))}
 
     def settings(self) -> dict[str, Any]:
-        return {f"masking.{k}": v for k, v in vars(self.masking).items()}
+        masking = {f"masking.{k}": v for k, v in vars(self.masking).items()
+                   if k != "dynamics_focus" or self.masking.mask_pattern == "dynamics"}  # older checkpoints lack it
+        return {**super().settings(), **masking}
 
     def evaluate(self, model, batches, gather, options, step=0, log_probs=None):
         """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus

@@ -15,7 +15,7 @@ from accelerate.utils import set_seed
 from genie.checkpointing.checkpoint import load_weights_strict
 from genie.checkpointing.run_folder import is_run_folder
 from genie.data import resolve_data_dirs
-from genie.errors import CheckpointError
+from genie.errors import CheckpointError, ConfigError
 from genie.evaluation.pictures import masked_prediction_writer
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
@@ -105,7 +105,8 @@ def run_autoregressive(args: TrainingArguments, hand_off: HandOffArguments | Non
         print(f"train.py ignores the stage-1 field(s) {sorted(stage1_fields)} of the config file (stage 2 masks with its "
               "own collator and is causal in time; recorded in the "
               "run's config.json)")
-    return run_training(args, AutoregressiveObjective(config), model, run_info=run_info)
+    objective = AutoregressiveObjective(config, args.changed_token_loss_weight, args.dynamics_mask_focus)
+    return run_training(args, objective, model, run_info=run_info)
 
 
 def run_masked_pretrain(args: TrainingArguments, masking: MaskedPretrainConfig) -> dict[str, Any]:
@@ -115,5 +116,8 @@ def run_masked_pretrain(args: TrainingArguments, masking: MaskedPretrainConfig) 
     val_dir = (Path(args.val_data_dir) if args.val_data_dir
                else resolve_data_dirs(None, None, config, args.data_options())[1])
     pictures = masked_prediction_writer(args.output_dir, val_dir, config.h, config.mask_token_id)
-    objective = MaskedPretrainObjective(config, masking, pictures)
+    if args.dynamics_mask_focus:
+        raise ConfigError(f"--dynamics_mask_focus {args.dynamics_mask_focus} is a stage-2 flag; stage 1 masks the changed "
+                          "tokens more often with --mask_pattern dynamics --dynamics_focus F")
+    objective = MaskedPretrainObjective(config, masking, pictures, args.changed_token_loss_weight)
     return run_training(args, objective, model, run_info={"masked_pretrain": vars(masking)})

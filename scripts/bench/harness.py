@@ -1,19 +1,18 @@
-"""What every benchmark of `python -m scripts.bench` shares: the device, the model sizes and their inputs, ABBA
-timing of two sides in one process, the figures a benchmark reports, the machine it ran on, and the naive reference model (hand-written
-softmax attention and boolean-index embedding gathers, the same weights as ours)."""
+"""What every benchmark of `python -m scripts.bench` shares: the device, the model sizes and their inputs, the
+figures a benchmark reports, and the naive reference model (hand-written softmax attention and boolean-index
+embedding gathers, the same weights as ours). ABBA timing of two sides in one process and the machine record
+come from genie/studies/timing.py."""
 from __future__ import annotations
 
-import os
-import platform
 import resource
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genie.model.config import GenieConfig
 from genie.model.stmaskgit import STMaskGIT
+from genie.studies.timing import compare_abba as compare  # noqa: F401 (the benchmarks' name for it)
+from genie.studies.timing import machine  # noqa: F401
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -121,36 +120,8 @@ def make_naive(model: STMaskGIT) -> STMaskGIT:
 
 
 # ----------------------------------------------------------------------------- timing helpers
-def sync():
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
-
-
-def run_timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
-
-
-def compare(ours, reference, rounds: int, warmup: int = 1) -> dict:
-    """Time `ours()` and `reference()` alternately, A B then B A round by round (after `warmup` calls of
-    each): medians of their seconds and the median, min and max of the per-round ratios reference / ours."""
-    for _ in range(warmup):
-        ours()
-        reference()
-    sync()
-    ours_s, reference_s = [], []
-    for r in range(rounds):
-        if r % 2 == 0:
-            ours_s.append(run_timed(ours))
-            reference_s.append(run_timed(reference))
-        else:
-            reference_s.append(run_timed(reference))
-            ours_s.append(run_timed(ours))
-    ratios = [b / a for a, b in zip(ours_s, reference_s)]
-    return {"ours_s": float(np.median(ours_s)), "reference_s": float(np.median(reference_s)),
-            "ratio": float(np.median(ratios)), "ratio_min": min(ratios), "ratio_max": max(ratios), "rounds": rounds}
+# ABBA timing (`compare`) and the machine record are the library's (genie/studies/timing.py), shared
+# with the time-to-dynamics benchmark.
 
 
 def figures(timing: dict, work: float = 1.0, rate: bool = False) -> dict:
@@ -158,17 +129,6 @@ def figures(timing: dict, work: float = 1.0, rate: bool = False) -> dict:
     to_unit = (lambda s: work / s) if rate else (lambda s: s / work)
     return {"ours": to_unit(timing["ours_s"]), "naive": to_unit(timing["reference_s"]),
             **{k: timing[k] for k in ("ratio", "ratio_min", "ratio_max", "rounds")}}
-
-
-def machine() -> dict:
-    """What the figures were measured on: CPU model, cores, threads used, load average (1, 5, 15 min)."""
-    model = platform.processor()
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-            "load_avg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__}
 
 
 def peak_memory_mb() -> dict:

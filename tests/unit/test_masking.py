@@ -97,7 +97,7 @@ def test_tube_collator_keeps_frame_0_visible_and_the_same_tube_after_it():
 
     config = GenieConfig.from_json_file("configs/small.json")
     collator = get_masked_pretrain_collator(MaskedPretrainConfig(mask_pattern="tube", prompt_frame_period=4), config)
-    mask = collator.build_mask((4, config.T, config.S), 0.5, torch.Generator().manual_seed(0))
+    mask = collator.build_mask(torch.zeros(4, config.T, config.S, dtype=torch.long), 0.5, torch.Generator().manual_seed(0))
     assert not mask[:, 0].any() and not mask[:, 4].any() and mask[:, 1].any()
     assert all(torch.equal(mask[:, 1], mask[:, t]) for t in (2, 3, 5, 6, 7))
 
@@ -147,3 +147,44 @@ def test_importance_mask_is_seeded_and_caps_at_the_weighted_tokens():
     # frame 0 and 2 have no important token: uniform at the ratio; focus 1 there masks nothing
     only = importance_mask(important, 0.5, 1.0, torch.Generator().manual_seed(5))
     assert not only[:, [0, 2]].any() and only[:, 1, :3].all()
+
+
+def test_stage_two_dynamics_focus_masks_changed_tokens_more_often_and_off_is_the_reference_draw():
+    from genie.masking.collators import get_maskgit_collator
+    from genie.model.config import GenieConfig
+
+    config = GenieConfig(num_layers=1, num_heads=2, d_model=32, T=4, S=64, image_vocab_size=256,
+                         num_factored_vocabs=2, max_corrupt_rate=0.0, num_prompt_frames=1)
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 256, (256, 1, 64), generator=g).repeat(1, 4, 1)
+    tokens[:, 1:, :8] = torch.randint(0, 256, (256, 3, 8), generator=g)  # the first 8 tokens change every frame
+    batch = {"input_ids": tokens}
+    plain = get_maskgit_collator(config)(batch, generator=torch.Generator().manual_seed(1))
+    off = get_maskgit_collator(config, 0.0)(batch, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(plain["loss_mask"], off["loss_mask"])
+    focused = get_maskgit_collator(config, 0.8)(batch, generator=torch.Generator().manual_seed(1))["loss_mask"]
+    changed, static = focused[:, 1:, :8].double().mean(), focused[:, 1:, 8:].double().mean()
+    assert changed > 1.4 * static  # weights 1 vs 0.2, capped at 1: stage 2 masks 64% of a frame on average
+    # the expected masked count per frame is kept: close to the reference draw's
+    assert abs(focused.double().mean() - plain["loss_mask"].double().mean()) < 0.03
+
+
+def test_stage_one_dynamics_pattern_weighs_changed_tokens_and_refuses_focus_one():
+    import pytest
+
+    from genie.errors import ConfigError
+    from genie.masking.collators import get_masked_pretrain_collator
+    from genie.model.config import GenieConfig
+    from genie.training.masked_pretrain_config import MaskedPretrainConfig
+
+    config = GenieConfig.from_json_file("configs/small.json")
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 256, (64, 1, config.S), generator=g).repeat(1, config.T, 1)
+    tokens[:, 1::2, :4] += 1  # 4 tokens change at every frame after the first
+    collator = get_masked_pretrain_collator(MaskedPretrainConfig(mask_pattern="dynamics", dynamics_focus=0.9), config)
+    mask = collator({"input_ids": tokens}, generator=g, ratio=0.25)["loss_mask"]
+    assert not mask[:, 0].any()  # the first frame stays visible
+    assert mask[:, 1:, :4].double().mean() > 5 * mask[:, 1:, 4:].double().mean()
+    assert abs(mask[:, 1:].double().mean().item() - 0.25) < 0.02
+    with pytest.raises(ConfigError, match="--dynamics_focus 1.0 must be in"):
+        MaskedPretrainConfig(mask_pattern="dynamics", dynamics_focus=1.0)

@@ -75,3 +75,25 @@ def test_muon_lowers_the_loss_and_its_state_resumes_exactly(tiny_config):
     saved = optimizer.state_dict()
     rest = training_losses(model, build_optimizer(model, muon_args()), 3, tokens, state=saved)
     assert first + rest == losses
+
+
+def test_changed_token_loss_weight_is_a_weighted_mean_over_scored_tokens(tiny_config):
+    from genie.model.stmaskgit import masked_token_loss, token_cross_entropy
+    from genie.training.objectives import AutoregressiveObjective
+
+    torch.manual_seed(0)
+    tokens = torch.randint(0, tiny_config.image_vocab_size, (2, tiny_config.T, tiny_config.S))
+    tokens[:, 2] = tokens[:, 1]  # frame 2 static
+    objective = AutoregressiveObjective(tiny_config, changed_token_loss_weight=3.0)
+    inputs = objective.weigh_changed_tokens({"labels": tokens, "loss_mask": torch.ones_like(tokens, dtype=torch.bool)})
+    changed = torch.zeros_like(tokens, dtype=torch.bool)
+    changed[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
+    assert torch.equal(inputs["loss_weights"], 1 + 2 * changed.float())
+    logits = torch.randn(*tokens.shape, tiny_config.num_factored_vocabs, tiny_config.factored_vocab_size)
+    token_ce, _ = token_cross_entropy(logits, tokens, tiny_config)
+    weights = 1 + 2 * changed.double()
+    expected = (token_ce.double() * weights).sum() / weights.sum()
+    loss, _, _ = masked_token_loss(logits, tokens, inputs["loss_mask"], tiny_config, token_weights=inputs["loss_weights"])
+    assert abs(loss.item() - expected.item()) < 1e-5
+    assert "loss_weights" not in AutoregressiveObjective(tiny_config).weigh_changed_tokens({"labels": tokens})
+    assert objective.settings() == {"changed_token_loss_weight": 3.0} and AutoregressiveObjective(tiny_config).settings() == {}
