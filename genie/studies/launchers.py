@@ -129,17 +129,19 @@ class StudyLaunch:
             waiting = [t for t in waiting if t not in ready + blocked]
             for task in blocked:
                 self.progress.line("not submitted: its pretraining failed", task)
-            self.submit(ready)
-            watched += ready
+            failed += blocked
+            if ready:
+                self.submit(ready)
+                watched += ready
         return failed
 
-    def _seconds(self, task: RunTask) -> float:
-        """The wall time the run's job returned (NaN for a job submitted by an earlier process)."""
+    def _seconds(self, task: RunTask) -> float | None:
+        """The wall time the run's job returned (None for a job submitted by an earlier process)."""
         job = self.in_flight.get(task.folder.name, (None,))[0]
         try:
-            return float(job.result()) if job is not None else float("nan")
+            return float(job.result()) if job is not None else None
         except Exception:  # noqa: BLE001 - the store says the run is done; its job's own record is a detail
-            return float("nan")
+            return None
 
     def _pretraining_state(self, task: RunTask) -> str:
         pretraining = next(t for t in self.tasks if t.folder.name == task.init_weights.parent.name)

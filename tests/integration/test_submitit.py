@@ -73,6 +73,11 @@ def test_a_submitit_study_equals_jobs_1(tmp_path, tiny_config_file, tiny_data):
     ablate(study, store, out, "--launcher", "submitit", "--cluster", "local")  # all done: nothing is submitted
     assert read_jobs(out / JOBS_FILE) == records
 
+    next((tmp_path / "store1").glob("s2-seed1-*/eval/eval.json")).unlink()  # one scored run of seed 1 undone
+    partial = ablate(study, tmp_path / "store1", tmp_path / "out1", "--report")
+    assert "**partial: 9 of 10 runs done; this report holds seeds [0]" in partial
+    assert partial == (tmp_path / "out1" / "results.md").read_text()
+
 
 class SlowBaselineJob(StudyJob):
     """The study's job, with the stage-2-alone run slowed to 0.3 s a step, so that it is surely still
