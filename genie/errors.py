@@ -42,6 +42,11 @@ class RunStopped(UserError):
     """A run stopped on a signal (SIGTERM, SIGINT) after saving a checkpoint: not finished."""
 
 
+class StudyJobsFailed(UserError):
+    """Jobs of a study ended without finishing their runs (killed, failed, out of memory or time): the store
+    keeps the checkpoints they saved, and running the study again submits them anew."""
+
+
 class NonFiniteLossError(UserError, RuntimeError):
     """The training loss became NaN or infinite (a learning rate or data problem the user must fix)."""
 

@@ -4,6 +4,10 @@
     python scripts/ablate.py --study configs/studies/density.yaml --jobs 2     # two runs at a time
     python scripts/ablate.py --study S --emit_commands > jobs.sh               # one `accelerate launch` per run
     python scripts/ablate.py --study S --seeds 0,1,2,3,4 --stage2_steps 2000   # override the file
+    python scripts/ablate.py --study S --launcher submitit --cluster slurm --partition gpu --gpus_per_node 1
+                                                                           # one SLURM job per run (docs/scaling_out.md)
+    python scripts/ablate.py --study S --status                            # each run: done, queued, running, failed
+    python scripts/ablate.py --study S --report                            # the report of what is done (partial)
 
 Runs live in a shared store (--store, default runs/studies/) named by a hash of everything that fixes
 their result, so a rerun skips finished runs, a killed run starts over, and studies share the runs

@@ -10,9 +10,13 @@ from typing import Any
 from genie.checkpointing.run_folder import check_output_folder
 from genie.errors import ConfigError, check_flag
 from genie.studies.runner import RunnerOptions, emit_commands, run_study
+from genie.studies.jobs import CLUSTERS
+from genie.studies.launchers import SubmititOptions, launch_study, report_from_store, status_table
+from genie.studies.slurm_settings import DEFAULT_TIMEOUT_MIN, FLAG_SETTINGS
 from genie.studies.spec import StudySpec, load_study
 
 DEFAULT_REPORT_ROOT = "runs/studies"  # beside the run store; results/ only when --output_dir names it
+LAUNCHERS = ("processes", "submitit")
 OVERRIDABLE = ("seeds", "stage1_steps", "stage2_steps", "genie_config", "train_data_dir", "val_data_dir", "device")
 
 
@@ -36,6 +40,34 @@ class AblateArguments:
         "help": "The device the runs train on, as their identity names it (e.g. 'cuda:NVIDIA H100 80GB HBM3'), when "
                 "it is not this machine's: with --emit_commands planned on a CPU node for GPU nodes, and for collecting."})
 
+    launcher: str = field(default="processes", metadata={"choices": LAUNCHERS, "help": (
+        "processes: the runs train on this machine, --jobs at a time; submitit: one job per run through "
+        "submitit on --cluster (jobs in <store>/jobs/, their ids in <output_dir>/jobs.json).")})
+    cluster: str = field(default="slurm", metadata={"choices": CLUSTERS, "help": (
+        "With --launcher submitit: slurm (sbatch job arrays; a stage-2 run waits for its stage 1 with "
+        "--dependency afterok) or local (jobs are processes of this machine).")})
+    submit_only: bool = field(default=False, metadata={"help": (
+        "With --launcher submitit: submit and return, instead of waiting for the jobs and writing the report.")})
+    status: bool = field(default=False, metadata={"help": (
+        "Print each run's state (done, queued, running, failed, not submitted), its job and its log; run nothing.")})
+    report: bool = field(default=False, metadata={"help": (
+        "Write the report from the runs that are done (marked partial unless all are); run nothing.")})
+    partition: str | None = field(default=None, metadata={"help": (
+        "SLURM partition. This and the flags below replace the study file's slurm: values.")})
+    account: str | None = field(default=None, metadata={"help": "SLURM account."})
+    qos: str | None = field(default=None, metadata={"help": "SLURM quality of service."})
+    constraint: str | None = field(default=None, metadata={"help": "SLURM node constraint (features)."})
+    gpus_per_node: int | None = field(default=None, metadata={"help": "GPUs per job."})
+    cpus_per_task: int | None = field(default=None, metadata={"help": "CPU cores per job."})
+    mem_gb: float | None = field(default=None, metadata={"help": "Memory per job in GB."})
+    timeout_min: int | None = field(default=None, metadata={"help": (
+        f"Wall-clock limit of a job in minutes; None: the study's slurm: value, else {DEFAULT_TIMEOUT_MIN}. At its "
+        "end the job saves a step_N/ and is requeued.")})
+    array_parallelism: int | None = field(default=None, metadata={"help": "At most this many jobs of an array at once."})
+    max_num_timeout: int | None = field(default=None, metadata={"help": (
+        "Requeues after a timeout before a job is given up; None: the study's slurm: value, else 3 (preemptions "
+        "requeue without limit).")})
+
     def __post_init__(self) -> None:
         check_flag(self.jobs >= 1, "jobs", self.jobs, "must be >= 1")
         check_output_folder(self.output_dir)
@@ -50,6 +82,12 @@ class AblateArguments:
                 raise ConfigError(f"--seeds {self.seeds!r} must be comma-separated integers") from None
         return values
 
+    def submitit_options(self, spec: StudySpec) -> SubmititOptions:
+        """The study file's slurm: settings with the flags given in their place."""
+        settings = spec.slurm_settings.overridden({name: getattr(self, name) for name in FLAG_SETTINGS})
+        return SubmititOptions(self.cluster, settings, wait=not self.submit_only,
+                               poll_s=1.0 if self.cluster == "local" else 30.0)
+
     def load(self) -> StudySpec:
         return load_study(self.study, self.overrides())
 
@@ -57,6 +95,12 @@ class AblateArguments:
 def run_ablation(args: AblateArguments, spec: StudySpec) -> str:
     """Run the study (or print its commands); returns the report (or the commands)."""
     options = RunnerOptions(Path(args.output_dir or Path(DEFAULT_REPORT_ROOT) / spec.name), Path(args.store), args.jobs)
+    if args.status:
+        return status_table(spec, options)
+    if args.report:
+        return report_from_store(spec, options)
+    if args.launcher == "submitit":
+        return launch_study(spec, options, args.submitit_options(spec))
     if not args.emit_commands:
         return run_study(spec, options)
     given = [f"--{name} {shlex.quote(str(getattr(args, name)))}" for name in OVERRIDABLE

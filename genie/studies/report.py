@@ -95,7 +95,9 @@ def contrast_rows(spec: StudySpec, values: dict[tuple[str, int], dict[str, float
     return rows
 
 
-def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path) -> str:
+def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path, note: str | None = None) -> str:
+    """results.md, the CSVs and the plots of `cells`; `note` (e.g. that the report is partial) is set in bold
+    under the title."""
     from genie.studies.plots import plot_curves, plot_swept  # matplotlib only when a report is drawn
 
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +109,9 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path) -> str:
     contrasts = contrast_rows(spec, values)
     _write_csv(output_dir / "contrasts.csv", contrasts)
     text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)], contrasts)
+    if note:
+        title, rest = text.split("\n", 1)
+        text = f"{title}\n\n**{note}**\n{rest}"
     (output_dir / "results.md").write_text(text)
     plot_curves(spec, cells, output_dir / "curves.png")
     plot_swept(spec, rows, output_dir / "swept.png", values[(cells[0].arm.name, cells[0].seed)])

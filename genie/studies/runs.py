@@ -19,6 +19,7 @@ import torch
 
 import genie
 from genie.checkpointing.lock import RunLock
+from genie.checkpointing.run_folder import is_run_folder
 from genie.data.builtin import WORLD_VERSION
 from genie.errors import RunStopped
 from genie.evaluation.loop import evaluate_checkpoint
@@ -182,9 +183,10 @@ def make_task(run: Run, spec: StudySpec, store: Path) -> RunTask:
                    spec.eval_batch_size, spec.eval_max_examples)
 
 
-def execute(task: RunTask, quiet: bool = False) -> float:
+def execute(task: RunTask, quiet: bool = False, resume: bool = False) -> float:
     """Train (unless already trained) and evaluate one run; returns its wall time in seconds. A folder
-    left by a killed attempt is removed and the run starts over. With `quiet`, output goes to the log."""
+    left by a killed attempt is removed and the run starts over, or with `resume` continues from its
+    newest step_N/. With `quiet`, output goes to the log."""
     start = time.perf_counter()
     task.log.parent.mkdir(parents=True, exist_ok=True)
     with open(task.log, "a") as log, contextlib.ExitStack() as stack:
@@ -192,13 +194,13 @@ def execute(task: RunTask, quiet: bool = False) -> float:
             stack.enter_context(contextlib.redirect_stdout(log))
             stack.enter_context(contextlib.redirect_stderr(log))
         if not task.trained:
-            remove_unfinished(task.folder)
+            args = attempt_arguments(task, resume)
             if task.run.stage == STAGE1:
-                result = run_masked_pretrain(task.args, task.masking)
+                result = run_masked_pretrain(args, task.masking)
             else:
                 hand_off = HandOffArguments(str(task.init_weights) if task.init_weights else None,
                                             allow_non_pretrain_checkpoint=task.starts_from_stage2)
-                result = run_autoregressive(task.args, hand_off)
+                result = run_autoregressive(args, hand_off)
             if "stopped_by" in result:  # the trainer saved a checkpoint and returned: the run is not finished
                 raise RunStopped(f"the study stopped on {result['stopped_by']} during {task.folder.name} (step "
                                  f"{result['step']}); {RESUME_HINT}")
@@ -208,6 +210,16 @@ def execute(task: RunTask, quiet: bool = False) -> float:
                                          task.eval_max_examples, task.args.stride)
             write_eval_outputs(report, task.eval_json.parent)
     return time.perf_counter() - start
+
+
+def attempt_arguments(task: RunTask, resume: bool) -> TrainingArguments:
+    """The run's arguments for this attempt. With `resume`, a run folder left by an earlier attempt
+    continues from its newest step_N/ that verifies (the trainer's `--resume_from_checkpoint latest`;
+    from step 0 when it has none); otherwise what it left is removed and the run starts over."""
+    if resume and is_run_folder(task.folder):
+        return dataclasses.replace(task.args, resume_from_checkpoint="latest")
+    remove_unfinished(task.folder)
+    return task.args
 
 
 def remove_unfinished(folder: Path) -> None:

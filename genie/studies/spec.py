@@ -14,6 +14,7 @@
     stage1_train_data_dir: D            # optional: stage 1 (and the control) train on D (default: train_data_dir)
     stage1_actions: false               # optional: stage 1 (and the control) see no action labels
     training: {per_device_train_batch_size: 8, learning_rate: 0.003}   # any train.py flag
+    slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 240}        # optional: the jobs of --launcher submitit
     stage1: {initial_mask_ratio: 0.8, final_mask_ratio: 0.1}          # shared stage-1 fields
     grid: {mask_schedule: [cosine, linear, exponential]}               # cartesian product of arms
     arms:                                                              # and/or arms named one by one
@@ -42,6 +43,7 @@ import yaml
 from genie.data.sources import challenge_stride
 from genie.errors import ConfigError
 from genie.model.config import GenieConfig, read_config_values
+from genie.studies.slurm_settings import SlurmSettings
 from genie.training.arguments import TrainingArguments
 from genie.training.masked_pretrain_config import STAGE1_FIELDS, MaskedPretrainConfig
 
@@ -128,6 +130,7 @@ class StudySpec:
     device: str | None = None  # the device the runs train on, for their identity (default: this machine's)
     eval_batch_size: int = 16
     eval_max_examples: int | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)  # the cluster parameters of its jobs (slurm_settings.py)
     source: str = "<study>"
     overrides: dict[str, Any] = field(default_factory=dict)  # command-line replacements, for the report
 
@@ -172,6 +175,7 @@ class StudySpec:
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} must be an integer >= 1")
         self.arm_list()  # every arm's stage-1 settings must be valid
+        self.slurm_settings  # its SLURM section must be valid
         if self.stride is None:
             self.stride = challenge_stride(self.val_data_dir) if self.val_data_dir else 1
         self.title, self.question = self.prose(self.title), self.prose(self.question)
@@ -235,6 +239,10 @@ class StudySpec:
     @functools.cached_property
     def model_config(self) -> GenieConfig:
         return GenieConfig.from_json_file(self.genie_config)
+
+    @functools.cached_property
+    def slurm_settings(self) -> SlurmSettings:
+        return SlurmSettings.from_section(self.slurm, f"study {self.source}")
 
     def training_arguments(self) -> dict[str, Any]:
         return DEFAULT_TRAINING | self.training
