@@ -42,6 +42,14 @@ class RunStopped(UserError):
     """A run stopped on a signal (SIGTERM, SIGINT) after saving a checkpoint: not finished."""
 
 
+class RecordingStopped(UserError):
+    """A recording stopped on a signal (SIGTERM, SIGINT) before its folder was written: nothing was written."""
+
+
+class RecordingWriteError(UserError):
+    """A recording could not be written (disk full, quota, file size limit, no permission); nothing partial is left."""
+
+
 class StudyJobsFailed(UserError):
     """Jobs of a study ended without finishing their runs (killed, failed, out of memory or time): the store
     keeps the checkpoints they saved, and running the study again submits them anew."""

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from genie.cli import parse, run_cli
-from genie.data.atari import RecordingSpec, check_output_empty, check_spec, record_atari
+from genie.data.atari import RecordingSpec, check_before_recording, record_atari
 
 
 @dataclass
 class RecordArguments:
     env_id: str = field(metadata={"help": "ALE game id(s), comma-separated, e.g. ALE/Breakout-v5,ALE/Pong-v5."})
-    output_dir: str = field(metadata={"help": "New or empty folder; receives train/ and val/."})
+    output_dir: str = field(metadata={"help": "New or empty folder; receives train/ and val/ at once when the "
+                                              "recording is complete (one recorder per folder)."})
     num_frames: int = field(default=6000, metadata={"help": "Frames in all (15 per second of play), split evenly "
                                                             "between the games."})
     seed: int = field(default=0, metadata={"help": "Seeds the games, the policy, the val episodes and the codebook."})
@@ -40,8 +41,7 @@ def main(argv: list[str] | None = None) -> tuple:
                          args.val_fraction, max_episode_frames=args.max_episode_frames, patch=args.patch_size,
                          vocab_size=args.vocab_size, window_size=args.window_size,
                          codebook_patches=args.codebook_patches)
-    check_output_empty(args.output_dir)
-    check_spec(spec)  # bad input fails before the progress bar opens
+    check_before_recording(spec, args.output_dir)  # bad input fails before the progress bar opens
     with tqdm(total=args.num_frames, desc="recording", unit="frame") as bar:
         train, val = record_atari(spec, args.output_dir, on_frame=lambda: bar.update(1), log=tqdm.write)
     print(f"wrote {train} and {val}")

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import resource
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from safetensors import SafetensorError
@@ -28,6 +29,8 @@ def write_failure_cause(error: BaseException, target: Path) -> str | None:
     write; None for any other error, which is a bug and keeps its traceback."""
     seen = error
     while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is None:  # numpy's short write: "X requested and Y written"
+            return _short_write_cause(seen, target)
         if isinstance(seen, OSError):
             return _ERRNO_CAUSES.get(seen.errno, seen.strerror or type(seen).__name__)
         text = str(seen)
@@ -35,6 +38,15 @@ def write_failure_cause(error: BaseException, target: Path) -> str | None:
             return "no space left on the device" if _nearly_full(target) else f"the write failed ({text[:120]})"
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def _short_write_cause(error: OSError, target: Path) -> str:
+    """Why a write stopped short with no errno (numpy's tofile and save report a partial write so)."""
+    if _nearly_full(target):
+        return "no space left on the device"
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return "the file size limit (ulimit -f) is exceeded"
+    return f"the write failed ({str(error)[:120]})"
 
 
 def _nearly_full(target: Path, margin_bytes: int = 1 << 20) -> bool:
@@ -49,20 +61,29 @@ def describe_write_error(target: Path, cause: str, where: str | None, checkpoint
 
 
 @contextlib.contextmanager
-def write_errors(target: Path, checkpoints: list[Path], partial: Path | None = None) -> Iterator[None]:
-    """A failed write of `target` (a full disk, no permission: see write_failure_cause) becomes a one-line
-    CheckpointWriteError naming the folder, the cause and the newest of `checkpoints`; the `partial`
-    folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
+def one_line_write_errors(target: Path, make_error: Callable[[str, str | None], Exception],
+                          partial: Callable[[], Path | None] = lambda: None) -> Iterator[None]:
+    """A failed write of `target` (see write_failure_cause) becomes `make_error(cause, file)`, raised without
+    its traceback, after the `partial()` folder (if any) is removed; any other error keeps its traceback."""
     try:
         yield
     except Exception as error:
         cause = write_failure_cause(error, target)
         if cause is None:
             raise
-        if partial is not None:
-            shutil.rmtree(partial, ignore_errors=True)
-        raise CheckpointWriteError(describe_write_error(target, cause, getattr(error, "filename", None),
-                                                        checkpoints)) from None
+        folder = partial()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise make_error(cause, getattr(error, "filename", None)) from None
+
+
+def write_errors(target: Path, checkpoints: list[Path], partial: Path | None = None):
+    """A failed write of `target` (a full disk, no permission: see write_failure_cause) becomes a one-line
+    CheckpointWriteError naming the folder, the cause and the newest of `checkpoints`; the `partial`
+    folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
+    return one_line_write_errors(
+        target, lambda cause, where: CheckpointWriteError(describe_write_error(target, cause, where, checkpoints)),
+        lambda: partial)
 
 
 def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> None:

@@ -28,8 +28,9 @@ def lock_path(output_dir: Path) -> Path:
 
 
 class RunLock:
-    def __init__(self, output_dir: str | Path):
+    def __init__(self, output_dir: str | Path, writer: str = "training process"):
         self.output_dir = Path(output_dir)
+        self.writer = writer  # what the refusal calls the other process
         self.path = lock_path(self.output_dir)
         self._file = None
 
@@ -43,8 +44,8 @@ class RunLock:
             except BlockingIOError:
                 holder = self._holder(handle)
                 handle.close()
-                raise RunFolderLockedError(f"--output_dir {self.output_dir} is being written by another training "
-                                           f"process ({holder}); wait for it to end, or choose another folder") from None
+                raise RunFolderLockedError(f"--output_dir {self.output_dir} is being written by another {self.writer} "
+                                           f"({holder}); wait for it to end, or choose another folder") from None
             # The holder before us may have removed the file between our open and our lock: then
             # we hold a lock on a deleted file, and must try again on the new one.
             if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino:

@@ -13,15 +13,27 @@ ale-py, gymnasium and scikit-learn are the optional `atari` extra: imported only
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
+from genie.checkpointing.checkpoint import one_line_write_errors, write_failure_cause
+from genie.checkpointing.lock import RunLock
 from genie.data.raw_tokens import write_token_dataset
 from genie.data.tokenizers import CodebookTokenizer, fit_codebook
-from genie.errors import ConfigError
+from genie.errors import ConfigError, RecordingStopped, RecordingWriteError, check_flag
+from genie.files import atomic_directory
 
 ACTION_STREAM = "ale_action"  # the action stream's name in actions/ and in a model config's action_dims
 NUM_ALE_ACTIONS = 18  # ALE's full joystick action set; every game's minimal set is a subset of it
@@ -168,30 +180,113 @@ def check_spec(spec: RecordingSpec) -> None:
     games = len(spec.env_ids)
     if not games:
         raise ConfigError("--env_id is empty; name an ALE game such as ALE/Breakout-v5")
+    check_flag(spec.window_size >= 2, "window_size", spec.window_size,
+               "must be >= 2, the model config's T (a prompt frame and a frame to predict)")
     needed = 2 * spec.window_size * games
     if spec.num_frames < needed:
         raise ConfigError(f"--num_frames {spec.num_frames} is too small: each game needs one window of "
                           f"{spec.window_size} frames in train and one in val, so {games} game(s) need at least "
                           f"{needed}; raise --num_frames")
-    if not 0 < spec.val_fraction < 1:
-        raise ConfigError(f"--val_fraction {spec.val_fraction} must lie strictly between 0 and 1")
+    check_flag(0 < spec.val_fraction < 1, "val_fraction", spec.val_fraction, "must lie strictly between 0 and 1")
     if spec.max_episode_frames < spec.window_size:
         raise ConfigError(f"--max_episode_frames {spec.max_episode_frames} must be >= the window of "
                           f"{spec.window_size} frames")
     if spec.patch < 1 or spec.frame_size % spec.patch:
         raise ConfigError(f"--patch_size {spec.patch} must divide the {spec.frame_size}-pixel frame side "
                           "(e.g. 4 or 8)")
-    if spec.vocab_size < 2:
-        raise ConfigError(f"--vocab_size {spec.vocab_size} must be >= 2")
+    check_flag(spec.vocab_size >= 2, "vocab_size", spec.vocab_size, "must be >= 2")
+    check_flag(spec.codebook_patches >= spec.vocab_size, "codebook_patches", spec.codebook_patches,
+               f"must be >= --vocab_size {spec.vocab_size}: k-means needs a patch for each codebook entry")
+    check_flag(spec.seed >= 0, "seed", spec.seed, "must be >= 0")
+    check_memory(spec)
     for env_id in spec.env_ids:
         make_env(env_id).close()
+
+
+def memory_per_frame(spec: RecordingSpec) -> int:
+    """About how many bytes of memory one recorded frame takes at the peak (fitting and tokenizing): the
+    frames are held until the codebook is fitted, copied a few times into patches, sorted to find the
+    distinct ones (int64 indices per patch). Measured with tracemalloc on 2,000 frames: about 100 kB."""
+    frame_bytes = spec.frame_size * spec.frame_size * 3
+    return 8 * frame_bytes + 32 * (spec.frame_size // spec.patch) ** 2
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: the system's MemAvailable and, under a cgroup (v2) limit
+    (a container, a SLURM job), what is left of it; None when neither can be read."""
+    found = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        lines = Path("/proc/meminfo").read_text().splitlines()
+        found += [int(line.split()[1]) * 1024 for line in lines if line.startswith("MemAvailable:")]
+    with contextlib.suppress(OSError, ValueError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    return min(found) if found else None
+
+
+def check_memory(spec: RecordingSpec) -> None:
+    """Refuse a recording that cannot fit in memory, before any frame is played (it would be killed for
+    memory at the end and lose everything)."""
+    per_frame, available = memory_per_frame(spec), available_memory()
+    if available is not None and spec.num_frames * per_frame > available:
+        raise ConfigError(f"--num_frames {spec.num_frames} needs about {spec.num_frames * per_frame / 1e9:.1f} GB "
+                          f"of memory (about {per_frame // 1000} kB a frame until the codebook is fitted), but "
+                          f"{available / 1e9:.1f} GB is available: record at most {available // per_frame} frames "
+                          "per folder")
 
 
 def check_output_empty(output_dir: str | Path) -> None:
     """The recording goes to a new or empty folder only: it never mixes with or replaces other files."""
     path = Path(output_dir)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output_dir {path} is a file; pass a new or empty folder")
+    if path.is_dir() and any(path.iterdir()):
+        names = {p.name for p in path.iterdir()}
+        if "val" not in names and all(n == "train" or n.startswith((".tmp-train-", ".tmp-val-")) for n in names):
+            raise ConfigError(f"--output_dir {path} holds an interrupted recording ({', '.join(sorted(names))}, "
+                              "no val/) of an older version; delete the folder and record again")
         raise ConfigError(f"--output_dir {path} already holds files; pass an empty or new folder")
+
+
+def output_sizes(spec: RecordingSpec) -> tuple[int, int]:
+    """(all the recording's bytes, its largest file's bytes), about and at most: every frame's tokens, segment
+    id and one-hot actions, counted once for the largest file and twice for the whole (train and val), plus
+    each split's codebook and metadata."""
+    side = spec.frame_size // spec.patch
+    token_bytes = side * side * (2 if spec.vocab_size <= 2 ** 16 else 4)
+    codebook_bytes = spec.vocab_size * spec.patch * spec.patch * 3 * 4
+    largest = max(spec.num_frames * token_bytes, spec.num_frames * NUM_ALE_ACTIONS * 4, codebook_bytes)
+    per_frame = token_bytes + 4 + NUM_ALE_ACTIONS * 4 + 100  # 100: an episode's line in metadata.json at most
+    return spec.num_frames * per_frame + 2 * (codebook_bytes + (1 << 16)), largest
+
+
+def check_writable(spec: RecordingSpec, target: Path) -> None:
+    """Before anything is recorded: the folder that receives the recording (its parent, where it is written
+    aside first) can be written and renamed in, holds the recording's size, and the file size limit
+    (ulimit -f) allows its largest file."""
+    parent = where = next(p for p in target.parents if p.exists())
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(parent))
+        os.rmdir(tempfile.mkdtemp(prefix=f".tmp-{target.name}-check-", dir=parent))
+        where = target
+        if target.exists() and not os.access(target, os.W_OK):
+            raise PermissionError(errno.EACCES, "cannot be written", str(target))
+    except OSError as error:
+        cause = write_failure_cause(error, target) or str(error)
+        raise ConfigError(f"cannot write --output_dir {target}: {cause} ({where}); choose a folder you may "
+                          "write, or fix its permissions") from None
+    total, largest = output_sizes(spec)
+    free = shutil.disk_usage(parent).free
+    if total > free:
+        raise ConfigError(f"--output_dir {target}: the recording needs about {total / 1e6:.1f} MB, but its disk "
+                          f"has {free / 1e6:.1f} MB free; free space, choose another disk or lower --num_frames")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and largest > limit:
+        raise ConfigError(f"the file size limit (ulimit -f) is {limit} bytes, but the recording's largest file "
+                          f"would hold about {largest} bytes; raise the limit (ulimit -f unlimited) or lower "
+                          "--num_frames")
 
 
 def game_seeds(seed: int, count: int) -> list[int]:
@@ -235,10 +330,10 @@ def recording_metadata(spec: RecordingSpec, episodes: list[Episode], tokenizer: 
                                    for i, e in enumerate(episodes)]}}
 
 
-def write_split(out_dir: Path, episodes: list[Episode], tokenizer: CodebookTokenizer, spec: RecordingSpec) -> Path:
-    """One split in the v1.1 layout: tokens, one segment per episode, the one-hot action stream, and the
-    codebook beside them (named in metadata.json)."""
-    tokens = tokenizer.encode(np.concatenate([e.frames for e in episodes]))
+def write_split(out_dir: Path, episodes: list[Episode], tokens: np.ndarray, tokenizer: CodebookTokenizer,
+                spec: RecordingSpec) -> Path:
+    """One split in the v1.1 layout: the episodes' `tokens`, one segment per episode, the one-hot action stream,
+    and the codebook beside them (named in metadata.json)."""
     segment_ids = np.repeat(np.arange(len(episodes), dtype=np.int32), [len(e.frames) for e in episodes])
     actions = one_hot_actions(np.concatenate([e.actions for e in episodes]))
     return write_token_dataset(out_dir, tokens, segment_ids, tokenizer.vocab_size, hz=HZ,
@@ -248,16 +343,99 @@ def write_split(out_dir: Path, episodes: list[Episode], tokenizer: CodebookToken
                                extra_arrays={CODEBOOK_FILE: tokenizer.centroids.astype(np.float32)})
 
 
+class StopOnSignal:
+    """SIGTERM / SIGINT stop a recording: before its folder is written they raise RecordingStopped (the stack
+    unwinds, nothing is written); while it is written they wait until the folder is in place."""
+
+    def __init__(self, target: Path):
+        self.target, self.writing, self.received, self._previous = target, False, None, {}
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signal.Signals(signum).name
+        if not self.writing:
+            raise RecordingStopped(f"stopped by {self.received} while recording: nothing was written to "
+                                   f"{self.target}; run the same command again to record")
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.writing = True
+        try:
+            yield
+        finally:
+            self.writing = False
+
+
+def write_recording(target: Path, splits: dict[str, tuple[list[Episode], np.ndarray]], tokenizer: CodebookTokenizer,
+                    spec: RecordingSpec) -> None:
+    """Write train/ and val/ aside (a temporary sibling folder) and rename it to `target` when complete. A
+    failed write (a full disk, a quota, the file size limit, no permission: see write_failure_cause) is a
+    one-line RecordingWriteError, with the partial folder removed."""
+    staged = []
+    with one_line_write_errors(target, lambda cause, where: RecordingWriteError(
+            f"could not write --output_dir {target}: {cause} ({where or target.parent}); nothing was written: free "
+            "space, raise the limit or fix permissions, then record again"), lambda: next(iter(staged), None)):
+        with atomic_directory(target) as folder:
+            staged.append(folder)
+            for name, (episodes, tokens) in splits.items():
+                write_split(folder / name, episodes, tokens, tokenizer, spec)
+
+
+def remove_interrupted_recordings(target: Path, log: Callable[[str], None]) -> None:
+    """Remove the temporary folders that recordings into `target` killed while writing left beside it. Only
+    called under the folder's lock, so no live process is writing them."""
+    name = glob.escape(target.name)
+    for leftover in sorted([*target.parent.glob(f".tmp-{name}-*"), *target.parent.glob(f".old-{name}-*")]):
+        if leftover.is_symlink() or not leftover.is_dir():
+            leftover.unlink()
+        else:
+            shutil.rmtree(leftover)
+        log(f"removed {leftover}, left by an interrupted recording")
+
+
+def check_before_recording(spec: RecordingSpec, output_dir: str | Path) -> Path:
+    """Every check that can fail before a frame is played: the settings, the memory the frames need, the
+    output folder (new or empty, writable, room on its disk); returns the folder the recording goes to
+    (a symlink's target)."""
+    check_output_empty(output_dir)
+    check_spec(spec)
+    target = Path(output_dir).resolve()
+    check_writable(spec, target)
+    return target
+
+
 def record_atari(spec: RecordingSpec, output_dir: str | Path, on_frame: Callable[[], None] = lambda: None,
                  log: Callable[[str], None] = lambda message: None) -> tuple[Path, Path]:
     """Record, fit the codebook on the train split's frames, tokenize both splits and write
-    output_dir/train and output_dir/val. Bad settings fail before anything is recorded or written."""
-    check_output_empty(output_dir)
-    check_spec(spec)
-    train, val = record_splits(spec, on_frame)
-    log(f"recorded {len(train)} train and {len(val)} val episodes; fitting a {spec.vocab_size}-entry codebook of "
-        f"{spec.patch}x{spec.patch} patches on the train frames")
-    tokenizer = fit_codebook(np.concatenate([e.frames for e in train]), spec.patch, spec.vocab_size, spec.seed,
-                             spec.codebook_patches)
+    output_dir/train and output_dir/val, all at once (written aside and renamed: never one split alone).
+    Bad settings fail before anything is recorded or written; one recorder writes a folder at a time."""
+    target = check_before_recording(spec, output_dir)
+    lock = RunLock(target, writer="recording process")
+    lock.acquire()
+    try:
+        with StopOnSignal(target) as stop:
+            check_output_empty(output_dir)  # a recording that ended while this one waited for its checks
+            remove_interrupted_recordings(target, log)
+            train, val = record_splits(spec, on_frame)
+            log(f"recorded {len(train)} train and {len(val)} val episodes; fitting a {spec.vocab_size}-entry "
+                f"codebook of {spec.patch}x{spec.patch} patches on the train frames")
+            tokenizer = fit_codebook(np.concatenate([e.frames for e in train]), spec.patch, spec.vocab_size,
+                                     spec.seed, spec.codebook_patches)
+            splits = {name: (episodes, tokenizer.encode(np.concatenate([e.frames for e in episodes])))
+                      for name, episodes in (("train", train), ("val", val))}
+            with stop.deferred():
+                write_recording(target, splits, tokenizer, spec)
+            if stop.received:
+                log(f"received {stop.received} while writing: the recording was complete and is in place")
+    finally:
+        lock.release()
     root = Path(output_dir)
-    return write_split(root / "train", train, tokenizer, spec), write_split(root / "val", val, tokenizer, spec)
+    return root / "train", root / "val"

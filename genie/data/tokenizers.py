@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from genie.errors import DataFormatError
+from genie.errors import ConfigError, DataFormatError
 
 PALETTE = np.array([[24, 28, 40], [70, 90, 120], [150, 160, 130], [250, 200, 60]], dtype=np.uint8)
 CODEBOOK_KIND = "patch_codebook"  # metadata["tokenizer"]["kind"] of a learned codebook
@@ -200,6 +200,9 @@ def fit_codebook(frames: np.ndarray, patch: int, vocab_size: int, seed: int, max
     if len(unique) <= vocab_size:
         centroids = np.concatenate([unique, np.repeat(unique[-1:], vocab_size - len(unique), axis=0)])
         return CodebookTokenizer(centroids.astype(np.float32), patch, frames.shape[-1])
+    if max_patches < vocab_size:  # scikit-learn would fail on fewer samples than clusters
+        raise ConfigError(f"a codebook of {vocab_size} entries is fitted on at most {max_patches} patches, but "
+                          "k-means needs a patch for each entry: raise the patch count (--codebook_patches)")
     data = unique if distinct else patches
     rng = np.random.default_rng(seed)
     if len(data) > max_patches:
