@@ -194,30 +194,18 @@ def first_reached(points: list[dict[str, Any]], targets: tuple[tuple[str, str, f
 
 def step_function(world: World, variant: Variant, stage1: bool, folder: Path, steps: int):
     """A Trainer for one stage of `variant` (in a scratch run folder) and a function that takes `steps`
-    optimizer steps with it, cycling through epochs: what the timing alternates."""
-    from itertools import count
-
-    from tqdm.auto import tqdm
-
+    optimizer steps with it: what the timing alternates."""
+    from genie.studies.timing import stepping_trainer
     from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
     from genie.training.stages import initial_model
-    from genie.training.trainer import Trainer
 
     args = training_arguments(world, variant, 0, folder, stage1, 10 ** 9)
     args.max_train_steps, args.checkpointing_steps, args.overwrite_output_dir = 10 ** 6, 10 ** 9, True
     config, model, _ = initial_model(args)
-    objective = (MaskedPretrainObjective(config, MaskedPretrainConfig(**variant.stage1)) if stage1
-                 else AutoregressiveObjective(config))
-    trainer = Trainer(args, objective, model)
-    trainer.progress = tqdm(disable=True)  # train_step advances the bar that train() would have opened
-
-    def endless_batches():
-        for epoch in count():
-            trainer.train_loader.set_epoch(epoch)
-            yield from trainer.train_loader
-
-    batches = endless_batches()
-    return trainer, lambda: [trainer.train_step(batches) for _ in range(steps)]
+    objective = (MaskedPretrainObjective(config, MaskedPretrainConfig(**variant.stage1),
+                                         changed_token_loss_weight=args.changed_token_loss_weight) if stage1
+                 else AutoregressiveObjective(config, args.changed_token_loss_weight, args.dynamics_mask_focus))
+    return stepping_trainer(args, objective, model, steps)
 
 
 def seconds_per_step(world: World, variants: dict[str, Variant], settings: SpeedrunSettings) -> dict[str, Any]:
