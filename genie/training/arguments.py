@@ -107,6 +107,9 @@ class TrainingArguments:
     checkpointing_steps: int = field(default=1000, metadata={"help": "Save a resumable step_N/ every N optimizer steps."})
     log_every_n_steps: int = 10
     report_to: str = field(default="none", metadata={"help": "none, wandb (offline unless logged in), tensorboard, or all."})
+    tracker_project: str | None = field(default=None, metadata={
+        "help": "The trackers' project (wandb project, TensorBoard folder under the run). Default: genie-<stage>."})
+    run_name: str | None = field(default=None, metadata={"help": "The run's name in wandb. Default: wandb's."})
     dataloader_num_workers: int = 0
 
     allow_resume_mismatch: bool = field(default=False, metadata={

@@ -39,7 +39,8 @@ from genie.training.banner import start_banner
 from genie.training.fsdp import full_parameters
 from genie.training.objectives import Objective, make_global_batch, to_device
 from genie.training.optimizer import build_optimizer
-from genie.training.run_logging import MetricsLogger, TrainingMeter, tracker_names, tracker_run_id
+from genie.training.run_logging import (MetricsLogger, TrainingMeter, progress_line, tracker_names, tracker_notes,
+                                         tracker_run_id)
 from genie.training.stop_request import StopRequest
 
 
@@ -197,8 +198,12 @@ class Trainer:
         resuming = bool(self.args.resume_from_checkpoint) and self.step > 0
         scalars = {k: v for k, v in dataclasses.asdict(self.args).items() if isinstance(v, (int, float, str, bool))}
         # On resume the configuration is not stored again: TensorBoard would add a second hparams folder.
-        self.accelerator.init_trackers(f"genie-{self.objective.name}", config=None if resuming else scalars,
-                                       init_kwargs={"wandb": {"id": self.tracker_run_id, "resume": "allow"}})
+        wandb_settings = {"id": self.tracker_run_id, "resume": "allow"} | (
+            {"name": self.args.run_name} if self.args.run_name else {})
+        self.accelerator.init_trackers(self.args.tracker_project or f"genie-{self.objective.name}",
+                                       config=None if resuming else scalars, init_kwargs={"wandb": wandb_settings})
+        for line in tracker_notes(self.accelerator):
+            self.accelerator.print(line)
 
     # ----- resumable state -----
     def state_dict(self) -> dict[str, Any]:
@@ -336,6 +341,9 @@ class Trainer:
         self.logger.log(record)
         self.progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
                                    if k in ("train/loss", "mask_ratio")})
+        if self.accelerator.is_main_process:
+            seconds = self.meter.seconds_per_step(self.args.gradient_accumulation_steps)
+            tqdm.write(progress_line(self.objective.name, self.step, self.max_steps, loss_value, seconds))
         self.meter.reset()
 
     def full_evaluation(self, final: bool) -> bool:
