@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Callable, TypeVar
 
@@ -43,7 +44,9 @@ def parse(dataclass_types, description: str, argv: list[str] | None = None,
     parser = ArgumentParser(dataclass_types, description=description)
     parser.set_defaults(**(defaults or {}))
     if defaults_from is not None:
-        parser.set_defaults(**defaults_from(parser.parse_known_args(argv)[0]))
+        flags = {action.dest for action in parser._actions}  # a saved run may hold keys no flag has (any more)
+        found = defaults_from(parser.parse_known_args(argv)[0])
+        parser.set_defaults(**{k: v for k, v in found.items() if k in flags})
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False,
                                                           return_remaining_strings=True)
     if unknown:
@@ -61,3 +64,12 @@ def run_cli(main: Callable[[], T]) -> T:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def stopped_exit_code(result: object) -> int:
+    """The exit status of a training command: 0 when it finished, 128 + the signal's number when a stop
+    request (SIGINT, SIGTERM) ended it with a checkpoint, as a shell reports a process killed by it, so
+    that a scheduler or a script can tell "stopped" from "finished"."""
+    if isinstance(result, dict) and "stopped_by" in result:
+        return 128 + signal.Signals[result["stopped_by"]].value
+    return 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genie.cli import parse, run_cli
+from genie.errors import ConfigError
 from genie.studies.speedrun import VARIANTS, WORLDS, SpeedrunSettings
 
 
@@ -34,8 +35,12 @@ class SpeedrunArguments:
     timing_steps: int = field(default=5, metadata={"help": "Optimizer steps per timed round."})
 
     def settings(self) -> SpeedrunSettings:
+        try:
+            seeds = [int(s) for s in self.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--seeds {self.seeds!r} must be comma-separated integers, e.g. 0,1,2") from None
         return SpeedrunSettings(world=self.world, variants=[v for v in self.variants.split(",") if v],
-                                seeds=[int(s) for s in self.seeds.split(",") if s], output_dir=Path(self.output_dir),
+                                seeds=seeds, output_dir=Path(self.output_dir),
                                 data_dir=self.data_dir, genie_config=self.genie_config, eval_every=self.eval_every,
                                 eval_windows=self.eval_windows, timing_steps=self.timing_steps,
                                 timing_rounds=self.timing_rounds, steps=self.steps)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genie.checkpointing.run_folder import is_run_folder, step_folders
-from genie.errors import ConfigError
+from genie.errors import ConfigError, RunStopped, check_flag
 from genie.evaluation.loop import evaluate_checkpoint
 from genie.evaluation.scores import EvalOptions
 from genie.training.arguments import TrainingArguments
@@ -93,6 +93,14 @@ class SpeedrunSettings:
     timing_rounds: int = 6
     steps: int | None = None  # overrides every variant's stage-2 steps (and scales stage 1 in proportion)
 
+    def __post_init__(self) -> None:
+        for name in ("eval_every", "eval_windows", "timing_steps", "timing_rounds"):
+            check_flag(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        check_flag(self.steps is None or self.steps >= 1, "steps", self.steps, "must be >= 1")
+        check_flag(bool(self.variants), "variants", "", "must name at least one variant")
+        check_flag(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds,
+                   "must list distinct seeds (3 or more for a result)")
+
     def world_spec(self) -> World:
         if self.world not in WORLDS:
             raise ConfigError(f"--world {self.world!r} is unknown; choose one of {', '.join(WORLDS)}")
@@ -138,8 +146,9 @@ def run_key(world: World, variant: Variant, seed: int, settings: SpeedrunSetting
 
 def train_run(world: World, name: str, variant: Variant, seed: int, settings: SpeedrunSettings) -> Path:
     """Train a variant at a seed (stage 1 first if it has one) unless its folder already holds the finished
-    run; returns the stage-2 run folder, which has a step_N/ every eval_every steps."""
-    root = settings.output_dir / "runs" / name / run_key(world, variant, seed, settings)
+    run; a run stopped before (a kill, a signal) continues from its newest checkpoint. Returns the stage-2
+    run folder, which has a step_N/ every eval_every steps."""
+    root = run_root(world, name, variant, seed, settings)
     stage2 = root / "stage2"
     if (stage2 / "final_model" / "model.safetensors").is_file():
         return stage2
@@ -148,13 +157,28 @@ def train_run(world: World, name: str, variant: Variant, seed: int, settings: Sp
         stage1 = root / "stage1"
         if not (stage1 / "masked_pretrain_final" / "model.safetensors").is_file():
             args = training_arguments(world, variant, seed, stage1, True, settings.eval_every)
-            args.overwrite_output_dir = is_run_folder(stage1)
-            run_masked_pretrain(args, MaskedPretrainConfig(**variant.stage1))
+            finish(run_masked_pretrain(continuing(args, stage1), MaskedPretrainConfig(**variant.stage1)), stage1)
         hand_off = HandOffArguments(masked_pretrain_checkpoint=str(stage1))
     args = training_arguments(world, variant, seed, stage2, False, settings.eval_every)
-    args.overwrite_output_dir = is_run_folder(stage2)
-    run_autoregressive(args, hand_off)
+    finish(run_autoregressive(continuing(args, stage2), hand_off), stage2)
     return stage2
+
+
+def run_root(world: World, name: str, variant: Variant, seed: int, settings: SpeedrunSettings) -> Path:
+    return settings.output_dir / "runs" / name / run_key(world, variant, seed, settings)
+
+
+def continuing(args: TrainingArguments, folder: Path) -> TrainingArguments:
+    """Resume a run folder left by a stopped or killed speedrun (exactly, from its newest checkpoint)."""
+    if is_run_folder(folder):
+        args.resume_from_checkpoint = "latest"
+    return args
+
+
+def finish(result: dict[str, Any], folder: Path) -> None:
+    if "stopped_by" in result:  # a stop request saved a checkpoint: the run is not done, nothing is scored
+        raise RunStopped(f"the speedrun stopped on {result['stopped_by']} during {folder}; run the same command "
+                         "again to continue (finished runs and scores are kept)")
 
 
 SCORED = ("changed_cross_entropy", "changed_accuracy", "cross_entropy", "accuracy", "changed_unigram_cross_entropy",
@@ -164,7 +188,7 @@ SCORED = ("changed_cross_entropy", "changed_accuracy", "cross_entropy", "accurac
 def score_run(world: World, stage2: Path, settings: SpeedrunSettings) -> list[dict[str, Any]]:
     """Every step_N/ of a stage-2 run scored on the first eval_windows val windows (teacher-forced
     metric with MaskGIT samples, no rollouts); cached in the run folder, so a rerun only scores what is new."""
-    cache = stage2 / "speedrun_scores.jsonl"
+    cache = stage2.parent / "scores.jsonl"  # beside the run folder, which holds only what a run writes
     scores = {r["step"]: r for r in map(json.loads, cache.read_text().splitlines())} if cache.is_file() else {}
     data = (Path(world.data_dir) / "train", Path(world.data_dir) / "val") if world.data_dir else (None, None)
     options = EvalOptions(rollout=False, action_sensitivity=False, seed=0)
@@ -194,30 +218,18 @@ def first_reached(points: list[dict[str, Any]], targets: tuple[tuple[str, str, f
 
 def step_function(world: World, variant: Variant, stage1: bool, folder: Path, steps: int):
     """A Trainer for one stage of `variant` (in a scratch run folder) and a function that takes `steps`
-    optimizer steps with it, cycling through epochs: what the timing alternates."""
-    from itertools import count
-
-    from tqdm.auto import tqdm
-
+    optimizer steps with it: what the timing alternates."""
+    from genie.studies.timing import stepping_trainer
     from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
     from genie.training.stages import initial_model
-    from genie.training.trainer import Trainer
 
     args = training_arguments(world, variant, 0, folder, stage1, 10 ** 9)
     args.max_train_steps, args.checkpointing_steps, args.overwrite_output_dir = 10 ** 6, 10 ** 9, True
     config, model, _ = initial_model(args)
-    objective = (MaskedPretrainObjective(config, MaskedPretrainConfig(**variant.stage1)) if stage1
-                 else AutoregressiveObjective(config))
-    trainer = Trainer(args, objective, model)
-    trainer.progress = tqdm(disable=True)  # train_step advances the bar that train() would have opened
-
-    def endless_batches():
-        for epoch in count():
-            trainer.train_loader.set_epoch(epoch)
-            yield from trainer.train_loader
-
-    batches = endless_batches()
-    return trainer, lambda: [trainer.train_step(batches) for _ in range(steps)]
+    objective = (MaskedPretrainObjective(config, MaskedPretrainConfig(**variant.stage1),
+                                         changed_token_loss_weight=args.changed_token_loss_weight) if stage1
+                 else AutoregressiveObjective(config, args.changed_token_loss_weight, args.dynamics_mask_focus))
+    return stepping_trainer(args, objective, model, steps)
 
 
 def seconds_per_step(world: World, variants: dict[str, Variant], settings: SpeedrunSettings) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Callable
+from itertools import count
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -52,3 +53,22 @@ def machine() -> dict:
         pass
     return {"cpu": model, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "load_avg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__}
+
+
+def stepping_trainer(args: Any, objective: Any, model: torch.nn.Module, steps: int) -> tuple[Any, Callable[[], object]]:
+    """A genie Trainer for (args, objective, model) and a function that takes `steps` optimizer steps with
+    it, cycling through epochs: a training step as a timing benchmark sees it. Close the trainer after."""
+    from tqdm.auto import tqdm
+
+    from genie.training.trainer import Trainer
+
+    trainer = Trainer(args, objective, model)
+    trainer.progress = tqdm(disable=True)  # train_step advances the bar that train() would have opened
+
+    def endless_batches():
+        for epoch in count():
+            trainer.train_loader.set_epoch(epoch)
+            yield from trainer.train_loader
+
+    batches = endless_batches()
+    return trainer, lambda: [trainer.train_step(batches) for _ in range(steps)]

@@ -98,11 +98,18 @@ class TrainingArguments:
     eval_every_n_steps: int = 1000
     max_eval_steps: int = field(default=20, metadata={"help": "Validation batches per evaluation (per process)."})
     eval_loss_only: bool = field(default=False, metadata={
-        "help": "Evaluate during training with the cross-entropy alone (no MaskGIT sampling, no rollouts): much "
-                "cheaper for large models on a CPU; scripts/evaluate.py gives the full metric afterwards."})
+        "help": "Also the final evaluation scores the loss and the teacher-forced cross-entropy alone (no MaskGIT "
+                "sampling, rollouts or shuffled actions), as evaluations during training do by default; "
+                "scripts/evaluate.py gives the full metric afterwards."})
+    eval_full: bool = field(default=False, metadata={
+        "help": "Evaluations during training (and stage 1's final one) also sample with MaskGIT (accuracy), roll out "
+                "and shuffle actions: the full metric, at many times the cost."})
     checkpointing_steps: int = field(default=1000, metadata={"help": "Save a resumable step_N/ every N optimizer steps."})
     log_every_n_steps: int = 10
     report_to: str = field(default="none", metadata={"help": "none, wandb (offline unless logged in), tensorboard, or all."})
+    tracker_project: str | None = field(default=None, metadata={
+        "help": "The trackers' project (wandb project, TensorBoard folder under the run). Default: genie-<stage>."})
+    run_name: str | None = field(default=None, metadata={"help": "The run's name in wandb. Default: wandb's."})
     dataloader_num_workers: int = 0
 
     allow_resume_mismatch: bool = field(default=False, metadata={
@@ -149,6 +156,8 @@ class TrainingArguments:
                "needs a GPU (there is none here); use bf16 or no")
         check_flag(self.report_to in ("none", "wandb", "tensorboard", "all"), "report_to", self.report_to,
                "must be one of none, wandb, tensorboard, all")
+        check_flag(not (self.eval_full and self.eval_loss_only), "eval_full", True,
+                   "contradicts --eval_loss_only; pass one of them")
         check_flag(bool(self.output_dir), "output_dir", self.output_dir, "must name a folder")
         self.data_options()  # checks --data_format and --state_pooling
 

@@ -61,6 +61,8 @@ class Objective:
     name: str = "objective"
     temporal_attention: str = "causal"  # the trainer sets the model's temporal attention to this
     final_model_dirname: str = "final_model"
+    final_evaluation_is_full: bool = True  # the final evaluation samples, rolls out and shuffles actions
+    result_note: str = ""  # said before an evaluation's result line
 
     def __init__(self, config: GenieConfig, changed_token_loss_weight: float = 1.0):
         self.config = config
@@ -85,6 +87,12 @@ class Objective:
     def step_metrics(self, step: int, total_steps: int) -> dict[str, float]:
         """Scalars to log with optimizer step `step` of `total_steps` (e.g. the mask ratio it used)."""
         return {}
+
+    def describe(self) -> str:
+        """One line for the start banner: how batches are masked and scored, the temporal attention."""
+        weight = self.changed_token_loss_weight
+        return f"temporal attention {self.temporal_attention}" + (
+            f", changed tokens weighted {weight:g}x in the loss" if weight != 1.0 else "")
 
     def settings(self) -> dict[str, Any]:
         """The objective's own settings, which a resumed run must share (e.g. the mask schedule)."""
@@ -112,6 +120,12 @@ class AutoregressiveObjective(Objective):
             raise ConfigError(f"config field 'num_prompt_frames' = {config.num_prompt_frames} must be < T = {config.T} "
                               "to train stage 2 (frames after the prompt are the targets); lower it in the config")
         self.collator = get_maskgit_collator(config, dynamics_mask_focus)
+
+    def describe(self) -> str:
+        c, focus = self.config, self.collator.dynamics_focus
+        return (f"next-frame prediction, MaskGIT masking (frames from {c.num_prompt_frames} or 1, cos-distributed "
+                f"ratios{f', changed tokens favoured with focus {focus:g}' if focus else ''}), corruption up to "
+                f"{c.max_corrupt_rate:g}, {super().describe()}")
 
     def settings(self) -> dict[str, Any]:
         focus = self.collator.dynamics_focus
@@ -159,6 +173,10 @@ class MaskedPretrainObjective(Objective):
     bidirectional temporal attention unless the config asks for causal (ablation)."""
     name = "masked_pretrain"
     final_model_dirname = "masked_pretrain_final"
+    # Stage 1 is scored as a next-frame predictor by its CE; sampling and rollouts are stage 2's (--eval_full).
+    final_evaluation_is_full = False
+    result_note = (" (stage 1 scored as a next-frame predictor, a task it is not trained for: its masked-reconstruction "
+                   "losses are in metrics.jsonl, and stage 2 is what learns next frames)")
 
     def __init__(self, config: GenieConfig, masking, picture_writer=None, changed_token_loss_weight: float = 1.0):
         super().__init__(config, changed_token_loss_weight)
@@ -173,6 +191,18 @@ class MaskedPretrainObjective(Objective):
 
     def step_metrics(self, step, total_steps):
         return {"mask_ratio": self.collator.mask_ratio(training_progress(step, total_steps))}
+
+    def describe(self) -> str:
+        m = self.masking
+        schedule = (f"{m.mask_schedule} {m.initial_mask_ratio:g} -> {m.final_mask_ratio:g}"
+                    + (f" (k {m.exponential_k:g})" if m.mask_schedule == "exponential" else ""))
+        extras = [f"focus {m.dynamics_focus:g}" if m.mask_pattern == "dynamics" else None,
+                  f"{m.block_count} blocks" if m.mask_pattern in ("block", "tube") else None,
+                  f"every {m.prompt_frame_period}th frame visible" if m.prompt_frame_period else None,
+                  f"lattice stride {m.lattice_stride} visible" if m.lattice_stride else None,
+                  "frame 0 masked too" if m.mask_all_frames else "frame 0 visible"]
+        return (f"masked pretraining, mask ratio {schedule}, pattern {m.mask_pattern} "
+                f"({', '.join(e for e in extras if e)}), {super().describe()}")
 
     def settings(self) -> dict[str, Any]:
         masking = {f"masking.{k}": v for k, v in vars(self.masking).items()

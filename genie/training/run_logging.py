@@ -74,10 +74,20 @@ class TrainingMeter:
     def tokens_per_second(self) -> float:
         return self.tokens / (time.perf_counter() - self.start)
 
+    def seconds_per_step(self, micro_batches_per_step: int) -> float:
+        return (time.perf_counter() - self.start) / max(self.count / micro_batches_per_step, 1)
+
     def reset(self) -> None:
         self.loss_sum.zero_()
         self.count, self.tokens = 0, 0
         self.start = time.perf_counter()
+
+
+def progress_line(stage: str, step: int, max_steps: int, loss: float, seconds_per_step: float) -> str:
+    """One plain line of training progress (a log file gets it where a progress bar would be noise)."""
+    eta = round(seconds_per_step * (max_steps - step))
+    return (f"{stage} step {step}/{max_steps}: loss {loss:.4f}, {seconds_per_step:.3f} s/step, "
+            f"ETA {eta // 3600}h{eta % 3600 // 60:02d}m{eta % 60:02d}s")
 
 
 def tracker_run_id(output_dir: Path, resuming: bool) -> str:
@@ -99,3 +109,19 @@ def tracker_names(report_to: str) -> list[str] | None:
             os.environ["WANDB_MODE"] = "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
     return names
+
+
+def tracker_notes(accelerator: Accelerator) -> list[str]:
+    """Where each tracker writes, and for an offline wandb run how to upload it later."""
+    notes = []
+    for tracker in accelerator.trackers if accelerator.is_main_process else []:
+        if tracker.name == "wandb":
+            run = tracker.tracker
+            folder = Path(run.dir).parent  # wandb/offline-run-<time>-<id> (the files/ folder is run.dir)
+            if getattr(run.settings, "_offline", False) or getattr(run.settings, "mode", "") == "offline":
+                notes.append(f"wandb: offline run in {folder}; upload it later with: wandb sync {folder}")
+            else:
+                notes.append(f"wandb: {getattr(run, 'url', None) or folder}")
+        elif tracker.name == "tensorboard":
+            notes.append(f"tensorboard: {tracker.logging_dir} (view with: tensorboard --logdir {tracker.logging_dir})")
+    return notes

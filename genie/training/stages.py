@@ -66,6 +66,27 @@ def saving_stage(model_folder: Path) -> str | None:
     return None
 
 
+def saved_run_defaults(flags: Any, stage: str) -> dict[str, Any]:
+    """With --resume_from_checkpoint, the arguments the run in --output_dir was started with (its
+    config.json) as defaults that explicit flags override: a run resumes from its folder alone. A
+    folder of another stage gives nothing here (the trainer refuses it with one line)."""
+    if not getattr(flags, "resume_from_checkpoint", None) or not getattr(flags, "output_dir", None):
+        return {}
+    try:
+        saved = json.loads((Path(flags.output_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict) or saved.get("stage") != stage or not isinstance(saved.get("args"), dict):
+        return {}
+    defaults = {k: v for k, v in saved["args"].items()
+                if k not in ("output_dir", "resume_from_checkpoint", "overwrite_output_dir")}
+    if stage == MaskedPretrainObjective.name:
+        defaults |= saved.get("masked_pretrain") or {}
+    elif saved.get("masked_pretrain_checkpoint") and Path(saved["masked_pretrain_checkpoint"]).is_dir():
+        defaults["masked_pretrain_checkpoint"] = saved["masked_pretrain_checkpoint"]
+    return defaults
+
+
 def stage1_fields_of_config_file(path: str | None) -> dict[str, Any]:
     """The stage-1 fields (schedule, ratios, pattern) a model config file holds: masked_pretrain.py's
     defaults, which its flags override."""

@@ -35,10 +35,12 @@ from genie.masking.collators import stack_features
 from genie.masking.seeding import batch_generator
 from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
+from genie.training.banner import start_banner
 from genie.training.fsdp import full_parameters
 from genie.training.objectives import Objective, make_global_batch, to_device
 from genie.training.optimizer import build_optimizer
-from genie.training.run_logging import MetricsLogger, TrainingMeter, tracker_names, tracker_run_id
+from genie.training.run_logging import (MetricsLogger, TrainingMeter, progress_line, tracker_names, tracker_notes,
+                                         tracker_run_id)
 from genie.training.stop_request import StopRequest
 
 
@@ -196,8 +198,12 @@ class Trainer:
         resuming = bool(self.args.resume_from_checkpoint) and self.step > 0
         scalars = {k: v for k, v in dataclasses.asdict(self.args).items() if isinstance(v, (int, float, str, bool))}
         # On resume the configuration is not stored again: TensorBoard would add a second hparams folder.
-        self.accelerator.init_trackers(f"genie-{self.objective.name}", config=None if resuming else scalars,
-                                       init_kwargs={"wandb": {"id": self.tracker_run_id, "resume": "allow"}})
+        wandb_settings = {"id": self.tracker_run_id, "resume": "allow"} | (
+            {"name": self.args.run_name} if self.args.run_name else {})
+        self.accelerator.init_trackers(self.args.tracker_project or f"genie-{self.objective.name}",
+                                       config=None if resuming else scalars, init_kwargs={"wandb": wandb_settings})
+        for line in tracker_notes(self.accelerator):
+            self.accelerator.print(line)
 
     # ----- resumable state -----
     def state_dict(self) -> dict[str, Any]:
@@ -229,6 +235,7 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         """Run to max_steps (or a stop request); returns the final evaluation metrics."""
         self.stop = StopRequest(self.accelerator)
+        self.accelerator.print(start_banner(self))
         self.progress = tqdm(total=self.max_steps, initial=self.step, desc=self.objective.name,
                              disable=not self.accelerator.is_local_main_process)
         self.model.train()
@@ -334,14 +341,33 @@ class Trainer:
         self.logger.log(record)
         self.progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
                                    if k in ("train/loss", "mask_ratio")})
+        if self.accelerator.is_main_process:
+            seconds = self.meter.seconds_per_step(self.args.gradient_accumulation_steps)
+            tqdm.write(progress_line(self.objective.name, self.step, self.max_steps, loss_value, seconds))
         self.meter.reset()
 
-    def evaluate(self) -> dict[str, Any]:
+    def full_evaluation(self, final: bool) -> bool:
+        """Whether an evaluation samples (MaskGIT accuracy), rolls out and shuffles actions. In training it
+        scores only the loss and the teacher-forced CE with its references (one pass per frame) unless
+        --eval_full; the final one of stage 2 is full unless --eval_loss_only."""
+        wanted = self.args.eval_full or (final and self.objective.final_evaluation_is_full)
+        return wanted and not self.args.eval_loss_only
+
+    def in_training_eval_kind(self) -> str:
+        return "full: sampling, rollouts, shuffled actions" if self.full_evaluation(False) else \
+            "loss and teacher-forced CE with references"
+
+    def final_eval_kind(self) -> str:
+        return "full: sampling, rollouts, shuffled actions" if self.full_evaluation(True) else \
+            "loss and teacher-forced CE with references (scripts/evaluate.py gives the full metric)"
+
+    def evaluate(self, final: bool = False) -> dict[str, Any]:
         self.model.eval()
         batches = (b for _, b in zip(range(self.args.max_eval_steps), self.val_loader))
+        full = self.full_evaluation(final)
         with torch.no_grad(), self.accelerator.autocast(), full_parameters(self.accelerator, self.model):
-            options = options_for_dataset(EvalOptions(seed=self.args.seed, loss_only=self.args.eval_loss_only),
-                                          self.val_set)
+            options = options_for_dataset(EvalOptions(seed=self.args.seed, loss_only=not full,
+                                                      action_sensitivity=full), self.val_set)
             metrics = self.objective.evaluate(self.unwrapped, batches, self.accelerator.gather_for_metrics, options,
                                               step=self.step, log_probs=self.train_unigram_log_probs)
         self.model.train()
@@ -366,7 +392,7 @@ class Trainer:
     def _finish(self) -> dict[str, Any]:
         """Final evaluation, last checkpoint and the final model in Hugging Face format."""
         self.accelerator.print(f"final validation ({self.args.max_eval_steps} batches), last checkpoint, final model")
-        final_metrics = {f"val/{k}": v for k, v in self.evaluate().items()}
+        final_metrics = {f"val/{k}": v for k, v in self.evaluate(final=True).items()}
         self.logger.log({"step": self.step, **final_metrics})
         self.save_checkpoint()
         state_dict = self.accelerator.get_state_dict(self.model)  # collective: gathers sharded (FSDP) weights
@@ -378,7 +404,7 @@ class Trainer:
     def _print_result(self, what: str) -> None:
         """One line on the console: the model against its references (the progress bar hides the log)."""
         if self.objective.last_report is not None and self.accelerator.is_main_process:
-            tqdm.write(f"{what}: {headline(self.objective.last_report)}")
+            tqdm.write(f"{what}{self.objective.result_note}: {headline(self.objective.last_report)}")
 
     def close(self, failed: bool = False) -> None:
         """The single shutdown path, also after an error: signal handlers back, progress bar and trackers

@@ -6,6 +6,7 @@ Run from the repository root, so that this checkout's genie/ is the one measured
     python -m scripts.bench --only onnx     # ONNX Runtime vs PyTorch per size, parity checked first
     python -m scripts.bench --only ort_attention   # ONNX Runtime's fused attention op vs MatMul/Softmax/MatMul
     python -m scripts.bench --only generation --threads 2 --rounds 9
+    python -m scripts.bench --only eval_in_training   # an evaluation inside training against 40 steps
     python -m scripts.bench --only generation --baseline /tmp/base   # our code vs an older checkout's
 
 Every comparison alternates its two sides round by round in one process (A B, B A, A B, ...), so that
@@ -29,8 +30,8 @@ import sys
 
 import torch
 
-from .benchmarks import (bench_baseline, bench_bf16, bench_dynamics, bench_eval, bench_generation, bench_index,
-                         bench_masking, bench_token_check, bench_train, bench_v2_index)
+from .benchmarks import (bench_baseline, bench_bf16, bench_dynamics, bench_eval, bench_eval_in_training,
+                         bench_generation, bench_index, bench_masking, bench_token_check, bench_train, bench_v2_index)
 from .harness import DEVICE, REPO_ROOT, machine, peak_memory_mb
 from .onnx_benchmarks import bench_onnx, bench_ort_attention
 
@@ -46,7 +47,7 @@ BENCHMARKS = {"train_tiny": lambda smoke, rounds: [bench_train("tiny", smoke, ro
               "onnx": bench_onnx, "ort_attention": bench_ort_attention,
               "v2_index": lambda smoke, rounds: [bench_v2_index(smoke, rounds)],
               "v2_tokens": lambda smoke, rounds: [bench_train("v2_tiny", smoke, rounds)],
-              "bf16": bench_bf16}
+              "bf16": bench_bf16, "eval_in_training": bench_eval_in_training}
 
 
 def run_one(name: str, smoke: bool, rounds: int, baseline: str | None = None) -> list[dict]:

@@ -302,3 +302,41 @@ def bench_v2_index(smoke: bool, rounds: int) -> dict:
         timing = compare(lambda: CosmosV2Dataset(root, window_size=6), loop, rounds, warmup=0)
     return {"benchmark": "v2_open_and_index", "unit": "s", "raw_frames": shards * frames, "shards": shards,
             "windows": len(dataset), **figures(timing)}
+
+
+def bench_eval_in_training(smoke: bool, rounds: int) -> list[dict]:
+    """What an evaluation inside training costs against training steps, side by side in one process
+    (ABBA): stage 1's final validation (20 batches of 8 windows by default) against 40 training steps
+    of batch 8, on held-out built-in windows of 16 frames (d64, T 16, 16x16 tokens, the 2^18
+    vocabulary); and the in-training evaluation of stage 2 (loss and teacher-forced CE, one pass per
+    frame) against the same 40 steps. The target: an evaluation costs at most what 40 steps cost."""
+    import tempfile
+
+    from genie.studies.timing import stepping_trainer
+    from genie.training.arguments import TrainingArguments
+    from genie.training.masked_pretrain_config import MaskedPretrainConfig
+    from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
+
+    config = bench_config(dict(TINY, d_model=64, T=16, num_prompt_frames=2, action_dims={"driving_command": 2}), smoke)
+    eval_batches, steps = (2, 2) if smoke else (20, 40)
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for stage, final in (("masked_pretrain", True), ("autoregressive", False)):
+            torch.manual_seed(0)
+            model = STMaskGIT(config)
+            objective = (MaskedPretrainObjective(config, MaskedPretrainConfig()) if stage == "masked_pretrain"
+                         else AutoregressiveObjective(config))
+            args = TrainingArguments(output_dir=f"{scratch}/{stage}", max_train_steps=10 ** 6,
+                                     per_device_train_batch_size=8, max_eval_steps=eval_batches)
+            trainer, train_steps = stepping_trainer(args, objective, model, steps)
+            timing = compare(lambda: trainer.evaluate(final=final), train_steps, rounds)
+            trainer.close()
+            results.append({"benchmark": f"eval_in_training_{stage}", "evaluation": "final" if final else "in training",
+                            "kind": trainer.final_eval_kind() if final else trainer.in_training_eval_kind(),
+                            "eval_batches": eval_batches, "eval_batch_size": args.per_device_eval_batch_size,
+                            "eval_s": timing["ours_s"], "train_steps": steps, "train_steps_s": timing["reference_s"],
+                            "eval_in_train_steps": steps * timing["ours_s"] / timing["reference_s"],
+                            "ratio": timing["ratio"], "ratio_min": timing["ratio_min"],
+                            "ratio_max": timing["ratio_max"], "rounds": rounds,
+                            "T": config.T, "S": config.S, "d_model": config.d_model})
+    return results

@@ -134,14 +134,20 @@ def test_wandb_runs_offline_without_a_login_and_trackers_get_the_pictures(tiny_c
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     out = tmp_path / "wb"
     result = subprocess.run([sys.executable, "masked_pretrain.py", *train_args(tiny_config_file, tiny_data, out,
-                                                                               "--max_train_steps", "2", "--report_to", "all")],
+                                                                               "--max_train_steps", "2", "--report_to", "all",
+                                                                               "--tracker_project", "proj",
+                                                                               "--run_name", "first-try")],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-2000:]
     runs = list((out / "wandb").glob("offline-run-*"))
     assert runs, "no offline wandb run was written"
     assert list(runs[0].rglob("media/images/val/picture*.png")), "the stage-1 picture did not reach wandb"
-    events = EventAccumulator(str(next(out.rglob("events.out.tfevents*")).parent)).Reload()
+    # the trackers say where they write, and how to upload the offline run
+    assert f"wandb: offline run in {runs[0]}; upload it later with: wandb sync {runs[0]}" in result.stdout
+    assert f"tensorboard: {out / 'proj'}" in result.stdout  # --tracker_project names the project
+    assert b"first-try" in next(runs[0].glob("*.wandb")).read_bytes()  # --run_name reached wandb
+    events = EventAccumulator(str(next((out / "proj").rglob("events.out.tfevents*")).parent)).Reload()
     assert "val/picture" in events.Tags()["images"], "the stage-1 picture did not reach tensorboard"
 
 

@@ -35,3 +35,13 @@ def test_help_shows_the_whole_description_and_every_default(command):
 def test_stage1_help_shows_its_own_output_folder():
     entry = help_of("masked_pretrain.py").split("options:")[1].split("  --output_dir")[1].split("\n  --")[0]
     assert "(default: runs/masked_pretrain)" in " ".join(entry.split())
+
+
+@pytest.mark.parametrize("script", ["main.sh", "atari.sh"])
+def test_shell_jobs_print_their_usage_and_refuse_arguments(script):
+    """--help prints the variables the job reads (and starts nothing); any other argument is one line, exit 2."""
+    usage = subprocess.run(["bash", f"scripts/{script}", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert usage.returncode == 0 and "MAIN_STAGE2_STEPS" in usage.stdout and usage.stderr == ""
+    wrong = subprocess.run(["bash", f"scripts/{script}", "--seed", "1"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stdout == ""
+    assert wrong.stderr.count("\n") == 1 and wrong.stderr.startswith(f"error: {script} takes no arguments")
