@@ -3,7 +3,6 @@ the model, the steps and the global batch, the objective's settings, where it wr
 resumes from. One block, readable in a log."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -55,7 +54,7 @@ def start_banner(trainer: Any) -> str:
         f"T {config.T}, S {config.S} ({config.h}x{config.w}), vocabulary {config.image_vocab_size:,}"
         f"{', actions ' + str(config.action_dims) if config.action_dims else ''} "
         f"(config: {args.genie_config or 'from the checkpoint it starts from'})",
-        f"steps: {trainer.max_steps:,} ({math.ceil(trainer.max_steps / per_epoch)} epoch(s) of {per_epoch:,} steps); "
+        f"steps: {trainer.max_steps:,} ({trainer.max_steps / per_epoch:.3g} epoch(s) of {per_epoch:,} steps); "
         f"global batch {global_batch} = {args.per_device_train_batch_size} per device x {accelerator.num_processes} "
         f"process(es) x {args.gradient_accumulation_steps} accumulation",
         f"optimizer: {args.optimizer}, learning rate {args.learning_rate:g}"
