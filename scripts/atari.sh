@@ -8,14 +8,7 @@
 #   ATARI_FRAMES, ATARI_SEED   frames recorded (default 6000 = 400 s of play at 15 Hz), recording seed
 #   MAIN_STAGE1_STEPS, MAIN_STAGE2_STEPS, MAIN_SEED, MAIN_CONFIG, MAIN_PYTHON, RUN_DIR   as for scripts/main.sh
 set -euo pipefail
-if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # the comment block above is the usage text
-  sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'
-  exit 0
-fi
-if [ $# -gt 0 ]; then
-  echo "error: atari.sh takes no arguments (got: $*); set its variables instead, e.g. MAIN_SEED=1 bash scripts/atari.sh; see --help" >&2
-  exit 2
-fi
+source "$(dirname "$0")/usage.sh" && usage_or_refuse "$0" "$@"
 cd "$(dirname "$0")/.."
 if [ -z "${MAIN_PYTHON:-}" ]; then bash scripts/setup_env.sh; fi
 PY=${MAIN_PYTHON:-.venv/bin/python}

@@ -8,14 +8,7 @@
 #   MAIN_DATA_DIR=D   train on D/train and D/val instead of the built-in world (scripts/atari.sh sets it)
 #   MAIN_PYTHON=P     use the interpreter P (an environment that has the package) and skip the set-up
 set -euo pipefail
-if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then  # the comment block above is the usage text
-  sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p'
-  exit 0
-fi
-if [ $# -gt 0 ]; then
-  echo "error: main.sh takes no arguments (got: $*); set its variables instead, e.g. MAIN_SEED=1 bash scripts/main.sh; see --help" >&2
-  exit 2
-fi
+source "$(dirname "$0")/usage.sh" && usage_or_refuse "$0" "$@"
 cd "$(dirname "$0")/.."
 if [ -z "${MAIN_PYTHON:-}" ]; then bash scripts/setup_env.sh; fi
 export WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1
