@@ -3,8 +3,8 @@ temporal attention and a mask ratio that follows a schedule over training. The s
 may also sit in the --genie_config file (e.g. "mask_schedule": "exponential"); flags override them.
 
     python masked_pretrain.py                         # tiny config on the built-in dataset
-    python masked_pretrain.py --genie_config configs/genie_35m.json --train_data_dir D --val_data_dir V \
-        --output_dir O --initial_mask_ratio 0.8 --final_mask_ratio 0.1 --mask_schedule cosine \
+    python masked_pretrain.py --genie_config configs/genie_35m.json --train_data_dir D --val_data_dir V \\
+        --output_dir O --initial_mask_ratio 0.8 --final_mask_ratio 0.1 --mask_schedule cosine \\
         --mask_all_frames --num_train_epochs 10
     python masked_pretrain.py --output_dir O --resume_from_checkpoint latest   # its config.json has the rest
 Then: python train.py --masked_pretrain_checkpoint O/masked_pretrain_final ...

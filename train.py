@@ -2,7 +2,7 @@
 
     python train.py                                   # tiny config on the built-in dataset
     python train.py --masked_pretrain_checkpoint runs/masked_pretrain/masked_pretrain_final
-    accelerate launch train.py --genie_config configs/genie_35m.json --train_data_dir data/train_v1.1 \
+    accelerate launch train.py --genie_config configs/genie_35m.json --train_data_dir data/train_v1.1 \\
         --val_data_dir data/val_v1.1 --stride 15 --output_dir runs/genie35m
     python train.py --output_dir runs/genie35m --resume_from_checkpoint latest   # its config.json has the rest
 

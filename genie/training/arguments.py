@@ -35,7 +35,7 @@ class TrainingArguments:
                 "robot_states/, segment_indices/, metadata/) or v2.0 flat (metadata.json, video_<i>.bin, "
                 "states_<i>.bin, segment_idx_<i>.bin, metadata_<i>.json); the layout is read from the files unless "
                 "--data_format says. Default: the built-in dataset."})
-    val_data_dir: str | None = field(default=None, metadata={"help": "Validation folder. Default: the built-in dataset."})
+    val_data_dir: str | None = field(default=None, metadata={"help": "Validation folder, in the same layout as --train_data_dir (none: the built-in dataset)."})
     window_size: int | None = field(default=None, metadata={"help": "Frames per window; must equal the config's T (default T)."})
     stride: int = field(default=1, metadata={"help": "Frames between consecutive window frames (1X v1.1 at 30 Hz: use 15)."})
     filter_overlaps: bool = field(default=False, metadata={"help": "Use each training frame in at most one window."})
@@ -58,9 +58,9 @@ class TrainingArguments:
         "help": "A step_N/ folder of this run, or 'latest', to continue exactly where it stopped."})
 
     # Optimisation
-    per_device_train_batch_size: int = 8
-    per_device_eval_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Training windows per process and micro-batch (global batch = this x processes x accumulation)."})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Validation windows per process and batch."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute block activations in backward."})
     learning_rate: float = field(default=3e-4, metadata={
         "help": "Peak learning rate of AdamW (with --optimizer muon: of the parameters AdamW steps)."})
@@ -75,19 +75,19 @@ class TrainingArguments:
         "help": "Stage 2: mask the tokens that differ from the previous frame more often, keeping each frame's "
                 "expected masked count (0 = off, the reference's masking; < 1 keeps static tokens masked too). "
                 "Stage 1 has --mask_pattern dynamics instead."})
-    weight_decay: float = 0.0
-    adam_beta_1: float = 0.9
-    adam_beta_2: float = 0.999
-    adam_eps: float = 1e-8
-    max_grad_norm: float = 1.0
+    weight_decay: float = field(default=0.0, metadata={"help": "Decoupled weight decay of the Linear matrices (AdamW; Muon's too)."})
+    adam_beta_1: float = field(default=0.9, metadata={"help": "AdamW's first-moment decay."})
+    adam_beta_2: float = field(default=0.999, metadata={"help": "AdamW's second-moment decay."})
+    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW's epsilon."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Clip the gradient norm to this (0 = no clipping)."})
     lr_scheduler_type: str = field(default="linear", metadata={
         "help": "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup or inverse_sqrt."})
-    num_warmup_steps: int = 0
-    num_train_epochs: int = 1
+    num_warmup_steps: int = field(default=0, metadata={"help": "Linear learning-rate warm-up steps."})
+    num_train_epochs: int = field(default=1, metadata={"help": "Passes over the training windows (unless --max_train_steps)."})
     max_train_steps: int | None = field(default=None, metadata={"help": "Overrides num_train_epochs when given."})
     mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16 (fp16 needs a GPU)."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model's training forward (CPU or GPU)."})
-    seed: int = 42
+    seed: int = field(default=42, metadata={"help": "Seeds the weights, the data order and every mask."})
     skip_nonfinite: bool = field(default=False, metadata={
         "help": "Skip optimizer steps whose loss is NaN/inf (counted in metrics) instead of stopping the run."})
     nonfinite_check: bool = field(default=True, metadata={
@@ -95,7 +95,7 @@ class TrainingArguments:
                 "logging steps."})
 
     # Evaluation, checkpoints, logging
-    eval_every_n_steps: int = 1000
+    eval_every_n_steps: int = field(default=1000, metadata={"help": "Evaluate on the val split every N optimizer steps (and at the end)."})
     max_eval_steps: int = field(default=20, metadata={"help": "Validation batches per evaluation (per process)."})
     eval_loss_only: bool = field(default=False, metadata={
         "help": "Also the final evaluation scores the loss and the teacher-forced cross-entropy alone (no MaskGIT "
@@ -105,12 +105,12 @@ class TrainingArguments:
         "help": "Evaluations during training (and stage 1's final one) also sample with MaskGIT (accuracy), roll out "
                 "and shuffle actions: the full metric, at many times the cost."})
     checkpointing_steps: int = field(default=1000, metadata={"help": "Save a resumable step_N/ every N optimizer steps."})
-    log_every_n_steps: int = 10
+    log_every_n_steps: int = field(default=10, metadata={"help": "Log the training loss (metrics.jsonl, trackers, a progress line) every N steps."})
     report_to: str = field(default="none", metadata={"help": "none, wandb (offline unless logged in), tensorboard, or all."})
     tracker_project: str | None = field(default=None, metadata={
         "help": "The trackers' project (wandb project, TensorBoard folder under the run). Default: genie-<stage>."})
     run_name: str | None = field(default=None, metadata={"help": "The run's name in wandb. Default: wandb's."})
-    dataloader_num_workers: int = 0
+    dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes (masks do not depend on them)."})
 
     allow_resume_mismatch: bool = field(default=False, metadata={
         "help": "Resume even though the stage, the model config or the arguments that fix the data order differ "

@@ -23,7 +23,7 @@ class MaskedPretrainConfig:
     mask_schedule: str = field(default="cosine", metadata={
         "help": "cosine | linear | exponential | constant (the constant needs initial == final ratio)"})
     exponential_k: float = field(default=5.0, metadata={"help": "Steepness of the exponential schedule."})
-    mask_all_frames: bool = field(default=False, metadata={"help": "Also mask frame 0 (default: frame 0 visible)."})
+    mask_all_frames: bool = field(default=False, metadata={"help": "Also mask frame 0 (off: frame 0 stays visible)."})
     mask_pattern: str = field(default="random", metadata={
         "help": "random (exactly ratio*S tokens per frame) | block (rectangles) | tube (same rectangles in every frame) "
                 "| dynamics (the tokens that differ from the previous frame more often; see --dynamics_focus)"})
@@ -31,14 +31,14 @@ class MaskedPretrainConfig:
         "help": "--mask_pattern dynamics: 0 = uniform, towards 1 = only changed tokens (< 1: static tokens stay "
                 "masked too, so the mask does not say where the change is)."})
     block_count: int = field(default=2, metadata={"help": "Rectangles per frame for block/tube; each covers ratio/count."})
-    block_aspect_min: float = 0.75
-    block_aspect_max: float = 1.5
+    block_aspect_min: float = field(default=0.75, metadata={"help": "Smallest height/width ratio of a block."})
+    block_aspect_max: float = field(default=1.5, metadata={"help": "Largest height/width ratio of a block."})
     prompt_frame_period: int = field(default=0, metadata={
         "help": "If > 0, every k-th frame (t = 0, k, 2k, ...) stays fully visible."})
     lattice_stride: int = field(default=0, metadata={"help": "If > 0, a spatial lattice of this stride stays visible."})
-    lattice_offset: int = 0
+    lattice_offset: int = field(default=0, metadata={"help": "Where the visible lattice starts (0 .. stride-1)."})
     temporal_attention: str = field(default="bidirectional", metadata={
-        "help": "bidirectional (default) or causal (ablation) temporal attention during stage 1."})
+        "help": "bidirectional, or causal (an ablation): the temporal attention of stage 1."})
     eval_mask_ratios: str = field(default="0.25,0.5,0.75", metadata={
         "help": "Comma-separated fixed ratios at which eval reports masked-reconstruction loss."})
 
