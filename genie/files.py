@@ -1,5 +1,5 @@
 """File helpers every part of the package shares: reading a JSON object, writing a folder crash-safely
-(temporary name + rename), a file's SHA-256. A leaf: it imports nothing from genie."""
+(temporary name + rename), a file's SHA-256, a folder's identity. A leaf: it imports nothing from genie."""
 from __future__ import annotations
 
 import contextlib
@@ -50,3 +50,16 @@ def atomic_directory(final_path: str | Path) -> Iterator[Path]:
 def file_sha256(path: str | Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def folder_identity(folder: str | Path) -> dict[str, Any] | None:
+    """What a data folder holds, cheaply: its metadata.json's content (by hash) and each file's size and
+    modification time, so that other data under the same path is told apart (None: no such folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    metadata = folder / "metadata.json"
+    files = {p.relative_to(folder).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns]
+             for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {"metadata_sha1": hashlib.sha1(metadata.read_bytes()).hexdigest() if metadata.is_file() else None,
+            "files": files}

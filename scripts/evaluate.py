@@ -13,7 +13,7 @@ from genie.checkpointing.run_folder import check_output_folder, model_folder
 from genie.cli import parse, run_cli
 from genie.data import DataOptions
 from genie.decoding import SamplingConfig
-from genie.errors import check_flag
+from genie.errors import ConfigError, check_flag
 from genie.evaluation.loop import evaluate_checkpoint
 from genie.evaluation.report import check_eval_output_dir, format_report, write_eval_outputs
 from genie.evaluation.scores import EvalOptions
@@ -47,12 +47,19 @@ class EvaluateArguments:
         check_flag(self.num_prompt_frames is None or self.num_prompt_frames >= 1, "num_prompt_frames",
                    self.num_prompt_frames, "must be >= 1")
         check_flag(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        no_rollout = "--loss_only" if self.loss_only else "--no_rollout" if not self.rollout else None
+        check_flag(self.num_prompt_frames is None or not no_rollout, "num_prompt_frames", self.num_prompt_frames,
+                   f"sets the rollout's prompt, and {no_rollout} makes no rollout; leave one of the two out")
         check_output_folder(self.output_dir)
         check_eval_output_dir(self.output_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args, sampling, data = parse([EvaluateArguments, SamplingConfig, DataOptions], __doc__, argv)
+    changed = [f"--{name}" for name, value in vars(sampling).items() if value != getattr(SamplingConfig(), name)]
+    if args.loss_only and changed:
+        raise ConfigError(f"--loss_only scores the first MaskGIT pass alone and samples nothing, so "
+                          f"{' '.join(changed)} would have no effect; leave one or the other out")
     options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed,
                           action_sensitivity=args.action_sensitivity)
     report = evaluate_checkpoint(model_folder(args.checkpoint_dir), args.train_data_dir, args.val_data_dir, options,

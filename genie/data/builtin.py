@@ -23,6 +23,7 @@ import numpy as np
 from genie.data.cosmos_v2 import RAW_PER_CLIP, STATE_DIM, write_v2_split
 from genie.data.raw_tokens import write_token_dataset
 from genie.data.tokenizers import PatchTokenizer
+from genie.errors import ConfigError
 from genie.files import atomic_directory
 
 # Where the training commands write the built-in dataset on first use: data/builtin under the
@@ -126,6 +127,7 @@ def builtin_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | 
                          v2_layout: bool = False) -> tuple[Path, Path]:
     """Train and val folders of the built-in dataset for this frame size and vocabulary, made if
     missing: in the v1.1 layout, or with `v2_layout` in the v2.0 one."""
+    vocab_size = builtin_vocab(vocab_size)
     prefix = "v2-" if v2_layout else ""
     folder = Path(root) / f"{prefix}world{WORLD_VERSION}-grid{grid}-vocab{vocab_size}-seed{seed}"
     train, val = folder / "train", folder / "val"
@@ -133,6 +135,23 @@ def builtin_dataset_dirs(grid: int, vocab_size: int, seed: int = 0, root: str | 
         write = write_builtin_v2_dataset if v2_layout else write_builtin_dataset
         write(folder, grid=grid, vocab_size=vocab_size, seed=seed)
     return train, val
+
+
+def builtin_vocab(model_vocab: int) -> int:
+    """The built-in world's vocabulary for a model of `model_vocab` ids: the world's own size when it has it
+    (256 or 262144), else the largest that the model's ids cover (a 64,000-id model reads the 256-id world,
+    with a note); a model smaller than every world is a one-line ConfigError."""
+    sizes = sorted((PatchTokenizer(patch, 4).vocab_size for patch in (2, 3)), reverse=True)
+    fitting = [size for size in sizes if size <= model_vocab]
+    if not fitting:
+        raise ConfigError(f"the built-in world has {' or '.join(map(str, sizes[::-1]))} token ids, more than the model "
+                          f"config's image_vocab_size {model_vocab}; use a config with image_vocab_size >= {sizes[-1]} "
+                          "or pass --train_data_dir and --val_data_dir for data of another vocabulary")
+    if fitting[0] != model_vocab:
+        print(f"note: the built-in world comes in {' or '.join(map(str, sizes[::-1]))} token ids; the model's "
+              f"image_vocab_size {model_vocab} is neither, so it reads the {fitting[0]}-id world (ids {fitting[0]} "
+              f"and above never occur)", flush=True)
+    return fitting[0]
 
 
 def _builtin_metadata(tokenizer: PatchTokenizer, seed: int) -> dict:

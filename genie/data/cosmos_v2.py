@@ -82,7 +82,7 @@ def read_v2_metadata(data_dir: Path) -> dict[str, Any]:
                               "fix metadata.json or restore the missing shards")
     side, vocab = metadata.get("s", DEFAULT_SIDE), metadata.get("vocab_size", DEFAULT_VOCAB)
     return {**metadata, "num_shards": num_shards, "s": side, "vocab_size": vocab, "sharded": sharded,
-            "format": "v2.0"}
+            "format": "v2.0", "s_given": "s" in metadata}
 
 
 def open_shard(data_dir: Path, i: int, metadata: dict[str, Any]) -> Shard:
@@ -96,8 +96,11 @@ def open_shard(data_dir: Path, i: int, metadata: dict[str, Any]) -> Shard:
     side = metadata["s"]
     clip_bytes = LATENT_PER_CLIP * side * side * 4
     if paths["video"].is_file() and paths["video"].stat().st_size % clip_bytes:
+        fix = ("the file is truncated" if metadata.get("s_given") else
+               f'{data_dir / "metadata.json"} gives no "s", so frames are read as {side}x{side} tokens (the '
+               'challenge\'s); add "s" (the frame side) to it, or the file is truncated')
         raise DataFormatError(f"{paths['video']} has {paths['video'].stat().st_size} bytes, not a multiple of one clip "
-                              f"(3 x {side} x {side} int32 = {clip_bytes} bytes); the file is truncated")
+                              f"(3 x {side} x {side} int32 = {clip_bytes} bytes); {fix}")
     clips = math.ceil(frames / RAW_PER_CLIP)
     video = memmap_checked(paths["video"], np.int32, (clips, LATENT_PER_CLIP, side, side),
                     f"ceil({frames} raw frames / 17) = {clips} clips of tokens")

@@ -8,13 +8,14 @@ then adds only its bias, the same for every frame, so nothing about the action r
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genie.errors import DataFormatError
+from genie.errors import ConfigError, DataFormatError
 
 
 class _View(Dataset):
@@ -37,11 +38,17 @@ class _View(Dataset):
 
 
 class SegmentSubset(_View):
-    """The windows of `fraction` of a split's segments, chosen by `seed` (at least one segment)."""
+    """The windows of `fraction` of a split's segments, chosen by `seed`; a fraction that keeps none is a
+    one-line ConfigError."""
 
     def __init__(self, base: Any, fraction: float, seed: int):
         super().__init__(base)
         segments = base.window_segments()
+        count = len(np.unique(segments))
+        if round(fraction * count) < 1:
+            raise ConfigError(f"--train_segment_fraction {fraction:g} keeps 0 of the {count} segments of "
+                              f"{base.data_dir} (round({fraction:g} x {count})); pass at least 1/{count} = "
+                              f"{1 / count:.3g} (one segment)")
         kept_ids = choose_segments(np.unique(segments), fraction, seed)
         self.windows = np.flatnonzero(np.isin(segments, kept_ids))
         self.num_segments, self.kept_segments = len(np.unique(segments)), kept_ids
@@ -61,25 +68,47 @@ class SegmentSubset(_View):
 
 
 def choose_segments(segment_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """round(fraction x segments) of the given ids (at least one), drawn without replacement by `seed`, sorted.
-    Nested in the fraction: at one seed, the segments of a smaller fraction are among a larger one's."""
-    count = max(1, round(fraction * len(segment_ids)))
+    """round(fraction x segments) of the given ids, drawn without replacement by `seed`, sorted. Nested in
+    the fraction: at one seed, the segments of a smaller fraction are among a larger one's."""
+    count = round(fraction * len(segment_ids))
     order = np.random.default_rng(seed).permutation(len(segment_ids))
     return np.sort(segment_ids[order[:count]])
 
 
 class WithoutActions(_View):
-    """The same windows with every action value replaced by 0 (see the module's docstring)."""
+    """The same windows with every action value replaced by 0 (see the module's docstring). With `width`,
+    windows read without actions (a split that has no action files) get (T, width) zeros, what a model of
+    that many action values takes."""
+
+    def __init__(self, base: Any, width: int = 0):
+        super().__init__(base)
+        self.width = width
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         item = dict(self.base[idx])
         if "actions" in item:
             item["actions"] = torch.zeros_like(item["actions"])
+        elif self.width:
+            item["actions"] = torch.zeros(len(item["input_ids"]), self.width, dtype=torch.float32)
         return item
 
 
-def training_view(dataset: Any, segment_fraction: float, drop_actions: bool, seed: int) -> tuple[Any, dict[str, Any]]:
-    """The training windows a run uses and what to record about them (empty when it uses them all)."""
+def drop_actions_note(config: Any, data_dir: Path) -> str | None:
+    """What --drop_actions does on this model and split when it is not the usual (labels read, then withheld):
+    a model without actions has nothing to withhold; a split without the action files has no labels to drop."""
+    if not config.action_dims:
+        return "--drop_actions has nothing to withhold: the model config has no action input (action_dims is empty)"
+    missing = [name for name in config.action_dims if not (Path(data_dir) / "actions" / f"{name}.bin").is_file()]
+    if (Path(data_dir) / "video.bin").is_file() and missing:
+        return (f"{data_dir} has no action file for {', '.join(missing)}: --drop_actions has no labels to withhold "
+                f"there; the model's action input gets zeros, as for every window with --drop_actions")
+    return None
+
+
+def training_view(dataset: Any, segment_fraction: float, drop_actions: bool, seed: int, action_width: int = 0
+                  ) -> tuple[Any, dict[str, Any]]:
+    """The training windows a run uses and what to record about them (empty when it uses them all). With
+    `drop_actions`, windows read without actions get (T, `action_width`) zeros."""
     record: dict[str, Any] = {}
     if segment_fraction < 1.0:
         if not hasattr(dataset, "window_segments"):
@@ -88,6 +117,6 @@ def training_view(dataset: Any, segment_fraction: float, drop_actions: bool, see
         dataset = SegmentSubset(dataset, segment_fraction, seed)
         record["train_segments"] = dataset.record()
     if drop_actions:
-        dataset = WithoutActions(dataset)
+        dataset = WithoutActions(dataset, action_width)
         record["actions_withheld"] = True
     return dataset, record

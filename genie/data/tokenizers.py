@@ -214,20 +214,56 @@ def fit_codebook(frames: np.ndarray, patch: int, vocab_size: int, seed: int, max
 
 
 def load_codebook(spec: dict, data_dir: str | Path) -> CodebookTokenizer:
-    """The codebook a split's metadata names (`spec` = metadata["tokenizer"]), read from beside the data."""
-    path = Path(data_dir) / str(spec.get("file"))
-    if not path.is_file():
-        raise DataFormatError(f"{path} is missing: {Path(data_dir) / 'metadata.json'} names it as the tokenizer's "
-                              "codebook; copy it from the recording's train/ folder or record the data again")
+    """The codebook a split's metadata names (`spec` = metadata["tokenizer"]), read from its split folder: a
+    file outside the folder, an archive, pickled or non-numeric values, or a shape or range that does not fit
+    the metadata are one-line DataFormatErrors (allow_pickle is never set)."""
+    meta = Path(data_dir) / "metadata.json"
+    patch, channels, vocab = (_positive_int(spec, key, meta) for key in ("patch", "channels", "vocab_size"))
+    path = _codebook_path(spec.get("file"), Path(data_dir), meta)
     try:
-        centroids = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise DataFormatError(f"{path} is not a readable .npy codebook ({error}); record the data again") from None
-    patch, channels, vocab = spec.get("patch"), spec.get("channels"), spec.get("vocab_size")
-    if centroids.shape != (vocab, patch * patch * channels) or not np.isfinite(centroids).all():
+        centroids = np.load(path, mmap_mode="r", allow_pickle=False)  # the header is checked before any value is read
+    except (ValueError, OSError, EOFError) as error:
+        raise DataFormatError(f"{path} is not a readable .npy codebook ({str(error)[:120]}); record the data "
+                              "again") from None
+    if not isinstance(centroids, np.ndarray):  # an .npz archive (np.load returns an NpzFile)
+        centroids.close()
+        raise DataFormatError(f"{path} is an .npz archive, not one .npy array; save the codebook with np.save "
+                              "(or record the data again)")
+    if centroids.dtype.kind not in "fiu":
+        raise DataFormatError(f"{path} holds {centroids.dtype} values, not pixel values (float32); record the data "
+                              "again")
+    if centroids.shape != (vocab, patch * patch * channels):
         raise DataFormatError(f"{path} holds an array of shape {centroids.shape}, expected ({vocab}, "
-                              f"{patch}*{patch}*{channels}) finite values; record the data again")
-    return CodebookTokenizer(centroids.astype(np.float32), int(patch), int(channels))
+                              f"{patch}*{patch}*{channels}) as {meta} says; record the data again")
+    centroids = np.array(centroids, dtype=np.float32)  # a copy: the file is not held open
+    if not (np.isfinite(centroids) & (centroids >= 0) & (centroids <= 255)).all():
+        raise DataFormatError(f"{path} holds values that are NaN, infinite or outside the pixel range [0, 255]; "
+                              "record the data again")
+    return CodebookTokenizer(centroids, patch, channels)
+
+
+def _positive_int(spec: dict, key: str, meta: Path) -> int:
+    value = spec.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise DataFormatError(f"{meta}: tokenizer.{key} = {str(repr(value))[:40]} must be a positive integer; "
+                              "record the data again")
+    return value
+
+
+def _codebook_path(name: Any, data_dir: Path, meta: Path) -> Path:
+    """The codebook file, which must lie inside the split folder (a path out of it, absolute or through
+    '..' or a link, is refused: metadata.json may not make a command read another file)."""
+    if not isinstance(name, str) or not name:
+        raise DataFormatError(f"{meta}: tokenizer.file = {str(repr(name))[:40]} must name the codebook's .npy file "
+                              "in the split folder; record the data again")
+    path = data_dir / name
+    if Path(name).is_absolute() or not path.resolve().is_relative_to(data_dir.resolve()):
+        raise DataFormatError(f"{meta}: tokenizer.file {name[:80]!r} points outside the split folder {data_dir}; "
+                              "the codebook must lie in the split: copy it there and name it by its file name")
+    if not path.is_file():
+        raise DataFormatError(f"{path} is missing: {meta} names it as the tokenizer's codebook; copy it from the "
+                              "recording's train/ folder or record the data again")
+    return path
 
 
 def tokenizer_from_metadata(metadata: dict, data_dir: str | Path | None = None) -> Tokenizer | None:

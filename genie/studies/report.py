@@ -44,9 +44,18 @@ class Cell:
         return values
 
 
+NO_TEST = "none: one seed allows no test"
+NOT_MEASURED = "none: not measured"
+
+
 def verdict(diff: PairedDifference, lower_is_better: bool, p_adjusted: float | None = None) -> str:
     """helps / hurts when the difference is significant at 5% (by `p_adjusted`, e.g. Holm's, when given;
-    else when its 95% interval excludes 0), else no difference."""
+    else when its 95% interval excludes 0), else no difference; no verdict at all from one seed (no test
+    is possible) or on a score that was not measured (nan)."""
+    if diff.pairs < 2:
+        return NO_TEST
+    if math.isnan(diff.mean):
+        return NOT_MEASURED
     significant = diff.excludes_zero() if p_adjusted is None else diff.pairs > 1 and p_adjusted < 0.05
     if not significant:
         return "no difference"
@@ -152,8 +161,10 @@ def setting_lines(spec: StudySpec, reference: dict[str, float]) -> list[str]:
             "and positive Δ accuracy are better)." + (f" Command-line overrides of the study file: {overrides}."
                                                         if overrides else ""), "",
             f"**Primary contrast** (declared in the study file): {LABELS[spec.primary_metric]} of each arm vs "
-            f"{COMPARATOR_WORDS[spec.primary_versus]}; the verdict (helps / hurts / no difference) is the paired t "
-            "test's p-value, Holm-corrected across the arms, at 5%.", ""]
+            f"{COMPARATOR_WORDS[spec.primary_versus]}; "
+            + ("the verdict (helps / hurts / no difference) is the paired t test's p-value, Holm-corrected across "
+               "the arms, at 5%." if len(spec.seeds) > 1 else "no verdict: a paired test needs at least 2 seeds."),
+            ""]
 
 
 def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, float],
@@ -233,11 +244,12 @@ def summary_lines(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[s
     best = (min if lower else max)(arms, key=lambda r: r[f"{metric}_mean"])
     spread = max(r[f"{metric}_std"] for r in comparators)
     counts = {v: sum(r["verdict"] == v for r in arms) for v in ("helps", "no difference", "hurts")}
+    verdicts = (f"Verdicts over {len(arms)} arms (Holm-corrected): {counts['helps']} help, {counts['no difference']} "
+                f"no difference, {counts['hurts']} hurt" if len(spec.seeds) > 1 else
+                f"No verdicts: a paired test needs at least 2 seeds, and this study has {len(spec.seeds)}")
     return [f"- Best pretrained arm on the primary metric: **{best['arm']}**, Δ {_interval(best, metric)} vs "
             f"{best['baseline']} (Holm p {best['p_holm']:.3g}): {best['verdict']}.",
-            f"- Verdicts over {len(arms)} arms (Holm-corrected): {counts['helps']} help, {counts['no difference']} no "
-            f"difference, {counts['hurts']} hurt. Largest seed std of the primary metric among the comparators: "
-            f"{spread:.4f}.",
+            f"- {verdicts}. Largest seed std of the primary metric among the comparators: {spread:.4f}.",
             *reference_lines(rows, reference)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -104,8 +105,8 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     # The stop handler is the outer context, so that it still forwards while the pool waits for its runs.
-    with _ForwardedStop() as stop, ProcessPoolExecutor(jobs, context, initializer=torch.set_num_threads,
-                                                       initargs=(threads,), max_tasks_per_child=1) as pool:
+    with _ForwardedStop() as stop, ProcessPoolExecutor(jobs, context, initializer=start_worker,
+                                                       initargs=(threads, os.getpid()), max_tasks_per_child=1) as pool:
         stop.pool = pool
         queue, running = list(tasks), {}
         while queue or running:
@@ -133,6 +134,34 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
                     progress.finished(task, future.result())
         if stop.signal_name:  # also when the runs in flight finished before they saw it: no next phase
             raise stop.error()
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal this process gets when the thread that started it ends
+
+
+def start_worker(threads: int, runner_pid: int) -> None:
+    """A study worker's set-up: its share of the CPU threads, and death with its runner. On Linux the kernel
+    sends it SIGTERM when the runner dies, SIGKILL included (prctl PR_SET_PDEATHSIG): a run that is training
+    saves a checkpoint and stops, a worker doing anything else dies at once. Elsewhere a thread watches the
+    runner. A runner already gone before this ran is seen by its process id."""
+    torch.set_num_threads(threads)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        linux = libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no prctl (macOS, Windows)
+        linux = False
+    if not linux:
+        threading.Thread(target=_watch_runner, args=(runner_pid,), daemon=True).start()
+    if os.getppid() != runner_pid:  # the runner died before the death signal was set
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_runner(runner_pid: int, period_s: float = 1.0) -> None:
+    while os.getppid() == runner_pid:
+        time.sleep(period_s)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 class _ForwardedStop:

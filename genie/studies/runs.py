@@ -58,6 +58,9 @@ class Run:
                     "data": [spec.train_data_dir, spec.val_data_dir, spec.stride], "environment": run_environment(spec)}
         if self.data:
             identity["run_data"] = dict(self.data)
+        folders = [spec.train_data_dir, spec.val_data_dir, dict(self.data).get("train_data_dir")]
+        if any(folders):  # the built-in data is named by its world's version (run_environment)
+            identity["data_identity"] = {str(f): spec.data_identity(f) for f in dict.fromkeys(folders) if f}
         if self.stage == STAGE2:
             identity["eval"] = [spec.eval_batch_size, spec.eval_max_examples] if self.scored else None
         return identity

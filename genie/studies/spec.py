@@ -42,6 +42,7 @@ import yaml
 
 from genie.data.sources import challenge_stride
 from genie.errors import ConfigError
+from genie.files import folder_identity
 from genie.model.config import GenieConfig, read_config_values
 from genie.studies.slurm_settings import SlurmSettings
 from genie.training.arguments import TrainingArguments
@@ -156,6 +157,8 @@ class StudySpec:
             raise ConfigError(f"{where}: baseline {_short(self.baseline)} must be one of {BASELINES} or a list of them")
         if not isinstance(self.controls, list) or not all(c in CONTROLS for c in self.controls):
             raise ConfigError(f"{where}: controls {_short(self.controls)} must be a list of {CONTROLS}")
+        if len(set(self.controls)) < len(self.controls):
+            raise ConfigError(f"{where}: controls {_short(self.controls)} list a control twice; name each once")
         self._check_primary(where)
         unknown = [k for k in self.training if k not in {f.name for f in dataclasses.fields(TrainingArguments)}]
         owned = [k for k in self.training if k in RUNNER_OWNED]
@@ -187,6 +190,10 @@ class StudySpec:
                 self.baselines + self.controls):
             raise ConfigError(f"{where}: primary {_short(self.primary)} must be {{metric: one of {PRIMARY_METRICS}, "
                               f"versus: one of {self.baselines + self.controls}}}")
+        if self.primary_metric == "action_sensitivity" and not self.model_config.action_dims:
+            raise ConfigError(f"{where}: primary metric action_sensitivity cannot be measured: the model config "
+                              f"{self.genie_config} has no action input (action_dims is empty); choose another metric "
+                              "or a config with actions")
 
     @property
     def baselines(self) -> list[str]:
@@ -235,6 +242,17 @@ class StudySpec:
     def model_config_values(self) -> dict[str, Any]:
         """The model config file's values (part of every run's identity), read once."""
         return read_config_values(self.genie_config)[1]
+
+    @functools.cached_property
+    def _data_identities(self) -> dict[str, Any]:
+        return {}
+
+    def data_identity(self, folder: str) -> dict[str, Any] | None:
+        """A data folder's identity (genie/files.py folder_identity), part of its runs' identity: read once,
+        so that every run of one study invocation sees the data as it was when the study started."""
+        if folder not in self._data_identities:
+            self._data_identities[folder] = folder_identity(folder)
+        return self._data_identities[folder]
 
     @functools.cached_property
     def model_config(self) -> GenieConfig:

@@ -10,7 +10,10 @@ from scipy import stats
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
+    """Mean and sample standard deviation (0 for a single value; nan for both when a value is nan: a score
+    not measured, which the statistics module cannot take)."""
+    if any(math.isnan(v) for v in values):
+        return math.nan, math.nan
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 

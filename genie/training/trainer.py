@@ -26,7 +26,7 @@ from transformers import get_scheduler
 
 from genie.checkpointing.run_folder import RunFolder, check_output_dir
 from genie.data import open_eval_dataset, open_train_dataset, resolve_data_dirs
-from genie.data.subsets import WithoutActions, training_view
+from genie.data.subsets import WithoutActions, drop_actions_note, training_view
 from genie.errors import ConfigError, NonFiniteLossError, NothingToLearnError
 from genie.evaluation.loop import options_for_dataset
 from genie.evaluation.report import headline
@@ -127,11 +127,24 @@ class Trainer:
         data = args.data_options()
         with self.accelerator.main_process_first():  # the built-in dataset is written once, by the main process
             train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config, data)
+        if args.drop_actions:  # no action file is read: the model's action input gets zeros (WithoutActions)
+            self._note(drop_actions_note(config, train_dir))
+            config = config.replace(action_dims={})
         train = open_train_dataset(train_dir, config, args.stride, args.window_size, args.filter_overlaps, data)
-        train, self.train_view = training_view(train, args.train_segment_fraction, args.drop_actions, args.seed)
+        width = sum(self.config.action_dims.values())
+        train, self.train_view = training_view(train, args.train_segment_fraction, args.drop_actions, args.seed, width)
+        if "train_segments" in self.train_view:
+            kept = self.train_view["train_segments"]
+            self._note(f"--train_segment_fraction {args.train_segment_fraction:g}: training on {kept['segments']} of "
+                       f"the {kept['of_segments']} segments of {train_dir} ({kept['windows']} of {kept['of_windows']} "
+                       "windows)")
         # Validation windows never share frames (as in the reference evaluation); no actions if training has none.
         val = open_eval_dataset(val_dir, config, args.stride, args.window_size, data)
-        return train, WithoutActions(val) if args.drop_actions else val
+        return train, WithoutActions(val, width) if args.drop_actions else val
+
+    def _note(self, text: str | None) -> None:
+        if text:
+            self.accelerator.print(text if text.startswith("note: ") else f"note: {text}")
 
     def _run_config(self, run_info: dict[str, Any]) -> dict[str, Any]:
         """config.json of the run folder: the run's arguments, model config, data and what really ran."""

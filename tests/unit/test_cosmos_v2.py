@@ -127,7 +127,8 @@ def test_builtin_world_in_the_v2_layout(builtin_v2):
     assert shard0.video.shape == (-(-1500 // 17), 3, 8, 8) and shard0.states.shape == (1500, 25)
     # the format is detected from the layout; v1.1 can be forced and then says what is missing
     assert isinstance(open_dataset(val_dir, _config(), data=DataOptions()), CosmosV2Dataset)
-    with pytest.raises(DataFormatError, match="--data_format v1.1 contradicts .*: it holds video_0.bin, the v2.0 layout"):
+    with pytest.raises(DataFormatError, match="--data_format v1.1 contradicts .*: it holds video_0.bin, the v2.0 "
+                                              "layout; leave --data_format out"):
         open_dataset(val_dir, _config(), data=DataOptions("v1.1"))
 
 
@@ -161,15 +162,18 @@ LAYOUT_CASES = {
                                             "--data_format v1.1 contradicts {train}: it holds videos/, the v2.0 layout"),
     "a v1.1 train split with a v2.0 val split": (lambda v1, v2, tmp: (v1[0], v2[1]), "v1", [],
                                                  "the train split {train} is v1.1 (video.bin) but the val split {val} "
-                                                 "is v2.0 (video_0.bin); pass two splits of one layout"),
+                                                 "is v2.0 (video_0.bin); pass a val split in the v1.1 layout (the "
+                                                 "model config reads v1.1 data; its T = 4 is not a multiple of 3)"),
     "a v1.1 model on v2.0 data": (lambda v1, v2, tmp: (v2[0], v2[1]), "v1", [],
-                                  "must be a multiple of 3 (6 = context clip + target clip) [{train} was read as the "
-                                  "v2.0 layout (videos/)]"),
+                                  "{train} holds v2.0 data (videos/) but the model config is for v1.1 data: its T = 4 "
+                                  "is not a multiple of 3; use a model config for v2.0 data (T a multiple of 3"),
     "a v1.1 folder with v2.0 file names": (lambda v1, v2, tmp: (_v1_with_v2_names(v1[0], tmp), v1[1]), "v1", [],
                                            "the train split {train} is v2.0 (video_0.bin) but the val split {val} is "
                                            "v1.1 (video.bin)"),
     "a v2.0 folder without s in metadata.json": (lambda v1, v2, tmp: (_v2_without_s(v2[0], tmp), v2[1]), "v2", [],
-                                                 "[{train} was read as the v2.0 layout (videos/)]"),
+                                                 'metadata.json gives no "s", so frames are read as 32x32 tokens (the '
+                                                 'challenge\'s); add "s" (the frame side) to it, or the file is '
+                                                 "truncated [{train} was read as the v2.0 layout (videos/)]"),
 }
 
 

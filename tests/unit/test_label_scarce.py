@@ -37,7 +37,9 @@ def test_a_segment_subset_keeps_whole_segments_chosen_by_seed(tmp_path):
     record = subset.record()
     assert (record["segments"], record["of_segments"], record["windows"], record["of_windows"]) == (
         2, 5, len(subset), 39) and record["segment_ids"] == [int(k) for k in kept]
-    assert SegmentSubset(data, 0.01, seed=3).kept_segments.size == 1  # never empty
+    assert SegmentSubset(data, 0.2, seed=3).kept_segments.size == 1
+    with pytest.raises(ConfigError, match="--train_segment_fraction 0.01 keeps 0 of the 5 segments .* 1/5 = 0.2"):
+        SegmentSubset(data, 0.01, seed=3)  # never silently one segment of a fraction that asks for none
     assert subset.data_dir == data.data_dir and subset.window_size == 4  # the split's attributes pass through
 
 
