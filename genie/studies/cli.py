@@ -1,6 +1,8 @@
 """The command line of the study runner (scripts/ablate.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import shlex
 
 from dataclasses import dataclass, field
@@ -33,6 +35,8 @@ class AblateArguments:
     seeds: str | None = field(default=None, metadata={"help": "Comma-separated seeds, replacing the file's."})
     stage1_steps: int | None = field(default=None, metadata={"help": "Replaces the file's stage-1 budget."})
     stage2_steps: int | None = field(default=None, metadata={"help": "Replaces the file's stage-2 budget."})
+    eval_every_n_steps: int | None = field(default=None, metadata={
+        "help": "Replaces the study's evaluation cadence (the points of curves.png), e.g. for a shrunk study."})
     genie_config: str | None = field(default=None, metadata={"help": "Replaces the file's model config."})
     train_data_dir: str | None = None
     val_data_dir: str | None = None
@@ -70,6 +74,8 @@ class AblateArguments:
 
     def __post_init__(self) -> None:
         check_flag(self.jobs >= 1, "jobs", self.jobs, "must be >= 1")
+        check_flag(self.eval_every_n_steps is None or self.eval_every_n_steps >= 1, "eval_every_n_steps",
+                   self.eval_every_n_steps, "must be >= 1")
         check_output_folder(self.output_dir)
         check_output_folder(self.store, "store")
 
@@ -89,7 +95,13 @@ class AblateArguments:
                                poll_s=1.0 if self.cluster == "local" else 30.0)
 
     def load(self) -> StudySpec:
-        return load_study(self.study, self.overrides())
+        spec = load_study(self.study, self.overrides())
+        if self.eval_every_n_steps is None:
+            return spec
+        before = spec.training.get("eval_every_n_steps")
+        return dataclasses.replace(spec, training={**spec.training, "eval_every_n_steps": self.eval_every_n_steps},
+                                   overrides={**spec.overrides,
+                                              "training.eval_every_n_steps": (before, self.eval_every_n_steps)})
 
 
 def run_ablation(args: AblateArguments, spec: StudySpec) -> str:

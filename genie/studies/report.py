@@ -247,7 +247,11 @@ def summary_lines(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[s
     verdicts = (f"Verdicts over {len(arms)} arms (Holm-corrected): {counts['helps']} help, {counts['no difference']} "
                 f"no difference, {counts['hurts']} hurt" if len(spec.seeds) > 1 else
                 f"No verdicts: a paired test needs at least 2 seeds, and this study has {len(spec.seeds)}")
-    return [f"- Best pretrained arm on the primary metric: **{best['arm']}**, Δ {_interval(best, metric)} vs "
+    difference = best.get(f"{metric}_diff", math.nan)
+    ahead = difference < 0 if lower else difference > 0  # False for NaN: nothing measured to be ahead
+    label = ("Best pretrained arm on the primary metric" if ahead else
+             "No pretrained arm is ahead of its comparator on the primary metric; the least behind")
+    return [f"- {label}: **{best['arm']}**, Δ {_interval(best, metric)} vs "
             f"{best['baseline']} (Holm p {best['p_holm']:.3g}): {best['verdict']}.",
             f"- {verdicts}. Largest seed std of the primary metric among the comparators: {spread:.4f}.",
             *reference_lines(rows, reference)]

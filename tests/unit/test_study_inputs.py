@@ -68,3 +68,28 @@ def test_every_committed_study_loads_and_declares_its_primary_contrast(path):
     assert spec.name == path.stem and len(spec.seeds) >= 5
     assert spec.primary_metric == "changed_cross_entropy"
     assert spec.primary_versus in ("equal_total_steps", "equal_stage2_steps")
+
+
+def test_eval_every_n_steps_replaces_only_the_cadence_and_is_recorded(tmp_path):
+    from genie.studies.cli import AblateArguments
+
+    path = study_file(tmp_path, training={"learning_rate": 0.003, "eval_every_n_steps": 50})
+    spec = AblateArguments(study=str(path), eval_every_n_steps=5).load()
+    assert spec.training == {"learning_rate": 0.003, "eval_every_n_steps": 5}
+    assert spec.overrides["training.eval_every_n_steps"] == (50, 5)
+    with pytest.raises(ConfigError, match="--eval_every_n_steps 0 must be >= 1"):
+        AblateArguments(study=str(path), eval_every_n_steps=0)
+
+
+def test_the_summary_never_calls_an_arm_behind_its_comparator_the_best(tmp_path):
+    from genie.studies.report import summary_lines
+
+    spec = load_study(study_file(tmp_path))
+    metric = spec.primary_metric
+    row = {"arm": "a", "baseline": "stage 2 alone", f"{metric}_mean": 3.0, f"{metric}_std": 0.1, "verdict": "hurts",
+           f"{metric}_diff": 0.2, f"{metric}_diff_low": 0.1, f"{metric}_diff_high": 0.3, "p_holm": 0.01}
+    comparator = {"arm": "stage 2 alone", "baseline": None, f"{metric}_mean": 2.8, f"{metric}_std": 0.1}
+    behind = summary_lines(spec, [row, comparator], {})[0]
+    assert behind.startswith("- No pretrained arm is ahead of its comparator on the primary metric; the least behind: **a**")
+    ahead = summary_lines(spec, [row | {f"{metric}_diff": -0.2, "verdict": "helps"}, comparator], {})[0]
+    assert ahead.startswith("- Best pretrained arm on the primary metric: **a**")
