@@ -111,8 +111,9 @@ def write_pictures(out: Path, metadata: dict, tokens: torch.Tensor, truth: torch
     rows = []
     for i in range(len(gen)):
         rows += [(f"#{i} prompt t<{num_prompt}", real[i, :num_prompt]),
-                 (f"#{i} predicted t>={num_prompt}", gen[i, num_prompt:]), (f"#{i} truth t>={num_prompt}", real[i, num_prompt:])]
-    save_grid(out / "strip.png", rows, tokenizer, title="prompt | prediction | truth")
+                 (f"#{i} predicted t>={num_prompt}", gen[i, num_prompt:], gen[i, num_prompt:] != real[i, num_prompt:]),
+                 (f"#{i} truth t>={num_prompt}", real[i, num_prompt:])]
+    save_grid(out / "strip.png", rows, tokenizer, title="prompt | prediction (wrong tokens outlined in red) | truth")
     save_gif(out / "generated.gif", [gen[0], real[0]], tokenizer, labels=("model", "truth"), num_prompt=num_prompt)
     return ["strip.png", "generated.gif"]
 

@@ -15,19 +15,26 @@ from PIL import Image, ImageDraw  # noqa: E402
 from genie.data.tokenizers import Tokenizer, tokenizer_for_folder  # noqa: E402
 
 
-def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenizer: Tokenizer,
-              mask_token_id: int | None = None, title: str | None = None) -> Path:
-    """One row per (label, tokens (T, h, w)); masked tokens (== mask_token_id) are drawn in magenta."""
-    num_frames = max(len(frames) for _, frames in rows)
-    fig, axes = plt.subplots(len(rows), num_frames, figsize=(1.2 * num_frames, 1.3 * len(rows) + 0.4), squeeze=False)
-    for r, (label, frames) in enumerate(rows):
+def save_grid(path: str | Path, rows: Sequence[tuple], tokenizer: Tokenizer,
+              mask_token_id: int | None = None, title: str | None = None, dpi: int = 110) -> Path:
+    """One row per (label, tokens (T, h, w)) or (label, tokens, wrong (T, h, w) bool): masked tokens
+    (== mask_token_id) are drawn in magenta, wrong ones (True) outlined in red. Every frame is drawn at
+    3x its pixels at least, so that a 1-2 pixel object (an Atari ball) can be seen."""
+    num_frames = max(len(row[1]) for row in rows)
+    pixels = tokenizer.to_rgb(np.asarray(rows[0][1][0]), scale=1).shape[1]
+    inches = max(1.2, 3 * pixels / dpi)
+    fig, axes = plt.subplots(len(rows), num_frames, figsize=(inches * num_frames, (inches + 0.1) * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (label, frames, *wrong) in enumerate(rows):
         for c in range(num_frames):
             ax = axes[r][c]
             ax.set_xticks([]), ax.set_yticks([])
             if c >= len(frames):
                 ax.axis("off")
                 continue
-            ax.imshow(_frame_rgb(np.asarray(frames[c]), tokenizer, mask_token_id), interpolation="nearest")
+            marks = np.asarray(wrong[0][c]) if wrong else None
+            ax.imshow(_frame_rgb(np.asarray(frames[c]), tokenizer, mask_token_id, scale=3, wrong=marks),
+                      interpolation="nearest")
             if c == 0:
                 ax.set_ylabel(label, fontsize=8)
             if r == 0:
@@ -36,7 +43,7 @@ def save_grid(path: str | Path, rows: Sequence[tuple[str, np.ndarray]], tokenize
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return Path(path)
 
@@ -65,14 +72,20 @@ def save_gif(path: str | Path, videos: Sequence[np.ndarray], tokenizer: Tokenize
     return Path(path)
 
 
-def _frame_rgb(tokens: np.ndarray, tokenizer: Tokenizer, mask_token_id: int | None, scale: int = 1) -> np.ndarray:
+def _frame_rgb(tokens: np.ndarray, tokenizer: Tokenizer, mask_token_id: int | None, scale: int = 1,
+               wrong: np.ndarray | None = None) -> np.ndarray:
+    """RGB pixels of a token frame (h, w): masked tokens in magenta, `wrong` tokens (True) outlined in red."""
     masked = tokens == mask_token_id if mask_token_id is not None else np.zeros(tokens.shape, dtype=bool)
     rgb = tokenizer.to_rgb(np.where(masked, 0, tokens), scale=scale)
+    block = rgb.shape[0] // tokens.shape[0]
     if masked.any():
-        block = rgb.shape[0] // tokens.shape[0]
-        big = masked.repeat(block, 0).repeat(block, 1)
         rgb = rgb.copy()
-        rgb[big] = (220, 40, 200)
+        rgb[masked.repeat(block, 0).repeat(block, 1)] = (220, 40, 200)
+    if wrong is not None and wrong.any():
+        edge = np.zeros((block, block), dtype=bool)
+        edge[[0, -1], :] = edge[:, [0, -1]] = True
+        rgb = rgb.copy()
+        rgb[np.kron(wrong, edge).astype(bool)] = (230, 20, 20)
     return rgb
 
 
@@ -148,9 +161,12 @@ def _plot_changed_tokens(ax, report: dict) -> None:
 
 def _plot_rollout(axes, rollout: dict) -> None:
     h = rollout["horizons"]
-    for key, label, style in (("accuracy", "model rollout", "o-"), ("copy_accuracy", "copy last prompt frame", "s--"),
-                              ("most_frequent_accuracy", "most frequent token", "d-."),
-                              ("changed_accuracy", "model, changed tokens only", "^:")):
+    # All-token curves solid or dashed; changed-token curves dotted, each beside its own reference (copying
+    # scores 0 on changed tokens by definition).
+    for key, label, style in (("accuracy", "model, all tokens", "o-"), ("copy_accuracy", "copy last prompt frame, all", "s--"),
+                              ("most_frequent_accuracy", "most frequent token, all", "d-."),
+                              ("changed_accuracy", "model, changed tokens", "^:"),
+                              ("changed_most_frequent_accuracy", "most frequent token, changed", "v:")):
         if f"{key}_per_horizon" in rollout:
             axes[0].plot(h, [v if v is not None else np.nan for v in rollout[f"{key}_per_horizon"]], style, label=label)
     axes[0].set(xlabel="horizon (frames after the prompt)", ylabel="token accuracy", title="rollout accuracy", xticks=h)
