@@ -37,6 +37,14 @@ def parameter_count(model: Any) -> str:
     return f"{count / 1e6:.2f}M" if count >= 1e5 else f"{count:,}"
 
 
+def evaluation_kind(trainer: Any, final: bool) -> str:
+    """What an evaluation of `trainer` computes, in a few words (Trainer.full_evaluation decides)."""
+    if trainer.full_evaluation(final):
+        return "full: sampling, rollouts, shuffled actions"
+    return "loss and teacher-forced CE with references" + (
+        " (scripts/evaluate.py gives the full metric)" if final else "")
+
+
 def start_banner(trainer: Any) -> str:
     """The start block of `trainer` (a genie.training.trainer.Trainer), built before its first step."""
     args, accelerator, config = trainer.args, trainer.accelerator, trainer.config
@@ -61,8 +69,8 @@ def start_banner(trainer: Any) -> str:
         f"{f' (Muon {args.muon_learning_rate:g})' if args.optimizer == 'muon' else ''}, {args.lr_scheduler_type} "
         f"schedule, {args.num_warmup_steps} warm-up steps; device {accelerator.device}, precision "
         f"{accelerator.mixed_precision}",
-        f"evaluation: {every} on {args.max_eval_steps} batches ({trainer.in_training_eval_kind()}); "
-        f"final: {trainer.final_eval_kind()}",
+        f"evaluation: {every} on {args.max_eval_steps} batches ({evaluation_kind(trainer, final=False)}); "
+        f"final: {evaluation_kind(trainer, final=True)}",
         f"output: {trainer.output_dir} (checkpoint every {args.checkpointing_steps} steps); {resumed}; "
         f"trackers: {args.report_to}",
     ]

@@ -366,14 +366,6 @@ class Trainer:
         wanted = self.args.eval_full or (final and self.objective.final_evaluation_is_full)
         return wanted and not self.args.eval_loss_only
 
-    def in_training_eval_kind(self) -> str:
-        return "full: sampling, rollouts, shuffled actions" if self.full_evaluation(False) else \
-            "loss and teacher-forced CE with references"
-
-    def final_eval_kind(self) -> str:
-        return "full: sampling, rollouts, shuffled actions" if self.full_evaluation(True) else \
-            "loss and teacher-forced CE with references (scripts/evaluate.py gives the full metric)"
-
     def evaluate(self, final: bool = False) -> dict[str, Any]:
         self.model.eval()
         batches = (b for _, b in zip(range(self.args.max_eval_steps), self.val_loader))

@@ -314,6 +314,7 @@ def bench_eval_in_training(smoke: bool, rounds: int) -> list[dict]:
 
     from genie.studies.timing import stepping_trainer
     from genie.training.arguments import TrainingArguments
+    from genie.training.banner import evaluation_kind
     from genie.training.masked_pretrain_config import MaskedPretrainConfig
     from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
 
@@ -332,7 +333,7 @@ def bench_eval_in_training(smoke: bool, rounds: int) -> list[dict]:
             timing = compare(lambda: trainer.evaluate(final=final), train_steps, rounds)
             trainer.close()
             results.append({"benchmark": f"eval_in_training_{stage}", "evaluation": "final" if final else "in training",
-                            "kind": trainer.final_eval_kind() if final else trainer.in_training_eval_kind(),
+                            "kind": evaluation_kind(trainer, final),
                             "eval_batches": eval_batches, "eval_batch_size": args.per_device_eval_batch_size,
                             "eval_s": timing["ours_s"], "train_steps": steps, "train_steps_s": timing["reference_s"],
                             "eval_in_train_steps": steps * timing["ours_s"] / timing["reference_s"],
