@@ -16,12 +16,15 @@ import time
 from pathlib import Path
 
 from genie.errors import RunFolderLockedError
+from genie.files import one_line_write_failures
 
 
 def lock_path(output_dir: Path) -> Path:
-    """`.<name>.lock` beside the run folder; inside it when only the folder itself is writable (a
-    cluster home where the parent belongs to someone else)."""
-    output_dir = Path(output_dir).absolute()
+    """`.<name>.lock` beside the run folder (beside the folder a link named as the run folder points at, so
+    that both names meet one lock); inside it when only the folder itself is writable (a cluster home where
+    the parent belongs to someone else)."""
+    output_dir = Path(output_dir)
+    output_dir = output_dir.resolve() if output_dir.is_symlink() else output_dir.absolute()
     if output_dir.is_dir() and not os.access(output_dir.parent, os.W_OK):
         return output_dir / ".genie.lock"
     return output_dir.parent / f".{output_dir.name}.lock"
@@ -34,10 +37,17 @@ class RunLock:
         self._file = None
 
     def acquire(self) -> None:
-        """Take the lock or raise RunFolderLockedError naming the holder."""
+        """Take the lock or raise RunFolderLockedError naming the holder; a lock file that cannot be written
+        (a read-only folder, a full disk) is one OutputWriteError line."""
+        with one_line_write_failures(self.path, "nothing was written", "run the command again"):
+            self._acquire()
+
+    def _acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            handle = open(self.path, "a+")
+            if self.path.is_symlink():
+                self.path.unlink()  # a lock file is never a link: its target is not written
+            handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666), "r+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -50,11 +60,14 @@ class RunLock:
             if os.path.exists(self.path) and os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino:
                 break
             handle.close()
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}))
-        handle.flush()
         self._file = handle
+        try:  # unbuffered, so that a failed write is not tried again when the file is closed
+            os.ftruncate(handle.fileno(), 0)
+            os.pwrite(handle.fileno(), json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                   "since": time.time()}).encode(), 0)
+        except BaseException:
+            self.release()  # no lock file is left behind
+            raise
 
     @staticmethod
     def _holder(handle) -> str:
