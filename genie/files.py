@@ -153,7 +153,7 @@ def write_failure(error: BaseException, target: Path) -> tuple[str, str] | None:
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:
-    """`error` and the exceptions it was raised from, newest first (a context hidden by `raise ... from None` is not)."""
+    """`error` and the exceptions it was raised from, newest first (not a context hidden by `raise ... from None`)."""
     seen, count = error, 0
     while seen is not None and count < 20:
         yield seen

@@ -24,8 +24,9 @@ from genie.evaluation.scores import EvalOptions
 class EvaluateArguments:
     """What to evaluate and how much; the sampling flags come from genie.decoding.SamplingConfig and the
     data-format flags from genie.data.DataOptions."""
-    checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors), or a "
-                                                  "hub id (1x-technologies/GENIE_35M), downloaded into the hub's cache."})
+    checkpoint_dir: str = field(metadata={
+        "help": "Hugging Face-format folder (config.json + model.safetensors), or a hub id (1x-technologies/GENIE_35M), "
+                "downloaded into the hub's cache."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Default: the built-in val split."})
     train_data_dir: str | None = field(default=None, metadata={"help": "For the unigram reference. Default: built-in."})
     stride: int | None = field(default=None, metadata={

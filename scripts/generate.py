@@ -31,8 +31,9 @@ from genie.protocols import MaskGITModel
 class GenerateArguments:
     """What to generate from; the sampling flags come from genie.decoding.SamplingConfig and the
     data-format flags from genie.data.DataOptions."""
-    checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors), or a "
-                                                  "hub id (1x-technologies/GENIE_35M), downloaded into the hub's cache."})
+    checkpoint_dir: str = field(metadata={
+        "help": "Hugging Face-format folder (config.json + model.safetensors), or a hub id (1x-technologies/GENIE_35M), "
+                "downloaded into the hub's cache."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Prompts come from here. Default: built-in val."})
     output_dir: str | None = field(default=None, metadata={"help": "Default: <checkpoint_dir>/../generated"})
     num_prompt_frames: int | None = field(default=None, metadata={
@@ -59,9 +60,9 @@ class GenerateArguments:
         check_flag(self.num_new_frames is None or self.num_new_frames >= 1, "num_new_frames", self.num_new_frames,
                    "must be >= 1 (leave it out to fill the window)")
         check_flag(self.seed >= 0, "seed", self.seed, "must be >= 0")
-        check_flag(self.output_dir is not None or not is_hub_id(self.checkpoint_dir), "output_dir", self.output_dir,
-                   "is needed with a hub id as --checkpoint_dir (the default, beside the checkpoint, is in the hub's "
-                   "cache): pass a folder")
+        check_flag(self.output_dir is not None or not is_hub_id(self.checkpoint_dir), "checkpoint_dir",
+                   self.checkpoint_dir, "is a hub id: pass --output_dir too (the default, beside the checkpoint, would "
+                   "be inside the hub's cache)")
         check_output_folder(self.output_dir)
 
 

@@ -93,7 +93,8 @@ def check_graph_shapes(onnx_dir: Path, graph: dict[str, Any], session: Any, conf
     for value in [*session.get_inputs(), *session.get_outputs()]:
         want = expected.get(value.name)
         got = [d if isinstance(d, int) else None for d in value.shape]
-        if want is not None and (len(got) != len(want) or any(None not in (g, w) and g != w for g, w in zip(got, want))):
+        fits = want is None or (len(got) == len(want) and all(None in (g, w) or g == w for g, w in zip(got, want)))
+        if not fits:
             shown = lambda dims: "(" + ", ".join("*" if d is None else str(d) for d in dims) + ")"  # noqa: E731
             raise OnnxExportError(f"--onnx_dir {onnx_dir}: {graph['file']} is not a graph of the model its {RECORD} "
                                   f"records ({value.name} is {shown(got)}, that model's is {shown(want)}); {fix}")

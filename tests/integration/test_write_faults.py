@@ -42,16 +42,6 @@ def contents(root: Path) -> dict[str, tuple[int, int] | None]:
     return {name: value if (root / name).is_file() else None for name, value in snapshot(root).items()}
 
 
-def refused_leaving_files_as_they_were(name: str, main, argv: list[str], expected: str, root: Path, capsys) -> str:
-    before = contents(root)
-    line = one_line_error(main, argv, capsys)
-    with capsys.disabled():
-        print(f"\n[{name}] {line}")
-    assert expected in line, line
-    assert contents(root) == before
-    return line
-
-
 def run_limited(limit_kib: int, argv: list[str]) -> subprocess.CompletedProcess:
     """A command under a real file size limit (`ulimit -f`): its writes past the limit fail with EFBIG."""
     command = f"ulimit -f {limit_kib} && exec {sys.executable} {' '.join(argv)}"
@@ -69,7 +59,8 @@ def the_error_line(result: subprocess.CompletedProcess) -> str:
 
 @pytest.mark.parametrize("limit_kib, cause", [
     (300, "the file size limit is exceeded"),  # model.safetensors: safetensors' SafetensorError "(os error 27)"
-    (800, "the write failed, most likely at the file size limit of 819200 bytes")])  # optimizer.bin: torch's zip writer, no errno
+    # optimizer.bin: torch's zip writer, which loses the errno
+    (800, "the write failed, most likely at the file size limit of 819200 bytes")])
 def test_a_real_file_size_limit_while_saving_is_one_line(limit_kib, cause, tiny_config_file, tiny_data, tmp_path):
     run = tmp_path / "run"
     argv = ["train.py", *run_argv(tiny_config_file, tiny_data, run, max_train_steps=2, checkpointing_steps=1)]
@@ -96,6 +87,17 @@ def test_a_quota_while_saving_a_checkpoint_is_one_line(tiny_config_file, tiny_da
                                                checkpointing_steps=1), capsys)
     assert f"could not write {run / 'step_1'}: the disk quota is exceeded" in line and "within your quota" in line
     assert sorted(p.name for p in run.iterdir()) == ["config.json"] and leftovers(tmp_path) == []
+
+
+def test_a_quota_while_saving_the_final_model_is_one_line(tiny_config_file, tiny_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("genie.checkpointing.checkpoint.save_file", partial_then(QUOTA))
+    run = tmp_path / "run"
+    line = one_line_error(train.main, run_argv(tiny_config_file, tiny_data, run, max_train_steps=1,
+                                               checkpointing_steps=1), capsys)
+    assert f"could not write {run / 'final_model'}: the disk quota is exceeded" in line
+    assert f"the newest complete checkpoint is {run / 'step_1'}" in line
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "metrics.jsonl", "step_1"]
+    assert leftovers(tmp_path) == []
 
 
 def failing_os_write(monkeypatch, name: str, error: OSError) -> None:
@@ -252,8 +254,9 @@ def test_a_real_file_size_limit_during_an_export_leaves_nothing_and_a_later_expo
 def test_a_quota_during_an_export_leaves_nothing(models, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.onnx, "export", partial_then(QUOTA))
     fresh = tmp_path / "fresh"
-    refused_leaving_files_as_they_were("export, quota", lambda argv: run_script("export_onnx", argv), ["--checkpoint_dir", str(models / "d64"), "--output_dir", str(fresh)],
-                   f"could not write {fresh}: the disk quota is exceeded", tmp_path, capsys)
+    assert_refused("export, quota", lambda argv: run_script("export_onnx", argv),
+                   ["--checkpoint_dir", str(models / "d64"), "--output_dir", str(fresh)],
+                   f"could not write {fresh}: the disk quota is exceeded", tmp_path, capsys, contents)
     assert not fresh.exists()
 
 
@@ -284,8 +287,8 @@ def test_a_quota_while_writing_the_evaluation_keeps_the_earlier_one(finished_run
     argv = ["--checkpoint_dir", str(finished_runs / "stage2" / "final_model"), "--val_data_dir", str(tiny_data[1]),
             "--train_data_dir", str(tiny_data[0]), "--max_examples", "2", "--no_rollout", "--no_action_sensitivity",
             "--output_dir", str(out)]
-    refused_leaving_files_as_they_were("evaluation outputs, quota", lambda a: run_script("evaluate", a), argv,
-                   f"could not write {out / 'eval.json'}: the disk quota is exceeded", tmp_path, capsys)
+    assert_refused("evaluation outputs, quota", lambda a: run_script("evaluate", a), argv,
+                   f"could not write {out / 'eval.json'}: the disk quota is exceeded", tmp_path, capsys, contents)
 
 
 def test_a_quota_while_writing_generated_frames_leaves_no_file(finished_runs, tiny_data, tmp_path, capsys,
@@ -294,8 +297,8 @@ def test_a_quota_while_writing_generated_frames_leaves_no_file(finished_runs, ti
     out = tmp_path / "generated"
     argv = ["--checkpoint_dir", str(finished_runs / "stage2" / "final_model"), "--val_data_dir", str(tiny_data[1]),
             "--num_examples", "1", "--maskgit_steps", "1", "--output_dir", str(out)]
-    refused_leaving_files_as_they_were("generated outputs, quota", lambda a: run_script("generate", a), argv,
-                   f"could not write {out}: the disk quota is exceeded", tmp_path, capsys)
+    assert_refused("generated outputs, quota", lambda a: run_script("generate", a), argv,
+                   f"could not write {out}: the disk quota is exceeded", tmp_path, capsys, contents)
 
 
 # ----- the hub: no network, offline, and a call that returns without what was asked for -----
@@ -354,5 +357,5 @@ def test_a_hub_id_as_checkpoint_dir_goes_through_the_download(finished_runs, tmp
     fetched = checkpoint_or_hub_id("1x-technologies/GENIE_35M", snapshot_download=lambda **kwargs: str(model))
     assert fetched == model and checkpoint_or_hub_id(str(model)) == model
     assert_refused("generate, hub id without output_dir", lambda a: run_script("generate", a),
-                   ["--checkpoint_dir", "1x-technologies/GENIE_35M"], "--output_dir None is needed with a hub id",
+                   ["--checkpoint_dir", "1x-technologies/GENIE_35M"], "is a hub id: pass --output_dir too",
                    tmp_path, capsys)
