@@ -10,6 +10,10 @@ class UserError(Exception):
     """Base of the errors a user can fix by changing an input; the message is one line."""
 
 
+class DownloadError(UserError):
+    """The Hugging Face hub could not deliver what was asked for (no network, offline mode, a refusal)."""
+
+
 class ConfigError(UserError, ValueError):
     """A configuration value or flag is wrong; the message names the field and the fix."""
 
@@ -30,7 +34,12 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """A checkpoint folder (or its config.json) does not exist."""
 
 
-class CheckpointWriteError(CheckpointError):
+class OutputWriteError(UserError):
+    """An output (a run folder's file, an ONNX export, an evaluation's report) could not be written: a full disk, a
+    quota, a file size limit, no permission, a read-only file system; nothing partial is left behind."""
+
+
+class CheckpointWriteError(CheckpointError, OutputWriteError):
     """A checkpoint or the final model could not be written (disk full, no permission)."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from genie.checkpointing.run_folder import check_output_folder, model_folder
 from genie.cli import parse, run_cli
 from genie.data import DataOptions
+from genie.data.hub import checkpoint_or_hub_id
 from genie.decoding import SamplingConfig
 from genie.errors import ConfigError, check_flag
 from genie.evaluation.loop import evaluate_checkpoint
@@ -23,7 +24,9 @@ from genie.evaluation.scores import EvalOptions
 class EvaluateArguments:
     """What to evaluate and how much; the sampling flags come from genie.decoding.SamplingConfig and the
     data-format flags from genie.data.DataOptions."""
-    checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors)."})
+    checkpoint_dir: str = field(metadata={
+        "help": "Hugging Face-format folder (config.json + model.safetensors), or a hub id (1x-technologies/GENIE_35M), "
+                "downloaded into the hub's cache."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Default: the built-in val split."})
     train_data_dir: str | None = field(default=None, metadata={"help": "For the unigram reference. Default: built-in."})
     stride: int | None = field(default=None, metadata={
@@ -62,8 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
                           f"{' '.join(changed)} would have no effect; leave one or the other out")
     options = EvalOptions(sampling, args.loss_only, args.rollout, args.num_prompt_frames, args.seed,
                           action_sensitivity=args.action_sensitivity)
-    report = evaluate_checkpoint(model_folder(args.checkpoint_dir), args.train_data_dir, args.val_data_dir, options,
-                                 args.batch_size, args.max_examples, args.stride, data)
+    checkpoint = model_folder(checkpoint_or_hub_id(args.checkpoint_dir))
+    report = evaluate_checkpoint(checkpoint, args.train_data_dir, args.val_data_dir, options, args.batch_size,
+                                 args.max_examples, args.stride, data)
     print(format_report(report))
     if args.output_dir:
         write_eval_outputs(report, args.output_dir)

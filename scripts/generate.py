@@ -16,11 +16,13 @@ import torch
 from genie.checkpointing.run_folder import check_output_folder, model_folder
 from genie.cli import parse, run_cli
 from genie.data import DataOptions, open_eval_dataset, resolve_data_dirs
+from genie.data.hub import checkpoint_or_hub_id, is_hub_id
 from genie.data.tokenizers import tokenizer_from_metadata
 from genie.decoding import SamplingConfig, generate, prompt_length
 from genie.errors import check_flag
 from genie.evaluation.examples import example_windows
 from genie.evaluation.pictures import save_gif, save_grid
+from genie.files import atomic_file, one_line_write_failures
 from genie.model.stmaskgit import STMaskGIT
 from genie.protocols import MaskGITModel
 
@@ -29,7 +31,9 @@ from genie.protocols import MaskGITModel
 class GenerateArguments:
     """What to generate from; the sampling flags come from genie.decoding.SamplingConfig and the
     data-format flags from genie.data.DataOptions."""
-    checkpoint_dir: str = field(metadata={"help": "Hugging Face-format folder (config.json + model.safetensors)."})
+    checkpoint_dir: str = field(metadata={
+        "help": "Hugging Face-format folder (config.json + model.safetensors), or a hub id (1x-technologies/GENIE_35M), "
+                "downloaded into the hub's cache."})
     val_data_dir: str | None = field(default=None, metadata={"help": "Prompts come from here. Default: built-in val."})
     output_dir: str | None = field(default=None, metadata={"help": "Default: <checkpoint_dir>/../generated"})
     num_prompt_frames: int | None = field(default=None, metadata={
@@ -56,12 +60,16 @@ class GenerateArguments:
         check_flag(self.num_new_frames is None or self.num_new_frames >= 1, "num_new_frames", self.num_new_frames,
                    "must be >= 1 (leave it out to fill the window)")
         check_flag(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        check_flag(self.output_dir is not None or not is_hub_id(self.checkpoint_dir), "checkpoint_dir",
+                   self.checkpoint_dir, "is a hub id: pass --output_dir too (the default, beside the checkpoint, would "
+                   "be inside the hub's cache)")
         check_output_folder(self.output_dir)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args, sampling, data = parse([GenerateArguments, SamplingConfig, DataOptions], __doc__, argv)
-    model = load_backend(args)
+    checkpoint = model_folder(checkpoint_or_hub_id(args.checkpoint_dir))
+    model = load_backend(args, checkpoint)
     config = model.config
     num_prompt = prompt_length(args.num_prompt_frames, config.T, config.num_prompt_frames)
     num_new = config.T - num_prompt if args.num_new_frames is None else args.num_new_frames
@@ -77,27 +85,30 @@ def main(argv: list[str] | None = None) -> dict:
     accuracy = float((tokens[:, window] == truth[:, window]).float().mean())
     copy_accuracy = float((truth[:, num_prompt - 1:num_prompt] == truth[:, window]).float().mean())
 
-    out = Path(args.output_dir) if args.output_dir else Path(args.checkpoint_dir).resolve().parent / "generated"
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "tokens.npz", generated=tokens.numpy(), truth=truth.numpy(), num_prompt_frames=num_prompt)
+    out = Path(args.output_dir) if args.output_dir else checkpoint.resolve().parent / "generated"
     summary = {"num_examples": len(indices), "example_windows": indices, "num_prompt_frames": num_prompt,
                "num_new_frames": num_new, "generated_token_accuracy": accuracy,
                "copy_last_prompt_frame_accuracy": copy_accuracy, "sampling": vars(sampling), "backend": args.backend,
                "files": ["tokens.npz"]}
-    summary["files"] += write_pictures(out, val_set.metadata, tokens, truth, num_prompt, config.h, val_dir)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with one_line_write_failures(out, "no file there was left half-written", "run the command again",
+                                 partial=[] if out.exists() else [out]):
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_file(out / "summary.json") as summary_file, atomic_file(out / "tokens.npz") as tokens_file:
+            np.savez(tokens_file, generated=tokens.numpy(), truth=truth.numpy(), num_prompt_frames=num_prompt)
+            summary["files"] += write_pictures(out, val_set.metadata, tokens, truth, num_prompt, config.h, val_dir)
+            summary_file.write_text(json.dumps(summary, indent=2) + "\n")  # renamed last: the run is complete
     print(f"generated {num_new} frames for {len(indices)} examples: token accuracy {accuracy:.4f} "
           f"(copying the last prompt frame: {copy_accuracy:.4f}); wrote {', '.join(summary['files'])} to {out}")
     return summary
 
 
-def load_backend(args: GenerateArguments) -> MaskGITModel:
+def load_backend(args: GenerateArguments, checkpoint: Path) -> MaskGITModel:
     """The PyTorch model, or its ONNX export run by ONNX Runtime: the decoding loop is the same."""
     if args.backend == "onnxruntime":
         from genie.export.ort_backend import OnnxRuntimeModel
 
-        return OnnxRuntimeModel(args.onnx_dir, checkpoint_dir=model_folder(args.checkpoint_dir))
-    return STMaskGIT.from_pretrained(model_folder(args.checkpoint_dir)).eval()
+        return OnnxRuntimeModel(args.onnx_dir, checkpoint_dir=checkpoint)
+    return STMaskGIT.from_pretrained(checkpoint).eval()
 
 
 def write_pictures(out: Path, metadata: dict, tokens: torch.Tensor, truth: torch.Tensor, num_prompt: int,

@@ -65,15 +65,16 @@ def one_line_error(main, argv: list[str], capsys) -> str:
     return err[0]
 
 
-def assert_refused(name: str, main, argv: list[str], expected: str, root: Path, capsys) -> None:
+def assert_refused(name: str, main, argv: list[str], expected: str, root: Path, capsys, state=snapshot) -> None:
     """A bad-input case: one line containing `expected`, exit 2, and nothing under `root` written,
-    changed or deleted. The line is printed for the record (pytest -s shows it)."""
-    before = snapshot(root)
+    changed or deleted (`state(root)` equal before and after). The line is printed for the record (pytest -s
+    shows it)."""
+    before = state(root)
     line = one_line_error(main, argv, capsys)
     with capsys.disabled():
         print(f"\n[{name}] {line}")
     assert expected in line, line
-    assert snapshot(root) == before
+    assert state(root) == before
 
 
 @pytest.fixture(autouse=True)

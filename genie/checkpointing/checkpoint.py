@@ -2,88 +2,27 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import resource
-import shutil
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from genie.errors import CheckpointError, CheckpointWriteError
-from genie.files import atomic_directory
+from genie.files import atomic_directory, one_line_write_failures
 
-# torch's zip writer and safetensors report a failed write (a full disk, a file size limit) as a RuntimeError or a
-# SafetensorError, not an OSError: these markers of their messages say that a write failed.
-_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "inline_container", "unexpected pos", "file write failed",
-                         "No space left on device", "StorageFull", "os error 28")
-_ERRNO_CAUSES = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
-                 errno.EFBIG: "the file size limit is exceeded", errno.EACCES: "no permission to write there",
-                 errno.EPERM: "no permission to write there", errno.EROFS: "the file system is read-only"}
+RESUME = "resume with --resume_from_checkpoint latest"
 
 
-def write_failure_cause(error: BaseException, target: Path) -> str | None:
-    """Why a write failed, in a few words, if `error` (or an exception it was raised from) is a failed
-    write; None for any other error, which is a bug and keeps its traceback."""
-    seen = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno is None:  # numpy's short write: "X requested and Y written"
-            return _short_write_cause(seen, target)
-        if isinstance(seen, OSError):
-            return _ERRNO_CAUSES.get(seen.errno, seen.strerror or type(seen).__name__)
-        text = str(seen)
-        if any(marker in text for marker in _TORCH_WRITE_FAILURES):
-            return "no space left on the device" if _nearly_full(target) else f"the write failed ({text[:120]})"
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _short_write_cause(error: OSError, target: Path) -> str:
-    """Why a write stopped short with no errno (numpy's tofile and save report a partial write so)."""
-    if _nearly_full(target):
-        return "no space left on the device"
-    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
-        return "the file size limit (ulimit -f) is exceeded"
-    return f"the write failed ({str(error)[:120]})"
-
-
-def _nearly_full(target: Path, margin_bytes: int = 1 << 20) -> bool:
-    existing = next((p for p in (target, *target.parents) if p.exists()), None)
-    return existing is not None and shutil.disk_usage(existing).free < margin_bytes
-
-
-def describe_write_error(target: Path, cause: str, where: str | None, checkpoints: list[Path]) -> str:
+def write_errors(target: Path, checkpoints: list[Path], partial: Path | None = None,
+                 then: str = RESUME) -> contextlib.AbstractContextManager:
+    """A failed write of `target` (whatever the errno, whichever library raised it: genie/files.py
+    write_failure) becomes a one-line CheckpointWriteError naming the target, the cause, the newest of
+    `checkpoints` and the fix; the `partial` path is removed, so that it takes no space and is never
+    mistaken for a checkpoint."""
     newest = f"the newest complete checkpoint is {checkpoints[0]}" if checkpoints else "no checkpoint was written yet"
-    return (f"could not write {target}: {cause} ({where or target.parent}); the partial folder was removed and "
-            f"{newest}; free space or fix permissions, then resume with --resume_from_checkpoint latest")
-
-
-@contextlib.contextmanager
-def one_line_write_errors(target: Path, make_error: Callable[[str, str | None], Exception],
-                          partial: Callable[[], Path | None] = lambda: None) -> Iterator[None]:
-    """A failed write of `target` (see write_failure_cause) becomes `make_error(cause, file)`, raised without
-    its traceback, after the `partial()` folder (if any) is removed; any other error keeps its traceback."""
-    try:
-        yield
-    except Exception as error:
-        cause = write_failure_cause(error, target)
-        if cause is None:
-            raise
-        folder = partial()
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise make_error(cause, getattr(error, "filename", None)) from None
-
-
-def write_errors(target: Path, checkpoints: list[Path], partial: Path | None = None):
-    """A failed write of `target` (a full disk, no permission: see write_failure_cause) becomes a one-line
-    CheckpointWriteError naming the folder, the cause and the newest of `checkpoints`; the `partial`
-    folder is removed, so that it takes no space and is never mistaken for a checkpoint."""
-    return one_line_write_errors(
-        target, lambda cause, where: CheckpointWriteError(describe_write_error(target, cause, where, checkpoints)),
-        lambda: partial)
+    return one_line_write_failures(target, f"nothing partial was left and {newest}", then,
+                                   [partial] if partial is not None else [], CheckpointWriteError)
 
 
 def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> None:

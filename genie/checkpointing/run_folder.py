@@ -6,11 +6,11 @@ trainer_state.json), the final model in Hugging Face format, metrics.jsonl.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pickle
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,11 @@ from accelerate.utils import broadcast_object_list
 from accelerate.utils import load as accelerate_load
 
 from genie.checkpointing.checkpoint import save_model_folder, write_errors
-from genie.checkpointing.lock import RunLock
+from genie.files import RunLock
 from genie.checkpointing.manifest import (MANIFEST, TRAINER_STATE, trainer_state_problem, verify_checkpoint,
                                           write_manifest)
-from genie.errors import CheckpointError, ConfigError, RunFolderLockedError, check_flag
+from genie.errors import CheckpointError, ConfigError, OutputWriteError, RunFolderLockedError, check_flag
+from genie.files import remove_entry, write_text_atomic
 
 
 def check_output_folder(path: str | Path | None, flag: str = "output_dir") -> None:
@@ -32,6 +33,9 @@ def check_output_folder(path: str | Path | None, flag: str = "output_dir") -> No
     if path is None:
         return
     path = Path(path)
+    check_flag(path.exists() or not path.is_symlink(), flag, str(path), f"is a symbolic link to "
+               f"{os.readlink(path) if path.is_symlink() else ''}, which does not exist; create that folder or choose "
+               "another")
     check_flag(not path.exists() or path.is_dir(), flag, str(path), "is a file, not a folder; choose a folder path")
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     check_flag(_writable(existing), flag, str(path), f"cannot be written ({existing} is not writable); choose a "
@@ -92,37 +96,56 @@ def written_by_a_run(name: str) -> bool:
     return name in RUN_ENTRIES or name.startswith(RUN_ENTRY_PREFIXES)
 
 
-def replaced_runs(output_dir: str | Path) -> list[Path]:
-    """Runs that an --overwrite_output_dir moved aside beside `output_dir` and that are still there (the
+def real_folder(path: str | Path) -> Path:
+    """The folder itself: a link named as the output folder is resolved, so that moving the folder aside and
+    back moves the run, not the link (which keeps pointing at the new run)."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path.absolute()
+
+
+def aside_folders(output_dir: str | Path) -> list[Path]:
+    """Folders that an --overwrite_output_dir moved aside beside `output_dir` and that are still there (the
     process that moved them was killed before its first checkpoint or before putting them back)."""
-    out = Path(output_dir).absolute()
-    return sorted(p for p in out.parent.glob(f".replaced-{out.name}-*") if p.is_dir()) if out.parent.is_dir() else []
+    out = real_folder(output_dir)
+    if not out.parent.is_dir():
+        return []
+    return sorted(p for p in out.parent.glob(f".replaced-{out.name}-*") if p.is_dir() and not p.is_symlink())
+
+
+def replaced_runs(output_dir: str | Path) -> list[Path]:
+    """The aside folders that hold a run (an empty one, left by a move that failed, is no run)."""
+    return [p for p in aside_folders(output_dir) if is_run_folder(p)]
 
 
 def prepare_output_dir(output_dir: str | Path, overwrite: bool, resuming: bool) -> Path | None:
     """Create the output folder. A run to be replaced is moved aside, not deleted: returns where it went
     (`discard_replaced_run` deletes it once the new run has a checkpoint; `restore_replaced_run` puts
     it back if the new run fails before that)."""
-    out = Path(output_dir)
+    out = real_folder(output_dir)
     aside = None
     if overwrite and not resuming and is_run_folder(out):
         # A fresh, unique name: a folder left by an earlier interrupted overwrite is never touched.
-        aside = Path(tempfile.mkdtemp(prefix=f".replaced-{out.name}-", dir=out.absolute().parent))
-        os.replace(out, aside)  # rename onto the new empty folder: one step
+        aside = Path(tempfile.mkdtemp(prefix=f".replaced-{out.name}-", dir=out.parent))
+        try:
+            os.replace(out, aside)  # rename onto the new empty folder: one step
+        except BaseException:
+            aside.rmdir()
+            raise
     out.mkdir(parents=True, exist_ok=True)
     return aside
 
 
 def discard_replaced_run(aside: Path | None) -> None:
     if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+        remove_entry(aside)
 
 
 def restore_replaced_run(output_dir: str | Path, aside: Path | None) -> None:
     """Put a replaced run back in place of a new run that failed before its first checkpoint."""
     if aside is not None and aside.is_dir():
-        shutil.rmtree(output_dir, ignore_errors=True)
-        os.replace(aside, output_dir)
+        out = real_folder(output_dir)
+        remove_entry(out)
+        os.replace(aside, out)
 
 
 def model_folder(path: str | Path, flag: str = "checkpoint_dir") -> Path:
@@ -217,9 +240,7 @@ def drop_records_after(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= step]
-    partial = path.with_name(f".{path.name}.tmp")
-    partial.write_text("".join(kept))
-    os.replace(partial, path)
+    write_text_atomic(path, "".join(kept))
 
 
 def _step_of(line: str) -> float:
@@ -254,12 +275,12 @@ class RunFolder:
         if self.accelerator.is_main_process:
             try:
                 lock.acquire()
-            except RunFolderLockedError as error:
-                refusal = [str(error)]
+            except (RunFolderLockedError, OutputWriteError) as error:
+                refusal = [error]
         if self.accelerator.num_processes > 1:
             broadcast_object_list(refusal)
         if refusal[0]:
-            raise RunFolderLockedError(refusal[0])
+            raise refusal[0]
         self._lock = lock
 
     def release(self) -> None:
@@ -304,10 +325,10 @@ class RunFolder:
 
     def note_replaced_runs(self) -> None:
         """Name the runs an interrupted --overwrite_output_dir left beside the folder, and what to do."""
+        out = real_folder(self.path) if self.path.is_symlink() else self.path
         for aside in replaced_runs(self.path):
             self.accelerator.print(f"note: {aside} holds a run that an interrupted --overwrite_output_dir moved aside; "
-                                   f"to restore it: rm -rf {self.path} && mv {aside} {self.path}; "
-                                   f"to discard it: rm -rf {aside}")
+                                   f"to restore it: rm -rf {out} && mv {aside} {out}; to discard it: rm -rf {aside}")
 
     def load(self, checkpoint: Path, fingerprint: dict[str, Any], allow_mismatch: bool) -> dict[str, Any]:
         """Check that `checkpoint` was made by a run with this `fingerprint` (or print what differs,
@@ -334,13 +355,19 @@ class RunFolder:
         config.json; a resumed run's metric records after `resumed_step` go (they are logged again).
         The folder must be locked."""
         if self.accelerator.is_main_process:
-            self.replaced_run = prepare_output_dir(self.path, self.overwrite, bool(self.resume_from))
-            if self.replaced_run is not None:
-                print(f"moved the previous run in {self.path} to {self.replaced_run}; it is deleted when this run "
-                      "writes its first checkpoint, and put back if this run fails before that")
-            (self.path / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
-            if self.resume_from:
-                drop_records_after(self.path / "metrics.jsonl", resumed_step)
+            new = not self.path.exists()
+            for empty in set(aside_folders(self.path)) - set(replaced_runs(self.path)):
+                with contextlib.suppress(OSError):
+                    empty.rmdir()  # left empty by a move aside that failed (older versions): nothing to keep
+            with write_errors(self.path / "config.json", self.checkpoints(), partial=self.path if new else None,
+                              then="run the command again"):
+                self.replaced_run = prepare_output_dir(self.path, self.overwrite, bool(self.resume_from))
+                if self.replaced_run is not None:
+                    print(f"moved the previous run in {self.path} to {self.replaced_run}; it is deleted when this run "
+                          "writes its first checkpoint, and put back if this run fails before that")
+                write_text_atomic(self.path / "config.json", json.dumps(run_config, indent=2) + "\n")
+                if self.resume_from:
+                    drop_records_after(self.path / "metrics.jsonl", resumed_step)
         self.accelerator.wait_for_everyone()
 
     def save(self, step: int, state: dict[str, Any], model_config) -> None:
@@ -350,7 +377,7 @@ class RunFolder:
         accelerator = self.accelerator
         final, tmp = self.path / f"step_{step}", self.path / f".tmp-step_{step}"
         if accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_entry(tmp)  # a link there is unlinked: nothing is written through it
         accelerator.wait_for_everyone()
         with write_errors(final, self.checkpoints(), partial=tmp):
             accelerator.save_state(str(tmp))  # every rank saves its part (sharded optimizers need this)
@@ -359,7 +386,7 @@ class RunFolder:
                 model_config.to_json_file(tmp / "config.json")  # step_N/ loads with from_pretrained too
                 (tmp / TRAINER_STATE).write_text(json.dumps(state))
                 write_manifest(tmp)
-                shutil.rmtree(final, ignore_errors=True)
+                remove_entry(final)
                 os.replace(tmp, final)  # a crash before this line leaves only the .tmp- folder
                 discard_replaced_run(self.replaced_run)  # the new run can now be resumed: the old one goes
                 self.replaced_run = None
@@ -373,6 +400,11 @@ class RunFolder:
                 save_model_folder(folder, model_config, state_dict)
         self.accelerator.wait_for_everyone()
         return folder
+
+    def writing(self, target: Path) -> contextlib.AbstractContextManager:
+        """A failed write of `target` (metrics.jsonl, a picture) stops the run with one line naming the newest
+        checkpoint to resume from."""
+        return write_errors(target, self.checkpoints())
 
     def close(self, failed: bool) -> None:
         """Release the lock; a run replaced by --overwrite_output_dir is put back if this run failed

@@ -28,12 +28,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from genie.checkpointing.checkpoint import one_line_write_errors, write_failure_cause
-from genie.checkpointing.lock import RunLock
 from genie.data.raw_tokens import write_token_dataset
 from genie.data.tokenizers import CodebookTokenizer, fit_codebook
 from genie.errors import ConfigError, RecordingStopped, RecordingWriteError, check_flag
-from genie.files import atomic_directory
+from genie.files import RunLock, atomic_directory, one_line_write_failures, write_failure
 
 ACTION_STREAM = "ale_action"  # the action stream's name in actions/ and in a model config's action_dims
 NUM_ALE_ACTIONS = 18  # ALE's full joystick action set; every game's minimal set is a subset of it
@@ -274,7 +272,8 @@ def check_writable(spec: RecordingSpec, target: Path) -> None:
         if target.exists() and not os.access(target, os.W_OK):
             raise PermissionError(errno.EACCES, "cannot be written", str(target))
     except OSError as error:
-        cause = write_failure_cause(error, target) or str(error)
+        failure = write_failure(error, target)
+        cause = failure[0] if failure else str(error)
         raise ConfigError(f"cannot write --output_dir {target}: {cause} ({where}); choose a folder you may "
                           "write, or fix its permissions") from None
     total, largest = output_sizes(spec)
@@ -377,14 +376,10 @@ class StopOnSignal:
 def write_recording(target: Path, splits: dict[str, tuple[list[Episode], np.ndarray]], tokenizer: CodebookTokenizer,
                     spec: RecordingSpec) -> None:
     """Write train/ and val/ aside (a temporary sibling folder) and rename it to `target` when complete. A
-    failed write (a full disk, a quota, the file size limit, no permission: see write_failure_cause) is a
-    one-line RecordingWriteError, with the partial folder removed."""
-    staged = []
-    with one_line_write_errors(target, lambda cause, where: RecordingWriteError(
-            f"could not write --output_dir {target}: {cause} ({where or target.parent}); nothing was written: free "
-            "space, raise the limit or fix permissions, then record again"), lambda: next(iter(staged), None)):
-        with atomic_directory(target) as folder:
-            staged.append(folder)
+    failed write (a full disk, a quota, the file size limit, no permission: genie/files.py write_failure) is
+    a one-line RecordingWriteError, with the partial folder removed."""
+    with one_line_write_failures(target, "nothing was written", "record again", error_type=RecordingWriteError):
+        with atomic_directory(target) as folder:  # removes its partial folder on any failure
             for name, (episodes, tokens) in splits.items():
                 write_split(folder / name, episodes, tokens, tokenizer, spec)
 

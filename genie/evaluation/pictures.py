@@ -13,6 +13,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from genie.data.tokenizers import Tokenizer, tokenizer_for_folder  # noqa: E402
+from genie.files import atomic_file, make_folder, one_line_write_failures  # noqa: E402
 
 
 def save_grid(path: str | Path, rows: Sequence[tuple], tokenizer: Tokenizer,
@@ -42,9 +43,17 @@ def save_grid(path: str | Path, rows: Sequence[tuple], tokenizer: Tokenizer,
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    return _save_figure(fig, path, dpi)
+
+
+def _save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write `fig` as a PNG at `path` through a temporary name (a failed write leaves nothing) and close it."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -68,7 +77,8 @@ def save_gif(path: str | Path, videos: Sequence[np.ndarray], tokenizer: Tokenize
         draw.text((4, strip.shape[0] + 21), f"t = {t}: {what}" if num_prompt else f"t = {t}", fill="black")
         frames.append(canvas)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    with atomic_file(path) as tmp:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return Path(path)
 
 
@@ -103,8 +113,11 @@ def masked_prediction_writer(output_dir: str | Path, val_dir: str | Path, side: 
         for i, (inp, pred, true) in enumerate(zip(grid(input_ids), grid(predictions), grid(labels))):
             rows += [(f"#{i} masked input", inp), (f"#{i} prediction", np.where(inp == mask_token_id, pred, inp)),
                      (f"#{i} truth", true)]
-        return save_grid(Path(output_dir) / "pictures" / f"eval_step_{step}.png", rows, tokenizer, mask_token_id,
-                         title=f"step {step}: masked input (magenta = masked, ratio {ratio:g}) | prediction | truth")
+        path = Path(output_dir) / "pictures" / f"eval_step_{step}.png"
+        with one_line_write_failures(path, "nothing partial was left", "resume with --resume_from_checkpoint latest"):
+            make_folder(path.parent)  # pictures/ of the run folder: a link there is removed, never written through
+            return save_grid(path, rows, tokenizer, mask_token_id,
+                             title=f"step {step}: masked input (magenta = masked, ratio {ratio:g}) | prediction | truth")
 
     return write
 
@@ -137,10 +150,7 @@ def plot_eval_report(report: dict, path: str | Path) -> Path:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save_figure(fig, path)
 
 
 def _plot_changed_tokens(ax, report: dict) -> None:

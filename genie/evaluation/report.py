@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from genie.errors import ConfigError
+from genie.files import atomic_file, one_line_write_failures
 
 EVAL_OUTPUTS = ("eval.json", "eval.md", "eval.png")
 
@@ -26,16 +26,21 @@ def check_eval_output_dir(output_dir: str | Path | None) -> None:
 
 def write_eval_outputs(report: dict[str, Any], output_dir: str | Path) -> Path:
     """eval.json (every number), eval.md (the table) and eval.png (metrics per frame and horizon) in
-    `output_dir`; eval.json is written last, so its presence means the evaluation finished."""
+    `output_dir`. All three are written aside and renamed into place together, eval.json last, so its
+    presence means the evaluation finished; a failed write (a full disk, a quota, ...) is one line and
+    leaves the folder as it was."""
     from genie.evaluation.pictures import plot_eval_report  # matplotlib only where a picture is drawn
 
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.md").write_text(format_report(report) + "\n")
-    plot_eval_report(report, out / "eval.png")
-    partial = out / ".eval.json.tmp"
-    partial.write_text(json.dumps(json_safe(report), indent=2) + "\n")
-    os.replace(partial, out / "eval.json")
+    with one_line_write_failures(out / "eval.json", "nothing was replaced or left half-written there",
+                                 "run the evaluation again", partial=[] if out.exists() else [out]):
+        out.mkdir(parents=True, exist_ok=True)
+        # Renamed in the reverse order: eval.png, eval.md, then eval.json; none if any write fails.
+        with atomic_file(out / "eval.json") as json_file, atomic_file(out / "eval.md") as md_file, \
+                atomic_file(out / "eval.png") as png_file:
+            md_file.write_text(format_report(report) + "\n")
+            plot_eval_report(report, png_file)
+            json_file.write_text(json.dumps(json_safe(report), indent=2) + "\n")
     return out / "eval.json"
 
 

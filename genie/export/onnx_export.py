@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ import torch
 from torch import nn
 
 from genie.errors import OnnxExportError
-from genie.export.record import FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, past_input_names
-from genie.files import file_sha256
+from genie.export.record import EXPORT_FILES, FULL_GRAPH, RECORD, RECORD_FORMAT, STEP_GRAPH, past_input_names
+from genie.files import file_sha256, one_line_write_failures, remove_entry
 from genie.model.attention import ConcatKVCache
 from genie.model.stmaskgit import STMaskGIT
 
@@ -35,6 +36,7 @@ from genie.model.stmaskgit import STMaskGIT
 # Runtime runs both at the same speed (python -m scripts.bench --only onnx, docs/performance.md). The TorchScript
 # exporter stays as a fallback. Each exporter's opset: the newest it supports well.
 EXPORTERS = {"dynamo": 18, "torchscript": 17}
+STAGING = ".tmp-export"  # where an export is written before it is moved into place
 
 
 class FullGraph(nn.Module):
@@ -107,9 +109,9 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | 
     """Write full.onnx (and cached_step.onnx for a causal model) and config.json; check every graph
     with onnx.checker. `weights_sha256` (of the model.safetensors exported) goes into the record, so
     that the ONNX Runtime backend can tell whether the export belongs to a checkpoint. `exporter`:
-    dynamo (default) or torchscript. Returns the record."""
-    import onnx
-
+    dynamo (default) or torchscript. Returns the record. The export is written aside (`.tmp-export/` in
+    `output_dir`) and moved into place when complete: a failed write (a full disk, a quota, ...) is one line
+    and leaves the folder as it was."""
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter {exporter!r} must be one of {sorted(EXPORTERS)}")
     if exporter == "dynamo":
@@ -120,8 +122,24 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | 
                                   "or pass --exporter torchscript") from None
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model = model.eval().float()
+    staging = output_dir / STAGING
+    with one_line_write_failures(output_dir, "nothing of this export was left there (an earlier export in it is kept)",
+                                 "export again", partial=[staging] if output_dir.exists() else [output_dir]):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        remove_entry(staging)  # left by a killed export, or a link: never written through
+        staging.mkdir()
+        try:
+            record = _write_export(model.eval().float(), staging, weights_sha256, exporter)
+            _publish(staging, output_dir, record)
+        finally:
+            remove_entry(staging)
+    return record
+
+
+def _write_export(model: STMaskGIT, folder: Path, weights_sha256: str | None, exporter: str) -> dict[str, Any]:
+    """Every graph, checked, and the record, into `folder`; returns the record."""
+    import onnx
+
     graphs = {"full": (FullGraph(model), FULL_GRAPH, False)}
     if model.config.causal:
         graphs["cached_step"] = (CachedStepGraph(model), STEP_GRAPH, True)
@@ -134,15 +152,25 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | 
             # Quiet: the TorchScript exporter's deprecation notices, the dynamo exporter's "torchvision is
             # not installed" lines (it registers torchvision's operators when it can).
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, _example_inputs(model, cached), str(output_dir / filename),
+            torch.onnx.export(module, _example_inputs(model, cached), str(folder / filename),
                               dynamo=exporter == "dynamo", input_names=spec["inputs"], output_names=spec["outputs"],
                               dynamic_axes=spec["dynamic_axes"], opset_version=EXPORTERS[exporter], verbose=False,
                               **({"external_data": False} if exporter == "dynamo" else {}))  # one file per graph
-        onnx.checker.check_model(str(output_dir / filename))
-        record["graphs"][name] = {"file": filename, "sha256": file_sha256(output_dir / filename),
+        onnx.checker.check_model(str(folder / filename))
+        record["graphs"][name] = {"file": filename, "sha256": file_sha256(folder / filename),
                                   "inputs": spec["inputs"], "outputs": spec["outputs"]}
-    (output_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    (folder / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _publish(staging: Path, output_dir: Path, record: dict[str, Any]) -> None:
+    """Move a complete export into place, the record last (a link at a name is replaced, never followed); a
+    graph file of an earlier export that this one lacks goes first."""
+    names = [graph["file"] for graph in record["graphs"].values()]
+    for stale in set(EXPORT_FILES) - {RECORD, *names}:
+        remove_entry(output_dir / stale)
+    for name in [*names, RECORD]:
+        os.replace(staging / name, output_dir / name)
 
 
 @contextlib.contextmanager

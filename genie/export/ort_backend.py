@@ -70,6 +70,36 @@ def _session(onnx_dir: Path, filename: str, options: Any, providers: list[str]) 
                               "model again with scripts/export_onnx.py") from error
 
 
+def graph_dims(config: GenieConfig) -> dict[str, list[int | None]]:
+    """The dims every graph input and output must have for `config` (None: a dynamic axis)."""
+    head = [config.S, config.num_heads, config.d_model // config.num_heads]
+    dims = {"tokens": [None, None, config.S], "committed_tokens": [None, None, config.S],
+            "actions": [None, None, config.action_dim],
+            "logits": [None, None, config.S, config.num_factored_vocabs, config.factored_vocab_size],
+            "committed_keys": [None, config.num_layers, None, *head],
+            "committed_values": [None, config.num_layers, None, *head]}
+    return {**dims, **{name: [None, None, *head] for name in past_input_names(config.num_layers)}}
+
+
+def check_graph_shapes(onnx_dir: Path, graph: dict[str, Any], session: Any, config: GenieConfig) -> None:
+    """A graph must take the inputs its record lists, with the shapes of the recorded model config: graphs of
+    another model under a forged record are one line here, not ONNX Runtime's error at the first run."""
+    fix = "export the model again with scripts/export_onnx.py"
+    names = [i.name for i in session.get_inputs()]
+    if sorted(names) != sorted(graph["inputs"]):
+        raise OnnxExportError(f"--onnx_dir {onnx_dir}: {graph['file']} takes the inputs {names}, not the "
+                              f"{graph['inputs']} its {RECORD} lists; {fix}")
+    expected = graph_dims(config)
+    for value in [*session.get_inputs(), *session.get_outputs()]:
+        want = expected.get(value.name)
+        got = [d if isinstance(d, int) else None for d in value.shape]
+        fits = want is None or (len(got) == len(want) and all(None in (g, w) or g == w for g, w in zip(got, want)))
+        if not fits:
+            shown = lambda dims: "(" + ", ".join("*" if d is None else str(d) for d in dims) + ")"  # noqa: E731
+            raise OnnxExportError(f"--onnx_dir {onnx_dir}: {graph['file']} is not a graph of the model its {RECORD} "
+                                  f"records ({value.name} is {shown(got)}, that model's is {shown(want)}); {fix}")
+
+
 class OnnxRuntimeModel:
     """An exported model run by ONNX Runtime; satisfies genie.protocols.MaskGITModel.
 
@@ -88,6 +118,8 @@ class OnnxRuntimeModel:
         self.sessions = {name: _session(onnx_dir, graph["file"], options, providers or ["CPUExecutionProvider"])
                          for name, graph in record["graphs"].items()}
         self.graphs = record["graphs"]
+        for name, session in self.sessions.items():
+            check_graph_shapes(onnx_dir, self.graphs[name], session, self.config)
 
     @property
     def mask_token_id(self) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 import submitit
 
 from genie.errors import ConfigError, StudyJobsFailed
-from genie.studies.jobs import (JOBS_FILE, JobRecord, StudyJob, job_record, job_state, read_jobs,
+from genie.studies.jobs import (JOBS_FILE, StudyJob, job_record, job_state, read_jobs,
                                 write_jobs)
 from genie.studies.report import Cell, write_report
 from genie.studies.runner import Progress, RunnerOptions, phases, plan, run_labels

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 import genie
-from genie.checkpointing.lock import RunLock
+from genie.files import RunLock
 from genie.checkpointing.run_folder import is_run_folder
 from genie.data.builtin import WORLD_VERSION
 from genie.errors import RunStopped

@@ -1,24 +1,31 @@
 """Metrics logging: always to metrics.jsonl (main process), and to the Accelerate trackers (wandb/tensorboard)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from PIL import Image
 
+from genie.files import append_line
+
 
 class MetricsLogger:
-    def __init__(self, path: Path, accelerator: Accelerator):
+    """`writing(path)`: a context in which a failed write of metrics.jsonl becomes one line (the run folder's)."""
+
+    def __init__(self, path: Path, accelerator: Accelerator,
+                 writing: Callable[[Path], contextlib.AbstractContextManager] = lambda path: contextlib.nullcontext()):
         self.path = Path(path)
         self.accelerator = accelerator
+        self.writing = writing
 
     def log(self, record: dict[str, Any]) -> None:
         """Append one JSON line (step plus scalars); non-finite numbers are written as strings.
@@ -28,8 +35,8 @@ class MetricsLogger:
             return
         clean = {k: (str(v) if isinstance(v, Path) else v if not isinstance(v, float) or math.isfinite(v) else str(v))
                  for k, v in record.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps(clean) + "\n")
+        with self.writing(self.path):
+            append_line(self.path, json.dumps(clean) + "\n")  # never through a link; a failed write leaves no half line
         scalars = {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
         images = {k: v for k, v in record.items() if isinstance(v, Path) and v.suffix == ".png"}
         if self.accelerator.trackers:

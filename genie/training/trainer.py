@@ -68,9 +68,9 @@ class Trainer:
             self.run_folder.create(self._run_config(run_info or {}), self.step)
             self._init_trackers()
         except BaseException:
-            self.run_folder.release()
+            self.run_folder.close(failed=True)  # the lock goes; a run moved aside comes back
             raise
-        self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.accelerator)
+        self.logger = MetricsLogger(self.output_dir / "metrics.jsonl", self.accelerator, self.run_folder.writing)
         self.progress: tqdm | None = None
         self.stop: StopRequest | None = None
         self.meter = TrainingMeter(self.accelerator.device)

@@ -182,7 +182,7 @@ def test_a_study_of_named_arms_only_has_exactly_those_arms(tmp_path):
 
 
 def test_the_runner_never_deletes_a_run_another_runner_is_training(tmp_path):
-    from genie.checkpointing.lock import RunLock
+    from genie.files import RunLock
     from genie.errors import RunFolderLockedError
     from genie.studies.runs import remove_unfinished
 

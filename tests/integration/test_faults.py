@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 import train
 from genie.checkpointing.checkpoint import same_weights
-from genie.checkpointing.lock import RunLock, lock_path
+from genie.files import RunLock, lock_path
 from genie.checkpointing.manifest import write_manifest
 from genie.cli import run_cli
 from genie.training.run_logging import read_metrics, training_losses

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import train
-from genie.checkpointing.lock import RunLock
+from genie.files import RunLock
 from tests.conftest import REPO_ROOT, one_line_error, run_argv, snapshot
 
 

@@ -17,6 +17,9 @@ def test_first_reached_is_the_first_scored_step_meeting_each_target():
     assert first_reached(points, TARGETS) == {"changed_accuracy >= 0.5": 100, "changed_cross_entropy <= 2": 150,
                                               "all": 200}
     assert first_reached(points[:2], TARGETS)["all"] is None
+    below_unigram = (("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),)
+    with_reference = [p | {"changed_unigram_cross_entropy": 2.0} for p in points]
+    assert first_reached(with_reference, below_unigram)["changed_cross_entropy <= changed_unigram_cross_entropy"] == 150
 
 
 def test_training_seconds_charge_stage_one_and_exclude_evaluation():
@@ -49,7 +52,7 @@ def test_a_tiny_speedrun_trains_scores_times_and_reports(tiny_data, tiny_config_
     assert "| muon | changed_accuracy >= 0.65 |" in table and (tmp_path / "out" / "speedrun.png").is_file()
     # a rerun trains and scores nothing again: same scores
     before = (tmp_path / "out" / "runs").stat().st_mtime_ns
-    again = run_speedrun(settings)
+    run_speedrun(settings)
     evals_again = [json.loads(x) for x in (tmp_path / "out" / "speedrun.jsonl").read_text().splitlines()]
     assert [r for r in evals_again if r["kind"] == "eval"] == [r for r in records if r["kind"] == "eval"]
     summaries_again = {r["variant"]: r for r in evals_again if r["kind"] == "summary"}

@@ -1,4 +1,6 @@
 """The 1X download command, with the hub client stubbed (no network in tests)."""
+from pathlib import Path
+
 import pytest
 
 from genie.errors import ConfigError
@@ -7,7 +9,17 @@ from tests.conftest import run_script
 
 def test_download_asks_the_hub_for_the_splits_and_checkpoints(tmp_path, monkeypatch):
     calls = []
-    fake = lambda **kwargs: calls.append(kwargs)  # noqa: E731
+
+    def fake(**kwargs):  # what the hub client leaves: the folders asked for, with their files
+        calls.append(kwargs)
+        for pattern in kwargs.get("allow_patterns", []):
+            (Path(kwargs["local_dir"]) / pattern.rstrip("/*")).mkdir(parents=True)
+            (Path(kwargs["local_dir"]) / pattern.rstrip("/*") / "metadata.json").write_text("{}")
+        if kwargs["repo_type"] == "model":
+            for name in ("config.json", "model.safetensors"):
+                (Path(kwargs["local_dir"]) / name).parent.mkdir(parents=True, exist_ok=True)
+                (Path(kwargs["local_dir"]) / name).write_text("{}")
+
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake)
     folders = run_script("download_1x", ["--version", "v1.1", "--models", "GENIE_35M", "--output_dir", str(tmp_path)])
     assert calls == [{"repo_id": "1x-technologies/worldmodel", "repo_type": "dataset", "local_dir": str(tmp_path),
