@@ -182,6 +182,7 @@ def evaluate_batches(model: MaskGITModel, batches: Iterable[dict[str, torch.Tens
     """The report over `batches` of windows ({"input_ids": (B, T, S), "actions"?}); `gather` collects
     per-window rows from all processes (identity on one process)."""
     totals: dict[str, torch.Tensor] = {}
+    per_window: dict[str, list[torch.Tensor]] = {}
     num_windows, tokens_per_frame = 0, None
     for index, batch in enumerate(batches):
         tokens = batch["input_ids"].to(device)
@@ -189,12 +190,44 @@ def evaluate_batches(model: MaskGITModel, batches: Iterable[dict[str, torch.Tens
         sums = timed_scores(model, tokens, actions, options, index, log_probs, decode_pixels)
         sums = {k: gather(v.to(device)).double().cpu() for k, v in sums.items()}
         accumulate(totals, sums)
+        for key in MARGIN_KEYS & set(sums):  # each window's changed-token sums, for the margins' intervals
+            per_window.setdefault(key, []).append(sums[key].reshape(len(sums[key]), -1).sum(dim=1))
         num_windows += len(sums["tf_ce"])
         tokens_per_frame = tokens.shape[-1]
     if not num_windows:
         raise ValueError("no validation window was evaluated")
     pixels = None if decode_pixels is None else decode_pixels(tokens[:1, :1].cpu()).shape[-1]
-    return summarize(totals, num_windows, tokens_per_frame, pixels, peak, options.first_frame)
+    report = summarize(totals, num_windows, tokens_per_frame, pixels, peak, options.first_frame)
+    report["changed_margins"] = changed_margins({k: torch.cat(v).numpy() for k, v in per_window.items()}, options.seed)
+    return report
+
+
+# (model's per-window sum, reference's, what the margin is called) on the changed tokens
+MARGINS = (("tf_ce_changed", "unigram_ce_changed", "cross_entropy_vs_unigram"),
+           ("tf_correct_changed", "unigram_correct_changed", "accuracy_vs_most_frequent"),
+           ("tf_argmax_correct_changed", "unigram_correct_changed", "argmax_accuracy_vs_most_frequent"))
+MARGIN_KEYS = {key for margin in MARGINS for key in margin[:2]} | {"changed_tokens"}
+
+
+def changed_margins(per_window: dict[str, np.ndarray], seed: int, resamples: int = 2000) -> dict[str, Any]:
+    """The model's margin over each reference on the changed tokens (model - reference, per changed
+    token) with a 95% bootstrap interval over windows (windows resampled with replacement, seeded), and
+    how many windows and changed tokens it rests on: a small evaluation says how little it shows."""
+    changed = per_window.get("changed_tokens")
+    if changed is None or changed.sum() == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(changed), size=(resamples, len(changed)))
+    denominators = changed[draws].sum(axis=1)
+    margins = {}
+    for model_key, reference_key, name in MARGINS:
+        if model_key in per_window and reference_key in per_window:
+            difference = per_window[model_key] - per_window[reference_key]
+            boot = difference[draws].sum(axis=1)[denominators > 0] / denominators[denominators > 0]
+            margins[name] = {"margin": float(difference.sum() / changed.sum()), "low": float(np.percentile(boot, 2.5)),
+                             "high": float(np.percentile(boot, 97.5)), "windows": int(len(changed)),
+                             "changed_tokens": int(changed.sum())}
+    return margins
 
 
 def dataset_batches(dataset, batch_size: int, max_examples: int | None = None, progress: bool = False):

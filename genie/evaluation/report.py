@@ -122,22 +122,40 @@ def headline(report: dict[str, Any]) -> str:
     label = "accuracy" if accuracy == "accuracy" else "first-pass accuracy"
     if report.get(accuracy) is not None:
         parts.append(_versus(label, report[accuracy], refs_acc, lower=False, failures=failures))
+    margins, unclear = report.get("changed_margins") or {}, []
     if report.get("changed_cross_entropy") is not None:
         changed = [_versus("CE", report["changed_cross_entropy"], {"unigram": report.get("changed_unigram_cross_entropy")},
-                           lower=True, failures=failures, where="changed tokens")]
+                           lower=True, failures=failures, where="changed tokens")
+                   + _margin(margins.get("cross_entropy_vs_unigram"), "the unigram on CE", unclear)]
         if report.get(f"changed_{accuracy}") is not None:
             changed.append(_versus(label, report[f"changed_{accuracy}"],
                                    {"most frequent token": report.get("changed_unigram_accuracy")}, lower=False,
-                                   failures=failures, where="changed tokens"))
+                                   failures=failures, where="changed tokens")
+                           + _margin(margins.get(f"{accuracy}_vs_most_frequent"),
+                                     f"the most frequent token on {label}", unclear))
         parts.append(f"on the {report['changed_fraction']:.1%} changed tokens " + ", ".join(changed)
                      + " (copy scores 0 there)")
     line = "model " + "; ".join(parts) + "."
     if failures:
         line += (" The model does NOT beat " + "; ".join(failures) + ": it has not learned the dynamics"
                  + (" there." if all("changed" in f for f in failures) else "."))
+    elif unclear:
+        line += (" The model is ahead of every reference, but not distinguishable from " + "; ".join(unclear)
+                 + " on the changed tokens: the 95% interval over windows includes 0.")
     else:
         line += " The model beats every reference."
     return line
+
+
+def _margin(margin: dict[str, Any] | None, reference: str, unclear: list[str]) -> str:
+    """The margin over a reference on the changed tokens with its interval and what it rests on; a
+    margin whose interval includes 0 is noted in `unclear`."""
+    if not margin:
+        return ""
+    if margin["low"] <= 0 <= margin["high"]:
+        unclear.append(reference)
+    return (f" (margin {margin['margin']:+.4f} [{margin['low']:+.4f}, {margin['high']:+.4f}] over "
+            f"{margin['windows']} windows, {margin['changed_tokens']:,} changed tokens)")
 
 
 def _versus(metric: str, value: float, references: dict[str, float | None], lower: bool, failures: list[str],

@@ -126,3 +126,28 @@ def test_a_batch_of_one_window_is_left_out_of_action_sensitivity():
     batches = [{k: v[:1] for k, v in b.items()} for b in windows(seed=5)] + windows(seed=6, batches=1)
     report = report_of(ScriptedModel(copy_previous), batches)
     assert report["action_sensitivity_windows"] == 4  # only the batch of four could be shuffled
+
+
+def test_changed_margins_have_bootstrap_intervals_and_a_small_evaluation_says_not_distinguishable():
+    import numpy as np
+
+    from genie.evaluation.loop import changed_margins
+    from genie.evaluation.report import headline
+
+    windows = {"changed_tokens": np.full(28, 10.0), "tf_correct_changed": np.array([3.0, 2.0] * 14),
+               "unigram_correct_changed": np.array([2.0, 3.0] * 13 + [2.0, 2.0])}
+    margins = changed_margins(windows, seed=0)
+    accuracy = margins["accuracy_vs_most_frequent"]
+    assert accuracy["margin"] == pytest.approx((70 - 69) / 280) and accuracy["windows"] == 28
+    assert accuracy["changed_tokens"] == 280 and accuracy["low"] < 0 < accuracy["high"]
+    assert changed_margins(windows, seed=0) == margins  # seeded
+    report = {"cross_entropy": 0.3, "unigram_cross_entropy": 2.9, "accuracy": 0.95, "copy_previous_accuracy": 0.9,
+              "unigram_accuracy": 0.2, "changed_fraction": 0.1, "changed_cross_entropy": 2.0,
+              "changed_unigram_cross_entropy": 3.0, "changed_accuracy": 70 / 280, "changed_unigram_accuracy": 69 / 280,
+              "changed_margins": margins}
+    line = headline(report)
+    assert "over 28 windows, 280 changed tokens" in line
+    assert line.endswith("not distinguishable from the most frequent token on accuracy on the changed tokens: the "
+                         "95% interval over windows includes 0.")
+    clear = dict(report, changed_margins={})
+    assert headline(clear).endswith("The model beats every reference.")
