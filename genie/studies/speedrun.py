@@ -143,8 +143,9 @@ def run_key(world: World, variant: Variant, seed: int, settings: SpeedrunSetting
     """A folder name that changes with anything that changes the run's result."""
     import hashlib
 
-    identity = json.dumps([dataclasses.asdict(world), dataclasses.asdict(variant), seed, settings.eval_every],
-                          sort_keys=True, default=str)
+    trained_on = {"genie_config": world.genie_config, "data_dir": world.data_dir}  # not the targets: they score
+    identity = json.dumps([trained_on, dataclasses.asdict(variant), seed, settings.eval_every], sort_keys=True,
+                          default=str)
     return f"seed{seed}-{hashlib.sha1(identity.encode()).hexdigest()[:10]}"
 
 
