@@ -381,7 +381,7 @@ def plot_curves(curves: dict[str, tuple[Variant, dict[int, list[dict[str, Any]]]
     if unigram is not None:
         ax.axhline(unigram, color="grey", linestyle="--", label="unigram (changed tokens)")
     for metric, _, value in world.targets:
-        if metric == "changed_cross_entropy":
+        if metric == "changed_cross_entropy" and not isinstance(value, str):  # a named reference is drawn above
             ax.axhline(value, color="black", linestyle=":", label=f"target {value:g}")
     ax.set(xlabel="training seconds (steps x ABBA-timed s/step, 1 thread; stage 1 included)",
            ylabel="val changed-token CE (nats/token)", title="Time to dynamics")
