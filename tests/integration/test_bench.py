@@ -21,7 +21,8 @@ def test_bench_smoke_prints_one_json_line_per_benchmark():
                          f"onnx_exporter_{size}_2steps", *[f"onnxruntime_generation_{size}_{steps}steps"
                                                            for steps in (2, 8)])],
                      "ort_attention_tiny", "ort_attention_mid", "v2_open_and_index", "train_step_v2_tiny",
-                     "bf16_train_step_mid", "bf16_generation_tiny_2steps"]
+                     "bf16_train_step_mid", "bf16_generation_tiny_2steps", "eval_in_training_masked_pretrain",
+                     "eval_in_training_autoregressive"]
     for line in lines:
         assert line["ours"] > 0 and line["naive"] > 0 and line["ratio"] > 0 and line["peak_rss_mb"] > 0
         assert line["ratio_min"] <= line["ratio"] <= line["ratio_max"] and line["rounds"] == 2

@@ -54,6 +54,7 @@ FIELD_CHANGES = {
     "prompt_frame_period": ({}, {"prompt_frame_period": 2}),
     "lattice_stride": ({}, {"lattice_stride": 2}),
     "lattice_offset": ({"lattice_stride": 2}, {"lattice_offset": 1}),
+    "dynamics_focus": ({"mask_pattern": "dynamics"}, {"dynamics_focus": 0.9}),
 }
 
 
