@@ -244,10 +244,11 @@ def dataset_batches(dataset, batch_size: int, max_examples: int | None = None, p
 def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path | None = None,
                         val_data_dir: str | Path | None = None, options: EvalOptions | None = None,
                         batch_size: int = 8, max_examples: int | None = None, stride: int | None = None,
-                        data: DataOptions | None = None) -> dict[str, Any]:
+                        data: DataOptions | None = None, log_probs: np.ndarray | None = None) -> dict[str, Any]:
     """The full report of a saved model on a val split (built-in data by default): teacher-forced
     metric, rollouts, and the unigram and copy references on the same windows. Windows are the
-    config's T frames, non-overlapping, at 2 Hz unless `stride` is given."""
+    config's T frames, non-overlapping, at 2 Hz unless `stride` is given. `log_probs`: the training
+    unigram when the caller has it already (several checkpoints of one run share it), else it is read."""
     options = options or EvalOptions()
     model = STMaskGIT.from_pretrained(checkpoint_dir).eval()
     config = model.config
@@ -257,7 +258,8 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
     train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config, data)
     val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir, data), data=data)
     options = options_for_dataset(options, val_set)
-    log_probs = unigram_log_probs(open_dataset(train_dir, config, data=data).frame_arrays(), config.image_vocab_size)
+    if log_probs is None:
+        log_probs = unigram_log_probs(open_dataset(train_dir, config, data=data).frame_arrays(), config.image_vocab_size)
     decode_pixels, peak = pixel_decoder(val_set.metadata, config.h, val_set.data_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     report = evaluate_batches(model.to(device), dataset_batches(val_set, batch_size, max_examples, progress=True), options,

@@ -19,8 +19,11 @@ from typing import Any
 
 from genie.checkpointing.run_folder import is_run_folder, step_folders
 from genie.errors import ConfigError, RunStopped, check_flag
+from genie.studies.stats import mean_interval
 from genie.evaluation.loop import evaluate_checkpoint
-from genie.evaluation.scores import EvalOptions
+from genie.data import open_dataset, resolve_data_dirs
+from genie.evaluation.scores import EvalOptions, unigram_log_probs
+from genie.model.config import GenieConfig
 from genie.training.arguments import TrainingArguments
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
 from genie.training.stages import HandOffArguments, run_autoregressive, run_masked_pretrain
@@ -197,13 +200,18 @@ def score_run(world: World, stage2: Path, settings: SpeedrunSettings) -> list[di
     scores = {r["step"]: r for r in map(json.loads, cache.read_text().splitlines())} if cache.is_file() else {}
     data = (Path(world.data_dir) / "train", Path(world.data_dir) / "val") if world.data_dir else (None, None)
     options = EvalOptions(rollout=False, action_sensitivity=False, seed=0)
+    unigram = None  # the training tokens' unigram, read once for all checkpoints of the run
     for folder in reversed(step_folders(stage2)):
         step = int(folder.name.split("_")[1])
         if step in scores:
             continue
+        if unigram is None:
+            config = GenieConfig.from_json_file(folder / "config.json")
+            train_dir = resolve_data_dirs(*data, config)[0]
+            unigram = unigram_log_probs(open_dataset(train_dir, config).frame_arrays(), config.image_vocab_size)
         start = time.perf_counter()
         report = evaluate_checkpoint(folder, *data, options=options, batch_size=16, max_examples=settings.eval_windows,
-                                     stride=world.stride)
+                                     stride=world.stride, log_probs=unigram)
         scores[step] = {"step": step, **{k: report.get(k) for k in SCORED}, "num_windows": report["num_windows"],
                         "eval_seconds": time.perf_counter() - start}
         with cache.open("a") as f:
@@ -293,18 +301,6 @@ def training_seconds(variant: Variant, name: str, step: int, timing: dict[str, A
     stages = timing["stages"]
     stage1 = variant.stage1_steps * stages[f"{name}/stage1"]["s_per_step"] if variant.stage1_steps else 0.0
     return stage1 + step * stages[f"{name}/stage2"]["s_per_step"]
-
-
-def mean_interval(values: list[float]) -> dict[str, float | None]:
-    """Mean and its 95% Student-t interval (None for the interval with fewer than 2 values)."""
-    from genie.studies.stats import mean_std
-    from scipy import stats
-
-    if not values:
-        return {"mean": None, "low": None, "high": None}
-    mean, std = mean_std(values)
-    half = stats.t.ppf(0.975, len(values) - 1) * std / len(values) ** 0.5 if len(values) > 1 else None
-    return {"mean": mean, "low": None if half is None else mean - half, "high": None if half is None else mean + half}
 
 
 def summarize_variant(name: str, variant: Variant, runs: dict[int, list[dict[str, Any]]], world: World,

@@ -17,6 +17,17 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def mean_interval(values: list[float], confidence: float = 0.95) -> dict[str, float | None]:
+    """Mean and its Student-t interval, mean ± t_{n-1} * sd / sqrt(n) (None where there are too few values)."""
+    if not values:
+        return {"mean": None, "low": None, "high": None}
+    mean, std = mean_std(values)
+    if len(values) < 2:
+        return {"mean": mean, "low": None, "high": None}
+    half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * std / len(values) ** 0.5
+    return {"mean": mean, "low": mean - half, "high": mean + half}
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """arm - baseline, paired by seed: the mean difference, its 95% t interval and the paired t test's

@@ -10,24 +10,24 @@ import numpy as np
 from genie.errors import DataFormatError
 
 
-def data_line(what: str, dataset: Any, layout: str) -> str:
-    """`what`: the folder, its layout, its windows and (where the format has them) its segments."""
+def data_line(what: str, dataset: Any, layout: str, view: dict[str, Any] | None = None) -> str:
+    """`what`: the folder, its layout, its windows and (where the format has them) its segments; `view`
+    is the trainer's record of what it kept of the split (a fraction of its segments, withheld actions)."""
     line = f"{what}: {dataset.data_dir} ({layout} layout): {len(dataset):,} windows of {dataset.window_size} frames"
-    segments = _segments(dataset)
-    if segments is not None:
-        line += f" from {segments} segments"
-    if getattr(dataset, "actions_withheld", False) or type(dataset).__name__ == "WithoutActions":
+    view = view or {}
+    if "train_segments" in view:
+        line += f" from {view['train_segments']['segments']:,} of {view['train_segments']['of_segments']:,} segments"
+    elif (segments := _segments(dataset)) is not None:
+        line += f" from {segments:,} segments"
+    if view.get("actions_withheld"):
         line += ", actions withheld"
     return line + (f", stride {dataset.stride}" if getattr(dataset, "stride", 1) != 1 else "")
 
 
-def _segments(dataset: Any) -> str | None:
+def _segments(dataset: Any) -> int | None:
     """How many segments (recordings) the windows come from, when the data knows them."""
-    kept = getattr(dataset, "kept_segments", None)  # a label-scarce subset (--train_segment_fraction)
-    if kept is not None:
-        return f"{len(kept):,} of {dataset.num_segments:,}"
     try:
-        return f"{len(np.unique(dataset.window_segments())):,}"
+        return len(np.unique(dataset.window_segments()))
     except (AttributeError, DataFormatError):  # a format or a folder without segment ids
         return None
 
@@ -56,7 +56,7 @@ def start_banner(trainer: Any) -> str:
     every = (f"every {args.eval_every_n_steps} steps" if args.eval_every_n_steps < trainer.max_steps else "at the end only")
     lines = [
         f"***** {trainer.objective.name}: {trainer.objective.describe()} *****",
-        data_line("train", trainer.train_set, data.layout(trainer.train_set.data_dir)[0]),
+        data_line("train", trainer.train_set, data.layout(trainer.train_set.data_dir)[0], trainer.train_view),
         data_line("val", trainer.val_set, data.layout(trainer.val_set.data_dir)[0]),
         f"model: {parameter_count(trainer.unwrapped)} parameters, {config.num_layers} layers, d_model {config.d_model}, "
         f"T {config.T}, S {config.S} ({config.h}x{config.w}), vocabulary {config.image_vocab_size:,}"
