@@ -41,8 +41,9 @@ def evaluation_kind(trainer: Any, final: bool) -> str:
     """What an evaluation of `trainer` computes, in a few words (Trainer.full_evaluation decides)."""
     if trainer.full_evaluation(final):
         return "full: sampling, rollouts, shuffled actions"
-    return "loss and teacher-forced CE with references" + (
-        " (scripts/evaluate.py gives the full metric)" if final else "")
+    scope = trainer.objective.cheap_scope()
+    return (f"loss and teacher-forced CE with references{'' if scope == 'every frame' else ' on ' + scope}"
+            + (" (scripts/evaluate.py gives the full metric)" if final else ""))
 
 
 def start_banner(trainer: Any) -> str:

@@ -8,6 +8,7 @@ follow the optimizer step under gradient accumulation.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Iterable
 
 import numpy as np
@@ -104,6 +105,10 @@ class Objective:
         """Val metrics over `batches`; `options` (with its seed) say how windows are scored; `log_probs`,
         the unigram of the training tokens, gives the references."""
         raise NotImplementedError
+
+    def cheap_scope(self) -> str:
+        """What a cheap evaluation's teacher-forced CE covers, for the banner and the result line."""
+        return "every frame"
 
 
 class AutoregressiveObjective(Objective):
@@ -209,9 +214,23 @@ class MaskedPretrainObjective(Objective):
                    if k != "dynamics_focus" or self.masking.mask_pattern == "dynamics"}  # older checkpoints lack it
         return {**super().settings(), **masking}
 
+    def _cheap_scored_frames(self, options: EvalOptions) -> EvalOptions:
+        """A bidirectional model has no KV cache: each frame it scores costs a whole-window pass. So a
+        cheap evaluation scores each window's last frame only, from the T-1 true frames before it (one
+        pass instead of T-1); --eval_full scores every frame."""
+        if self.temporal_attention == "causal":
+            return options
+        return dataclasses.replace(options, first_frame=max(options.first_frame, self.config.T - 1))
+
+    def cheap_scope(self):
+        return "every frame" if self.temporal_attention == "causal" else "each window's last frame"
+
     def evaluate(self, model, batches, gather, options, step=0, log_probs=None):
         """Masked-reconstruction loss and accuracy at fixed ratios (comparable across schedules), plus
-        the teacher-forced metric and rollouts (genie/evaluation/loop.py)."""
+        the teacher-forced metric (on the last frame only in a cheap evaluation) and, in a full one,
+        rollouts (genie/evaluation/loop.py)."""
+        if options.loss_only:
+            options = self._cheap_scored_frames(options)
         ratios = self.masking.ratios_for_eval()
         sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
         pictures = []

@@ -361,8 +361,8 @@ class Trainer:
 
     def full_evaluation(self, final: bool) -> bool:
         """Whether an evaluation samples (MaskGIT accuracy), rolls out and shuffles actions. In training it
-        scores only the loss and the teacher-forced CE with its references (one pass per frame) unless
-        --eval_full; the final one of stage 2 is full unless --eval_loss_only."""
+        scores only the loss and the teacher-forced CE with its references (one pass per frame; stage 1,
+        bidirectional, on the last frame only) unless --eval_full; the final one of stage 2 is full unless --eval_loss_only."""
         wanted = self.args.eval_full or (final and self.objective.final_evaluation_is_full)
         return wanted and not self.args.eval_loss_only
 
@@ -409,7 +409,9 @@ class Trainer:
     def _print_result(self, what: str) -> None:
         """One line on the console: the model against its references (the progress bar hides the log)."""
         if self.objective.last_report is not None and self.accelerator.is_main_process:
-            tqdm.write(f"{what}{self.objective.result_note}: {headline(self.objective.last_report)}")
+            report = self.objective.last_report
+            scope = "" if report["frames_scored"] > 1 else f", teacher-forced on frame {report['first_frame']} only"
+            tqdm.write(f"{what}{self.objective.result_note}{scope}: {headline(report)}")
 
     def close(self, failed: bool = False) -> None:
         """The single shutdown path, also after an error: signal handlers back, progress bar and trackers

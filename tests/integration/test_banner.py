@@ -23,8 +23,9 @@ def test_stage_one_banner_names_its_masking_and_data(tiny_config_file, tiny_data
     assert f"(config: {tiny_config_file})" in model
     assert steps.startswith("steps: 2 (") and steps.endswith("global batch 8 = 4 per device x 1 process(es) x 2 accumulation")
     assert optimizer.startswith("optimizer: adamw, learning rate 0.0003, linear schedule, 0 warm-up steps")
-    assert evaluation == ("evaluation: at the end only on 1 batches (loss and teacher-forced CE with references); final: "
-                          "loss and teacher-forced CE with references (scripts/evaluate.py gives the full metric)")
+    assert evaluation == ("evaluation: at the end only on 1 batches (loss and teacher-forced CE with references on each "
+                          "window's last frame); final: loss and teacher-forced CE with references on each window's "
+                          "last frame (scripts/evaluate.py gives the full metric)")
     assert output == f"output: {tmp_path / 's1'} (checkpoint every 1000 steps); starts from step 0; trackers: none"
 
 
