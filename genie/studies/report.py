@@ -62,6 +62,21 @@ def verdict(diff: PairedDifference, lower_is_better: bool, p_adjusted: float | N
     return "helps" if (diff.mean < 0) == lower_is_better else "hurts"
 
 
+def equivalence(diff: PairedDifference, margin: float, p_adjusted: float | None = None) -> str:
+    """The reading of a contrast with an equivalence margin m: "equivalent within ±m" when its 95% interval lies
+    inside (-m, +m); else "different" when it is significant at 5% (by `p_adjusted`, e.g. Holm's, when given; else
+    when its 95% interval excludes 0); else "inconclusive" (an interval that includes 0 but reaches past the
+    margin shows neither an effect nor its absence). No reading from one seed or a score not measured."""
+    if diff.pairs < 2:
+        return NO_TEST
+    if math.isnan(diff.mean):
+        return NOT_MEASURED
+    if -margin < diff.low and diff.high < margin:
+        return f"equivalent within ±{margin:g}"
+    significant = diff.excludes_zero() if p_adjusted is None else p_adjusted < 0.05
+    return "different" if significant else "inconclusive"
+
+
 def arm_rows(spec: StudySpec, cells: list[Cell], values: dict[tuple[str, int], dict[str, float]]
              ) -> list[dict[str, Any]]:
     """Per arm (the pretrained arms, then their baselines and controls): mean and std of every metric;
@@ -89,6 +104,9 @@ def arm_rows(spec: StudySpec, cells: list[Cell], values: dict[tuple[str, int], d
     for (row, diff), p_holm in zip(primary_diffs, holm([d.p for _, d in primary_diffs])):
         row |= {"p": diff.p, "p_holm": p_holm,
                 "verdict": verdict(diff, LOWER_IS_BETTER[spec.primary_metric], p_holm)}
+        margin = spec.margin_for(row["arm"])
+        if margin is not None:
+            row |= {"margin": margin, "equivalence": equivalence(diff, margin, p_holm)}
     return rows
 
 
@@ -163,8 +181,15 @@ def setting_lines(spec: StudySpec, reference: dict[str, float]) -> list[str]:
             f"**Primary contrast** (declared in the study file): {LABELS[spec.primary_metric]} of each arm vs "
             f"{COMPARATOR_WORDS[spec.primary_versus]}; "
             + ("the verdict (helps / hurts / no difference) is the paired t test's p-value, Holm-corrected across "
-               "the arms, at 5%." if len(spec.seeds) > 1 else "no verdict: a paired test needs at least 2 seeds."),
-            ""]
+               "the arms, at 5%." if len(spec.seeds) > 1 else "no verdict: a paired test needs at least 2 seeds.")
+            + (MARGIN_WORDS if spec.has_margins else "") + (PILOT_WORDS if spec.pilot else ""), ""]
+
+
+MARGIN_WORDS = (" Equivalence, where the study file declares a margin m (in the metric's units): \"equivalent within "
+                "±m\" when the 95% interval lies inside ±m (two one-sided tests at 2.5% each), \"different\" when the "
+                "verdict is helps or hurts, else \"inconclusive\" (an interval that includes 0 is not evidence of no "
+                "effect).")
+PILOT_WORDS = " The study file declares this study a pilot: it may have fewer seeds than it needs for a conclusion."
 
 
 def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, float],
@@ -192,12 +217,15 @@ def markdown(spec: StudySpec, rows: list[dict[str, Any]], reference: dict[str, f
 
 
 def primary_table(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
-    metric = spec.primary_metric
-    lines = [f"| arm | {LABELS[metric]} | Δ vs {spec.primary_versus} [95% CI] | p | p (Holm) | verdict |",
-             "|---|---|---|---|---|---|"]
+    """The primary contrast per arm; with declared margins, an equivalence column (a study without one keeps
+    the table it always had)."""
+    metric, margins = spec.primary_metric, spec.has_margins
+    lines = [f"| arm | {LABELS[metric]} | Δ vs {spec.primary_versus} [95% CI] | p | p (Holm) | verdict |"
+             + (" equivalence (margin) |" if margins else ""), "|---|---|---|---|---|---|" + ("---|" if margins else "")]
     for row in (r for r in rows if r["baseline"]):
+        reading = f" {row.get('equivalence', 'no margin declared')} |" if margins else ""
         lines.append(f"| {row['arm']} | {row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} | "
-                     f"{_interval(row, metric)} | {row['p']:.3g} | {row['p_holm']:.3g} | {row['verdict']} |")
+                     f"{_interval(row, metric)} | {row['p']:.3g} | {row['p_holm']:.3g} | {row['verdict']} |{reading}")
     return lines + [""]
 
 

@@ -11,6 +11,8 @@
     controls: [autoregressive_stage1]   # optional: stage 1 replaced by autoregressive training (same data, steps);
                                         # on the stage-2 data it is the learning-rate-restart control
     primary: {metric: changed_cross_entropy, versus: equal_total_steps}   # the declared primary contrast
+    # optional in primary: margin: 0.15 (equivalence margin, the metric's units), margins: {arm name: 0.3}
+    min_seeds: 10                       # optional: fewer seeds is an error unless `pilot: true`
     stage1_train_data_dir: D            # optional: stage 1 (and the control) train on D (default: train_data_dir)
     stage1_actions: false               # optional: stage 1 (and the control) see no action labels
     training: {per_device_train_batch_size: 8, learning_rate: 0.003}   # any train.py flag
@@ -32,6 +34,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -65,6 +68,10 @@ PRIMARY_METRICS = tuple(metric for metric, _, _ in METRICS)
 LOWER_IS_BETTER = {metric: lower for metric, _, lower in METRICS}
 LABELS = {metric: label for metric, label, _ in METRICS}
 PROSE_FIELDS = ("stage1_steps", "stage2_steps", "total_steps", "seeds")
+PRIMARY_KEYS = ("metric", "versus", "margin", "margins")
+# Seeds a primary contrast with an equivalence margin needs: with the paired sd of these studies (~0.17 nats),
+# 5 seeds give a 95% half-width of ~0.21 nats, wider than a 0.15-nat margin; 10 give ~0.12 (docs/studies.md).
+EQUIVALENCE_MIN_SEEDS = 10
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -132,6 +139,8 @@ class StudySpec:
     eval_batch_size: int = 16
     eval_max_examples: int | None = None
     slurm: dict[str, Any] = field(default_factory=dict)  # the cluster parameters of its jobs (slurm_settings.py)
+    min_seeds: int | None = None  # the primary contrast's declared minimum number of seeds
+    pilot: bool = False  # a pilot may run fewer seeds than min_seeds (or than a margin needs)
     source: str = "<study>"
     overrides: dict[str, Any] = field(default_factory=dict)  # command-line replacements, for the report
 
@@ -178,6 +187,8 @@ class StudySpec:
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} must be an integer >= 1")
         self.arm_list()  # every arm's stage-1 settings must be valid
+        self._check_margins(where)
+        self._check_seed_count(where)
         self.slurm_settings  # its SLURM section must be valid
         if self.stride is None:
             self.stride = challenge_stride(self.val_data_dir) if self.val_data_dir else 1
@@ -185,15 +196,56 @@ class StudySpec:
 
     def _check_primary(self, where: str) -> None:
         """The primary contrast: a metric, and what each arm is compared with (a baseline or the control)."""
-        unknown = set(self.primary) - {"metric", "versus"}  # a mapping: _check_types said so
+        unknown = set(self.primary) - set(PRIMARY_KEYS)  # a mapping: _check_types said so
         if unknown or self.primary_metric not in PRIMARY_METRICS or self.primary_versus not in (
                 self.baselines + self.controls):
             raise ConfigError(f"{where}: primary {_short(self.primary)} must be {{metric: one of {PRIMARY_METRICS}, "
-                              f"versus: one of {self.baselines + self.controls}}}")
+                              f"versus: one of {self.baselines + self.controls}}} (optional: margin, margins)")
         if self.primary_metric == "action_sensitivity" and not self.model_config.action_dims:
             raise ConfigError(f"{where}: primary metric action_sensitivity cannot be measured: the model config "
                               f"{self.genie_config} has no action input (action_dims is empty); choose another metric "
                               "or a config with actions")
+
+    def _check_margins(self, where: str) -> None:
+        """primary.margin (every arm's contrast) and primary.margins ({arm name: margin}, overriding it): each a
+        positive finite number in the primary metric's units, naming only arms of the study."""
+        margins = self.primary.get("margins", {})
+        if not isinstance(margins, dict):
+            raise ConfigError(f"{where}: primary.margins {_short(margins)} must map arm names to margins, e.g. "
+                              "{'arm name': 0.15}")
+        declared = ({"margin": self.primary["margin"]} if "margin" in self.primary else {}) | {
+            f"margins[{name!r}]": margin for name, margin in margins.items()}
+        for key, margin in declared.items():
+            if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin)
+                                                                                      and margin > 0):
+                raise ConfigError(f"{where}: primary.{key} {_short(margin)} must be a positive finite number in the "
+                                  f"units of {self.primary_metric} (e.g. 0.15 nats)")
+        arms = [arm.name for arm in self.arm_list()]
+        unknown = [name for name in margins if name not in arms]
+        if unknown:
+            raise ConfigError(f"{where}: primary.margins names {_short(unknown[0])}, which is not an arm of this study; "
+                              f"name one of {_short(arms)}")
+
+    def margin_for(self, arm: str) -> float | None:
+        """The equivalence margin of `arm`'s primary contrast: its own, else the study's, else None."""
+        return self.primary.get("margins", {}).get(arm, self.primary.get("margin"))
+
+    @property
+    def has_margins(self) -> bool:
+        return self.primary.get("margin") is not None or bool(self.primary.get("margins"))
+
+    def _check_seed_count(self, where: str) -> None:
+        """A primary contrast with fewer seeds than min_seeds, or than an equivalence margin needs, is refused
+        unless the study file says it is a pilot."""
+        if self.min_seeds is not None and self.min_seeds < 2:  # an int: _check_types said so
+            raise ConfigError(f"{where}: min_seeds {_short(self.min_seeds)} must be an integer >= 2 (a paired test "
+                              "needs 2 seeds)")
+        needed = max(self.min_seeds or 0, EQUIVALENCE_MIN_SEEDS if self.has_margins else 0)
+        if len(self.seeds) < needed and not self.pilot:
+            why = (f"min_seeds {self.min_seeds}" if needed == self.min_seeds else
+                   f"an equivalence margin needs {EQUIVALENCE_MIN_SEEDS}")
+            raise ConfigError(f"{where}: the primary contrast has {len(self.seeds)} seeds, fewer than {needed} "
+                              f"({why}); add seeds, or set pilot: true to run it as a pilot")
 
     @property
     def baselines(self) -> list[str]:
@@ -219,13 +271,14 @@ class StudySpec:
                           ("eval_batch_size", int), ("eval_max_examples", (int, type(None))),
                           ("train_data_dir", (str, type(None))), ("val_data_dir", (str, type(None))),
                           ("stage1_train_data_dir", (str, type(None))), ("baseline", (str, list)),
-                          ("device", (str, type(None))),
+                          ("device", (str, type(None))), ("min_seeds", (int, type(None))),
                           ("primary", dict)):
             value = getattr(self, key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ConfigError(f"{where}: {key} {_short(value)} has the wrong type ({type(value).__name__})")
-        if not isinstance(self.stage1_actions, bool):
-            raise ConfigError(f"{where}: stage1_actions {_short(self.stage1_actions)} must be true or false")
+        for key in ("stage1_actions", "pilot"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{where}: {key} {_short(getattr(self, key))} must be true or false")
         for key in ("stride", "eval_batch_size"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"{where}: {key} {getattr(self, key)} must be >= 1")
