@@ -15,10 +15,12 @@ PY=${MAIN_PYTHON:-.venv/bin/python}
 RUN=${RUN_DIR:-runs/atari-$(date +%Y%m%d-%H%M%S)}
 GAME=${ATARI_ENV_ID:-ALE/Breakout-v5}
 FRAMES=${ATARI_FRAMES:-6000}
+LINE_BUFFERED=(); if command -v stdbuf > /dev/null; then LINE_BUFFERED=(stdbuf -oL); fi  # lines reach a log as they come
 
 echo "== recording $FRAMES frames of $GAME (frame skip 4, sticky actions 0.25, random policy) -> $RUN/data"
 $PY scripts/record_atari.py --env_id "$GAME" --num_frames "$FRAMES" --seed "${ATARI_SEED:-0}" \
-  --output_dir "$RUN/data" 2>&1 | tr '\r' '\n' | { grep -v -E "frame/s|^A.L.E|Powered by Stella" || true; }
+  --output_dir "$RUN/data" 2>&1 | ${LINE_BUFFERED[@]+"${LINE_BUFFERED[@]}"} tr '\r' '\n' \
+  | { grep --line-buffered -v -E "frame/s|^A.L.E|Powered by Stella" || true; }
 
 MAIN_PYTHON="$PY" MAIN_DATA_DIR="$RUN/data" RUN_DIR="$RUN" MAIN_CONFIG="${MAIN_CONFIG:-configs/atari.json}" \
   MAIN_STAGE1_STEPS="${MAIN_STAGE1_STEPS:-500}" MAIN_STAGE2_STEPS="${MAIN_STAGE2_STEPS:-2000}" bash scripts/main.sh

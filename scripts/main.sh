@@ -26,8 +26,10 @@ if [ -n "${MAIN_DATA_DIR:-}" ]; then  # windows of consecutive frames, in traini
   COMMON+=("${TRAIN_DATA[@]}" "${VAL_DATA[@]}")
 fi
 # Keep the log readable: progress-bar updates (carriage-return separated) are dropped, every other
-# line (results, errors) is kept, and a failing command still stops the job (pipefail + set -e).
-quiet() { "$@" 2>&1 | tr '\r' '\n' | { grep -v -E "it/s|s/it" || true; }; }
+# line (results, errors, progress lines) is kept and reaches a log file as it comes (line-buffered
+# filters), and a failing command still stops the job (pipefail + set -e).
+LINE_BUFFERED=(); if command -v stdbuf > /dev/null; then LINE_BUFFERED=(stdbuf -oL); fi
+quiet() { "$@" 2>&1 | ${LINE_BUFFERED[@]+"${LINE_BUFFERED[@]}"} tr '\r' '\n' | { grep --line-buffered -v -E "it/s|s/it" || true; }; }
 
 echo "== stage 1: masked pretraining ($STAGE1_STEPS steps, mask ratio 0.8 -> 0.1 cosine) -> $RUN/masked_pretrain"
 quiet $PY masked_pretrain.py "${COMMON[@]}" --output_dir "$RUN/masked_pretrain" --max_train_steps "$STAGE1_STEPS" \
