@@ -43,8 +43,9 @@ class TrainingArguments:
         "help": "Train on this fraction of the train split's segments (whole recordings, chosen by --seed and recorded "
                 "in config.json), e.g. 0.1 for a label-scarce run. 1 = all."})
     drop_actions: bool = field(default=False, metadata={
-        "help": "Withhold the action labels: every action is 0 (unlabelled video, e.g. for stage 1 of a label-scarce "
-                "study). The model keeps its action input."})
+        "help": "Withhold the action labels: every action is 'no action' (NaN rows; the model adds its learned "
+                "no_action vector there, never a real command), e.g. for stage 1 of a label-scarce study on "
+                "unlabelled video. The model keeps its action input."})
     # the fields of genie.data.DataOptions, declared there (help and default)
     data_format: str = field(default=DATA_OPTION_FIELDS["data_format"].default,
                              metadata=DATA_OPTION_FIELDS["data_format"].metadata)
