@@ -44,7 +44,7 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         self.decoder = STTransformer(config)
         self.out_x_proj = nn.Linear(config.d_model, config.num_factored_vocabs * config.factored_vocab_size)
         # What a frame whose action is withheld (NaN) gets instead of action_proj(action): a learned vector.
-        # Zeros, made last: it draws nothing from the RNG, so every other weight is initialised as before.
+        # Zeros: it draws nothing from the RNG, so every other weight is initialised as before.
         self.no_action = nn.Parameter(torch.zeros(config.d_model)) if config.action_dims else None
         self._hub_mixin_config = config.to_portable_dict()  # what save_pretrained writes to config.json
         self.init_weights()
