@@ -100,3 +100,25 @@ def test_an_unknown_world_is_a_one_line_error_naming_the_worlds():
                  lambda: DataOptions(builtin_world="maze"), lambda: TrainingArguments(builtin_world="maze")):
         with pytest.raises(ConfigError, match="^--builtin_world 'maze' is not a built-in world; choose one of swing, steered$"):
             make()
+
+
+def test_in_the_steered_world_the_action_alone_tells_where_the_sprites_go_when_a_hold_ends():
+    """Known answers: the steered sprites' patches in frame t are those of frame t-1 moved by action t (mod the
+    grid: they wrap), always; at every hold's end the previous motion would put them elsewhere."""
+    grid = 8
+    tokens, segments, actions = make_split(2000, grid, PatchTokenizer(2, 4), seed=2, world="steered")
+    cells = [frozenset(map(tuple, np.argwhere(frame == 255))) for frame in tokens]
+
+    def moved(t: int, command: np.ndarray) -> frozenset:
+        return frozenset(((y + int(command[0])) % grid, (x + int(command[1])) % grid) for y, x in cells[t - 1])
+
+    followed = ends = 0
+    for t in range(2, len(tokens)):
+        if segments[t] != segments[t - 2]:
+            continue
+        assert cells[t] == moved(t, actions[t])
+        followed += 1
+        if not np.array_equal(actions[t], actions[t - 1]):
+            assert cells[t] != moved(t, actions[t - 1])
+            ends += 1
+    assert (followed, ends) == (1954, 432)  # about one hold end in 4.5 frames
