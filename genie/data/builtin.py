@@ -8,18 +8,25 @@ per frame: copying the last frame is wrong exactly where something moves, while 
 is predictable from the frames before (it repeats every 4 frames).
 
 Two variants (`WORLDS`, chosen with --builtin_world):
-- "swing" (the default; the world of every run before the variants, bit-identical): three swingers,
-  one steered sprite on a sticky command (redrawn with chance 1/4 per frame, often the same one), so
-  the steered motion is mostly readable from the frames before and the action adds little. The
-  steered sprite's share of the changed tokens is 16% (8x8 tokens; 19% at 16x16).
-- "steered": one swinger, two steered sprites on one command that is held for 1-8 frames (uniform)
-  and then replaced by a different one ("stay" (0, 0) included), so a change of motion cannot be read
-  from earlier frames, only from the action. The steered sprites wrap around the frame's edges (no
-  wall stops them or piles them up) and start apart. Their share of the changed tokens is 65% (8x8
-  tokens; 64% at 16x16); changed tokens are 8.3% of all tokens (10.3% in "swing"). With one steered
-  sprite and three swingers it would be 24%, with one of each 48%.
-(Shares measured on 16,384 frames at 8x8 and 4,096 at 16x16, seed 0, counting the changed tokens that are a steered
-sprite's patch in either frame.)
+- "swing" (the default; the world of every run before the variants, bit-identical): three swingers and
+  one steered sprite on a sticky command (redrawn with chance 1/4 per frame, the same one 1 time in 9),
+  stopped by the frame's edges: it sits against a wall in many frames, where its command moves
+  nothing (it moves in 52% of frames, though the command is non-zero in 85%). The steered sprite
+  makes 16% of the changed tokens (8x8 tokens; 19% at 16x16).
+- "steered": one swinger and two steered sprites on one command, held for 1-8 frames (uniform) and
+  then replaced by a different one ("stay" (0, 0) among them), so the motion after a hold ends cannot
+  be read from earlier frames, only from the action. The steered sprites wrap around the frame's
+  edges (no wall hides the command or piles them up) and start apart; they move in 90% of frames and
+  make 65% of the changed tokens (8x8 tokens; 64% at 16x16; changed tokens are 8.3% of all tokens,
+  10.3% in "swing"). With one steered sprite and three swingers the share would be 24%, with one of
+  each 48%. Both worlds change command about once in 4.5 frames.
+(Measured on 16,384 frames at 8x8 and 4,096 at 16x16, seed 0; a changed token counts as a steered
+sprite's when it is a steered patch in either frame.)
+Whether a model reads the action is `changed_action_sensitivity` (genie/evaluation/scores.py). Trained
+briefly on a CPU it is still about 0 (|x| < 0.01 nats) on both worlds: configs/small.json for 1,500
+steps, a 4x4-token model (d_model 64) for 4,000 steps, with or without the changed-token loss weight,
+dynamics masking and Muon. Moving a sprite by the command needs spatial routing learned through
+absolute position embeddings, which such runs have not learned yet.
 
 The tokenizer writes each p x p patch of a `levels`-level grey image as a base-`levels` number:
 - "challenge": 3x3 patches, 4 levels -> 4**9 = 2**18 tokens, factorizable as 2 x 512 (like 1X data);

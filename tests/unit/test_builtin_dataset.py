@@ -122,3 +122,13 @@ def test_in_the_steered_world_the_action_alone_tells_where_the_sprites_go_when_a
             assert cells[t] != moved(t, actions[t - 1])
             ends += 1
     assert (followed, ends) == (1954, 432)  # about one hold end in 4.5 frames
+
+
+def test_a_checkpoint_finds_the_world_its_run_trained_on(tmp_path):
+    """evaluate.py and generate.py: the run folder's config.json records --builtin_world; a flag given wins."""
+    (tmp_path / "run" / "final_model").mkdir(parents=True)
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"stage": "autoregressive", "args": {"builtin_world": "steered"}}))
+    assert DataOptions().with_world_of(tmp_path / "run" / "final_model").builtin_world == "steered"
+    assert DataOptions(builtin_world="swing").with_world_of(tmp_path / "run" / "final_model").builtin_world == "swing"
+    (tmp_path / "copied").mkdir()
+    assert DataOptions().with_world_of(tmp_path / "copied").builtin_world is None  # no run folder: the default
