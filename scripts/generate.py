@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     num_new = config.T - num_prompt if args.num_new_frames is None else args.num_new_frames
     check_flag(num_prompt + num_new <= config.T, "num_new_frames", num_new,
                f"does not fit: --num_prompt_frames {num_prompt} + {num_new} new frames exceed the model's T = {config.T}")
+    data = data.with_world_of(checkpoint)  # the built-in world its run trained on, unless --builtin_world says
     val_dir = Path(args.val_data_dir) if args.val_data_dir else resolve_data_dirs(None, None, config, data)[1]
     val_set = open_eval_dataset(val_dir, config, args.stride, data=data)
     indices, truth, actions = example_windows(val_set, args.num_examples, args.example_offset)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError
@@ -25,11 +26,13 @@ def write_errors(target: Path, checkpoints: list[Path], partial: Path | None = N
                                    [partial] if partial is not None else [], CheckpointWriteError)
 
 
-def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> None:
+def load_weights_strict(model: torch.nn.Module, weights_path: str | Path,
+                        complete: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None) -> None:
     """Load a safetensors file into `model`; every parameter must be present with the right shape.
 
     Nothing is silently re-initialised: any missing, unexpected or mis-shaped tensor is an error
-    listing the offending names and shapes.
+    listing the offending names and shapes. `complete`, if given, fills in what an older version of the
+    model's weights lacks, by the model's own rule, before the check.
     """
     weights_path = Path(weights_path)
     if not weights_path.is_file():
@@ -39,6 +42,8 @@ def load_weights_strict(model: torch.nn.Module, weights_path: str | Path) -> Non
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file ({error}); "
                               "re-save or re-download the checkpoint") from None
+    if complete is not None:
+        state_dict = complete(state_dict)
     problems = describe_state_dict_mismatch(model.state_dict(), state_dict)
     if problems:
         raise CheckpointError(f"{weights_path} does not match the model architecture: {'; '.join(problems)}")

@@ -5,10 +5,12 @@ Two formats sit behind one dataset interface: 1X v1.1 (`RawTokenDataset`) and v2
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genie.data.builtin import builtin_dataset_dirs
+from genie.data.builtin import DEFAULT_WORLD, WORLDS, builtin_dataset_dirs, world_named
 from genie.data.cosmos_v2 import (LATENT_PER_CLIP, STATE_DIM, STATE_POOLING, STATE_STREAM, CosmosV2Dataset,
                                   is_v2_folder)
 from genie.data.raw_tokens import RawTokenDataset
@@ -21,17 +23,34 @@ DATA_FORMATS = ("auto", "v1.1", "v2.0")
 @dataclass
 class DataOptions:
     """How a folder is read: its format ("auto" = from its layout) and, for v2.0, how robot states
-    are pooled per latent frame."""
+    are pooled per latent frame; and which built-in world a command reads when no folder is given."""
     data_format: str = field(default="auto", metadata={
         "help": "auto (from the folder's layout) | v1.1 | v2.0 (sharded Cosmos tokens with robot states)."})
     state_pooling: str = field(default="last", metadata={
         "help": "v2.0: the robot state of a latent frame: its last raw frame's (last) or their mean (mean)."})
+    builtin_world: str | None = field(default=None, metadata={
+        "help": f"The built-in world read when no data folder is given: {' | '.join(WORLDS)} (see genie/data/builtin.py; "
+                "steered: the action alone tells the steered sprites' motion). Default: the world a checkpoint's "
+                f"run trained on (evaluate.py, generate.py), else {DEFAULT_WORLD}."})
 
     def __post_init__(self) -> None:
         if self.data_format not in DATA_FORMATS:
             raise DataFormatError(f"--data_format {self.data_format!r} must be one of {', '.join(DATA_FORMATS)}")
         if self.state_pooling not in STATE_POOLING:
             raise DataFormatError(f"--state_pooling {self.state_pooling!r} must be one of {', '.join(STATE_POOLING)}")
+        world_named(self.builtin_world)  # an unknown name is a one-line ConfigError
+
+    def with_world_of(self, checkpoint_dir: str | Path) -> "DataOptions":
+        """These options with, where --builtin_world was not given, the built-in world the checkpoint's run
+        trained on: its run folder's config.json (the folder above step_N/ or final_model/) records the flag."""
+        if self.builtin_world is not None:
+            return self
+        try:
+            args = json.loads((Path(checkpoint_dir).parent / "config.json").read_text()).get("args")
+        except (OSError, ValueError, AttributeError):  # no run folder around it (a hub model, a copied folder)
+            return self
+        world = args.get("builtin_world") if isinstance(args, dict) else None
+        return dataclasses.replace(self, builtin_world=world) if world in WORLDS else self
 
     def format_of(self, data_dir: Path) -> str:
         return self.layout(data_dir)[0]
@@ -90,8 +109,10 @@ def resolve_data_dirs(train_dir: str | Path | None, val_dir: str | Path | None, 
         if Path(train_dir).is_dir() and Path(val_dir).is_dir():
             check_same_layout(train_dir, val_dir, data, config)
         return Path(train_dir), Path(val_dir)
-    v2 = (data is not None and data.data_format == "v2.0") or STATE_STREAM in config.action_dims
-    builtin_train, builtin_val = builtin_dataset_dirs(grid=config.h, vocab_size=config.image_vocab_size, v2_layout=v2)
+    data = data or DataOptions()
+    v2 = data.data_format == "v2.0" or STATE_STREAM in config.action_dims
+    builtin_train, builtin_val = builtin_dataset_dirs(grid=config.h, vocab_size=config.image_vocab_size, v2_layout=v2,
+                                                      world=data.builtin_world)
     return Path(train_dir or builtin_train), Path(val_dir or builtin_val)
 
 

@@ -2,8 +2,9 @@
 "labelled" subset), and the same windows with their action labels withheld (the unlabelled pool).
 
 A segment is one continuous recording, so a subset never cuts a recording in two and the windows of
-one recording are either all in or all out. Withheld actions are zeros: the model's action projection
-then adds only its bias, the same for every frame, so nothing about the action reaches the model.
+one recording are either all in or all out. Withheld actions are NaN: the model then adds its learned
+`no_action` vector to those frames instead of projecting a value (genie/model/stmaskgit.py), so a
+withheld action is never mistaken for a real command (zeros would be "stay" on the built-in world).
 """
 from __future__ import annotations
 
@@ -76,9 +77,9 @@ def choose_segments(segment_ids: np.ndarray, fraction: float, seed: int) -> np.n
 
 
 class WithoutActions(_View):
-    """The same windows with every action value replaced by 0 (see the module's docstring). With `width`,
-    windows read without actions (a split that has no action files) get (T, width) zeros, what a model of
-    that many action values takes."""
+    """The same windows with every action value replaced by NaN, "no action" (see the module's docstring).
+    With `width`, windows read without actions (a split that has no action files) get (T, width) NaN, what a
+    model of that many action values takes."""
 
     def __init__(self, base: Any, width: int = 0):
         super().__init__(base)
@@ -87,9 +88,9 @@ class WithoutActions(_View):
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
         item = dict(self.base[idx])
         if "actions" in item:
-            item["actions"] = torch.zeros_like(item["actions"])
+            item["actions"] = torch.full_like(item["actions"], float("nan"))
         elif self.width:
-            item["actions"] = torch.zeros(len(item["input_ids"]), self.width, dtype=torch.float32)
+            item["actions"] = torch.full((len(item["input_ids"]), self.width), float("nan"), dtype=torch.float32)
         return item
 
 
@@ -101,14 +102,14 @@ def drop_actions_note(config: Any, data_dir: Path) -> str | None:
     missing = [name for name in config.action_dims if not (Path(data_dir) / "actions" / f"{name}.bin").is_file()]
     if (Path(data_dir) / "video.bin").is_file() and missing:
         return (f"{data_dir} has no action file for {', '.join(missing)}: --drop_actions has no labels to withhold "
-                f"there; the model's action input gets zeros, as for every window with --drop_actions")
+                f"there; the model's action input gets 'no action' (NaN rows), as for every window with --drop_actions")
     return None
 
 
 def training_view(dataset: Any, segment_fraction: float, drop_actions: bool, seed: int, action_width: int = 0
                   ) -> tuple[Any, dict[str, Any]]:
     """The training windows a run uses and what to record about them (empty when it uses them all). With
-    `drop_actions`, windows read without actions get (T, `action_width`) zeros."""
+    `drop_actions`, windows read without actions get (T, `action_width`) NaN ("no action")."""
     record: dict[str, Any] = {}
     if segment_fraction < 1.0:
         if not hasattr(dataset, "window_segments"):

@@ -254,7 +254,7 @@ def evaluate_checkpoint(checkpoint_dir: str | Path, train_data_dir: str | Path |
     config = model.config
     if options.rollout and not options.loss_only:
         options.prompt_frames(config.T, config.num_prompt_frames)  # a wrong --num_prompt_frames fails before any work
-    data = data or DataOptions()
+    data = (data or DataOptions()).with_world_of(checkpoint_dir)
     train_dir, val_dir = resolve_data_dirs(train_data_dir, val_data_dir, config, data)
     val_set = open_eval_dataset(val_dir, config, stride or challenge_stride(val_dir, data), data=data)
     options = options_for_dataset(options, val_set)

@@ -43,6 +43,9 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         self.action_proj = nn.Linear(config.action_dim, config.d_model) if config.action_dims else None
         self.decoder = STTransformer(config)
         self.out_x_proj = nn.Linear(config.d_model, config.num_factored_vocabs * config.factored_vocab_size)
+        # What a frame whose action is withheld (NaN) gets instead of action_proj(action): a learned vector.
+        # Zeros: it draws nothing from the RNG, so every other weight is initialised as before.
+        self.no_action = nn.Parameter(torch.zeros(config.d_model)) if config.action_dims else None
         self._hub_mixin_config = config.to_portable_dict()  # what save_pretrained writes to config.json
         self.init_weights()
 
@@ -71,7 +74,8 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         """tokens (B, T', S) with T' <= T, mask id where hidden -> logits (B, T', S, K, V).
 
         `causal` picks the temporal attention for this call; None uses the config's mode.
-        `actions` (B, T', action_dim) are added, projected, to every token of their frame.
+        `actions` (B, T', action_dim) are added, projected, to every token of their frame; a frame whose
+        action row holds NaN (withheld, e.g. --drop_actions) gets the learned `no_action` vector instead.
         """
         causal = self.config.causal if causal is None else causal
         x = self.decoder(self._embed(tokens, actions, first_frame=0), causal=causal)
@@ -99,8 +103,15 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         if self.action_proj is not None:
             if actions is None:
                 raise ValueError(f"this model is conditioned on actions {self.config.action_dims}; pass `actions`")
-            x = x + self.action_proj(actions.to(x.dtype)).unsqueeze(2)
+            x = x + self._action_embedding(actions.to(x.dtype)).unsqueeze(2)
         return x
+
+    def _action_embedding(self, actions: torch.Tensor) -> torch.Tensor:
+        """(B, T', A) -> (B, T', d_model): action_proj of each frame's action, or `no_action` where it is withheld
+        (NaN). Frames with an action get exactly action_proj(action), so runs without NaN are unchanged."""
+        withheld = actions.isnan().any(dim=-1, keepdim=True)
+        projected = self.action_proj(torch.where(withheld, torch.zeros_like(actions), actions))
+        return torch.where(withheld, self.no_action.to(projected.dtype), projected)
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         return self.out_x_proj(x).unflatten(-1, (self.config.num_factored_vocabs, self.config.factored_vocab_size))
@@ -138,8 +149,17 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
             raise CheckpointNotFoundError(f"checkpoint folder {checkpoint_dir} has no config.json; pass a folder written "
                                     "by save_pretrained (a run's final model or a step_N/ folder)")
         model = cls(GenieConfig.from_json_file(checkpoint_dir / "config.json"))
-        load_weights_strict(model, checkpoint_dir / "model.safetensors")
+        load_weights_strict(model, checkpoint_dir / "model.safetensors", with_legacy_weights)
         return model
+
+
+def with_legacy_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict written before `no_action` existed, completed: its action models fed withheld actions
+    as zeros, which the action projection turns into its bias, so `no_action` starts as that bias (the
+    same logits as before). Any other state dict is returned as it is."""
+    if "action_proj.bias" in state_dict and "no_action" not in state_dict:
+        return {**state_dict, "no_action": state_dict["action_proj.bias"].clone()}
+    return state_dict
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, config: GenieConfig

@@ -210,7 +210,7 @@ def execute(task: RunTask, quiet: bool = False, resume: bool = False) -> float:
         if task.evaluated:
             report = evaluate_checkpoint(task.folder / STAGE2_FINAL, task.args.train_data_dir,
                                          task.args.val_data_dir, EvalOptions(), task.eval_batch_size,
-                                         task.eval_max_examples, task.args.stride)
+                                         task.eval_max_examples, task.args.stride, task.args.data_options())
             write_eval_outputs(report, task.eval_json.parent)
     return time.perf_counter() - start
 

@@ -43,13 +43,16 @@ class TrainingArguments:
         "help": "Train on this fraction of the train split's segments (whole recordings, chosen by --seed and recorded "
                 "in config.json), e.g. 0.1 for a label-scarce run. 1 = all."})
     drop_actions: bool = field(default=False, metadata={
-        "help": "Withhold the action labels: every action is 0 (unlabelled video, e.g. for stage 1 of a label-scarce "
-                "study). The model keeps its action input."})
-    # the two fields of genie.data.DataOptions, declared there (help and default)
+        "help": "Withhold the action labels: every action is 'no action' (NaN rows; the model adds its learned "
+                "no_action vector there, never a real command), e.g. for stage 1 of a label-scarce study on "
+                "unlabelled video. The model keeps its action input."})
+    # the fields of genie.data.DataOptions, declared there (help and default)
     data_format: str = field(default=DATA_OPTION_FIELDS["data_format"].default,
                              metadata=DATA_OPTION_FIELDS["data_format"].metadata)
     state_pooling: str = field(default=DATA_OPTION_FIELDS["state_pooling"].default,
                                metadata=DATA_OPTION_FIELDS["state_pooling"].metadata)
+    builtin_world: str | None = field(default=DATA_OPTION_FIELDS["builtin_world"].default,
+                                      metadata=DATA_OPTION_FIELDS["builtin_world"].metadata)
 
     # Run folder
     output_dir: str = field(default="runs/train", metadata={"help": "Run folder: config, step_N/ checkpoints, final model, metrics."})
@@ -159,8 +162,8 @@ class TrainingArguments:
         check_flag(not (self.eval_full and self.eval_loss_only), "eval_full", True,
                    "contradicts --eval_loss_only; pass one of them")
         check_flag(bool(self.output_dir), "output_dir", self.output_dir, "must name a folder")
-        self.data_options()  # checks --data_format and --state_pooling
+        self.data_options()  # checks --data_format, --state_pooling and --builtin_world
 
     def data_options(self) -> DataOptions:
-        return DataOptions(self.data_format, self.state_pooling)
+        return DataOptions(self.data_format, self.state_pooling, self.builtin_world)
 

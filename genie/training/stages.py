@@ -18,7 +18,7 @@ from genie.data import resolve_data_dirs
 from genie.errors import CheckpointError, ConfigError
 from genie.evaluation.pictures import masked_prediction_writer
 from genie.model.config import GenieConfig
-from genie.model.stmaskgit import STMaskGIT
+from genie.model.stmaskgit import STMaskGIT, with_legacy_weights
 from genie.training.arguments import TrainingArguments
 from genie.training.masked_pretrain_config import MaskedPretrainConfig, read_config_file
 from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
@@ -120,7 +120,7 @@ def run_autoregressive(args: TrainingArguments, hand_off: HandOffArguments | Non
     if source is not None:
         # Same architecture, loaded strictly; temporal attention is causal from here on, and the
         # optimizer and LR schedule start fresh (the trainer builds them).
-        load_weights_strict(model, source / "model.safetensors")
+        load_weights_strict(model, source / "model.safetensors", with_legacy_weights)
         run_info["masked_pretrain_checkpoint"] = str(source.resolve())
     if stage1_fields:
         print(f"train.py ignores the stage-1 field(s) {sorted(stage1_fields)} of the config file (stage 2 masks with its "

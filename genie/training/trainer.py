@@ -127,7 +127,7 @@ class Trainer:
         data = args.data_options()
         with self.accelerator.main_process_first():  # the built-in dataset is written once, by the main process
             train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config, data)
-        if args.drop_actions:  # no action file is read: the model's action input gets zeros (WithoutActions)
+        if args.drop_actions:  # no action file is read: the model's action input gets 'no action', NaN (WithoutActions)
             self._note(drop_actions_note(config, train_dir))
             config = config.replace(action_dims={})
         train = open_train_dataset(train_dir, config, args.stride, args.window_size, args.filter_overlaps, data)
@@ -326,8 +326,17 @@ class Trainer:
             self.skipped_steps += 1
             return
         if args.max_grad_norm > 0:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+            self.accelerator.clip_grad_norm_(self.clipped_parameters(), args.max_grad_norm)
         self.optimizer.step()
+
+    def clipped_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters gradient clipping measures: all, but the model's `no_action` vector in a run that
+        withholds no action. Its gradient is zero there, yet one more norm in the list would change how the
+        total norm rounds: leaving it out keeps such runs bit-identical to the code before `no_action`."""
+        no_action = self.accelerator.unwrap_model(self.model).no_action
+        if self.args.drop_actions or no_action is None:
+            return list(self.model.parameters())
+        return [p for p in self.model.parameters() if p is not no_action]
 
     def _after_step(self) -> None:
         """Logging, evaluation and checkpoints due after the optimizer step just taken."""

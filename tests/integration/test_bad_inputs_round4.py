@@ -215,7 +215,7 @@ def test_the_documented_cosmos_v2_tiny_command_runs(tmp_path, monkeypatch, capsy
 
 
 def test_drop_actions_on_data_without_action_files_trains_with_a_note(tiny_data, tiny_config_file, tmp_path, capsys):
-    """The README's use of --drop_actions: a pool without labels; the model's action input gets zeros."""
+    """The README's use of --drop_actions: a pool without labels; the model's action input gets no action (NaN)."""
     data = (without_actions(tiny_data[0], tmp_path / "train"), without_actions(tiny_data[1], tmp_path / "val"))
     train.main(run_argv(tiny_config_file, data, tmp_path / "run", "--drop_actions", max_train_steps=1))
     out = capsys.readouterr().out
@@ -231,7 +231,7 @@ def test_drop_actions_with_a_model_without_actions_says_so(tiny_data, tmp_path, 
         capsys.readouterr().out)
 
 
-def test_drop_actions_gives_the_same_zeros_with_or_without_action_files(tiny_data, tiny_config, tmp_path):
+def test_drop_actions_gives_the_same_no_action_rows_with_or_without_action_files(tiny_data, tiny_config, tmp_path):
     from genie.data import open_train_dataset
     from genie.data.subsets import training_view
 
@@ -240,7 +240,8 @@ def test_drop_actions_gives_the_same_zeros_with_or_without_action_files(tiny_dat
     labelled = training_view(open_train_dataset(tiny_data[0], tiny_config), 1.0, True, 0)[0]
     unlabelled = training_view(open_train_dataset(bare, no_actions), 1.0, True, 0, action_width=2)[0]
     for i in (0, 7):
-        assert labelled[i]["actions"].equal(unlabelled[i]["actions"]) and labelled[i]["actions"].shape == (4, 2)
+        assert labelled[i]["actions"].shape == unlabelled[i]["actions"].shape == (4, 2)
+        assert labelled[i]["actions"].isnan().all() and unlabelled[i]["actions"].isnan().all()
         assert labelled[i]["input_ids"].equal(unlabelled[i]["input_ids"])
 
 

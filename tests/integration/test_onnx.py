@@ -27,6 +27,8 @@ def exported(request, tmp_path_factory):
     variant, exporter = request.param
     torch.manual_seed(0)
     model = STMaskGIT(GenieConfig(**{**TINY, "T": 6, **VARIANTS[variant]})).eval()
+    if model.no_action is not None:  # as trained: unlike its zero initialisation, unlike action_proj(0) = 0
+        torch.nn.init.normal_(model.no_action, generator=torch.Generator().manual_seed(1))
     folder = tmp_path_factory.mktemp(f"onnx-{variant}-{exporter}")
     export_onnx(model, folder, exporter=exporter)
     return model, OnnxRuntimeModel(folder), folder
@@ -64,6 +66,22 @@ def test_full_graph_logits_match_pytorch(exported, frames, batch):
     with torch.no_grad():
         expected = model.compute_logits(tokens, actions)
     assert (ort_model.compute_logits(tokens, actions) - expected).abs().max().item() <= 1e-4
+
+
+def test_withheld_actions_reach_the_graph_as_no_action(exported):
+    """NaN action rows (--drop_actions) go through the exported graph as PyTorch reads them: the
+    learned no_action vector, not a projected value (zeros give other logits)."""
+    model, ort_model, _ = exported
+    tokens, actions = inputs(model)
+    if actions is None:
+        pytest.skip("a model without actions has no action input")
+    actions[:, 1::2] = float("nan")
+    with torch.no_grad():
+        expected = model.compute_logits(tokens, actions)
+        as_zeros = model.compute_logits(tokens, actions.nan_to_num(0.0))
+    got = ort_model.compute_logits(tokens, actions)
+    assert torch.isfinite(expected).all() and (got - expected).abs().max().item() <= 1e-4
+    assert (as_zeros - expected).abs().max().item() > 1e-3
 
 
 @pytest.mark.parametrize("cached_frames", [0, 1, 3, 4])

@@ -51,11 +51,12 @@ def test_segment_choices_are_nested_in_the_fraction_and_follow_the_seed():
     assert np.array_equal(choose_segments(ids, 0.5, seed=7), large)
 
 
-def test_withheld_actions_are_zero_and_the_tokens_unchanged(tmp_path):
+def test_withheld_actions_are_nan_no_action_rows_and_the_tokens_unchanged(tmp_path):
     data = RawTokenDataset(_split(tmp_path), window_size=4, action_dims={"driving_command": 2})
     view, record = training_view(data, 1.0, True, seed=0)
     assert isinstance(view, WithoutActions) and record == {"actions_withheld": True}
-    assert float(data[5]["actions"].abs().sum()) == 8.0 and float(view[5]["actions"].abs().sum()) == 0.0
+    assert float(data[5]["actions"].abs().sum()) == 8.0 and view[5]["actions"].shape == (4, 2)
+    assert bool(view[5]["actions"].isnan().all())  # "no action", never a value such as the "stay" command 0
     assert view[5]["input_ids"].equal(data[5]["input_ids"])
     assert training_view(data, 1.0, False, seed=0) == (data, {})
 

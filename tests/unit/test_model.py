@@ -114,7 +114,7 @@ def test_loading_a_checkpoint_of_another_architecture_lists_the_mismatch(tmp_pat
     STMaskGIT(tiny_config).save_pretrained(tmp_path / "m")
     bigger = tiny_config.replace(d_model=128)
     bigger.to_json_file(tmp_path / "m" / "config.json")
-    with pytest.raises(CheckpointError, match=r"shape mismatch \[action_proj.bias \(64,\) vs model \(128,\), .*\.\.\. 27 more\]"):
+    with pytest.raises(CheckpointError, match=r"shape mismatch \[action_proj.bias \(64,\) vs model \(128,\), .*\.\.\. 28 more\]"):
         STMaskGIT.from_pretrained(tmp_path / "m")
 
 
@@ -146,3 +146,54 @@ def test_saved_configs_load_into_the_reference_only_when_they_mean_the_same(tmp_
     assert STMaskGIT.from_pretrained(tmp_path / "plain").config == plain
     assert STMaskGIT.from_pretrained(tmp_path / "bidirectional").config.temporal_attention == "bidirectional"
     assert STMaskGIT.from_pretrained(tmp_path / "actions").config.action_dims == tiny_config.action_dims
+
+
+def test_withheld_actions_get_the_no_action_vector_and_real_ones_the_projection(tiny_config):
+    model = STMaskGIT(tiny_config).eval()
+    with torch.no_grad():
+        model.no_action.copy_(torch.randn(64))
+        model.action_proj.bias.copy_(torch.randn(64))
+    actions = torch.tensor([[[1.0, -1.0], [float("nan")] * 2, [0.0, 0.0], [float("nan"), 0.0]]])
+    embedded = model._action_embedding(actions)
+    assert torch.equal(embedded[0, 1], model.no_action) and torch.equal(embedded[0, 3], model.no_action)
+    assert torch.equal(embedded[0, [0, 2]], model.action_proj(actions[0, [0, 2]]))  # "stay" is a real command
+    ids = torch.randint(0, 256, (1, 4, 16))
+    with torch.no_grad():
+        as_nan, as_stay = model.compute_logits(ids, actions), model.compute_logits(ids, actions.nan_to_num(0.0))
+    assert torch.isfinite(as_nan).all() and not torch.allclose(as_nan[:, 1], as_stay[:, 1])
+    assert torch.equal(as_nan[:, 0], as_stay[:, 0])  # causal: frames before the first withheld one are untouched
+
+
+def test_the_no_action_vector_draws_nothing_from_the_rng(tiny_config):
+    """Initial weights (seed 0) and the RNG after them are those of main 7856765, before no_action existed."""
+    import hashlib
+
+    torch.manual_seed(0)
+    model = STMaskGIT(tiny_config)
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        if name != "no_action":
+            digest.update(name.encode())
+            digest.update(value.numpy().tobytes())
+    assert digest.hexdigest() == "32230c55e86c360fc38fdbcff2090b040d903ad7b9203c75110e6fadf860f310"
+    assert float(torch.rand(1)) == pytest.approx(0.08715957403182983, abs=0)
+    assert model.no_action.shape == (64,) and not model.no_action.any()
+    assert STMaskGIT(tiny_config.replace(action_dims={})).no_action is None
+
+
+def test_a_checkpoint_from_before_no_action_loads_with_the_old_behaviour(tmp_path, tiny_config):
+    """Old action models fed withheld actions as zeros, i.e. action_proj's bias: no_action starts there."""
+    from safetensors.torch import save_file
+
+    old = STMaskGIT(tiny_config).eval()
+    with torch.no_grad():
+        old.action_proj.bias.copy_(torch.randn(64))
+    old.save_pretrained(tmp_path / "m")
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    del weights["no_action"]
+    save_file(weights, tmp_path / "m" / "model.safetensors")
+    loaded = STMaskGIT.from_pretrained(tmp_path / "m").eval()
+    assert torch.equal(loaded.no_action, old.action_proj.bias)
+    ids, zeros = torch.randint(0, 256, (1, 4, 16)), torch.zeros(1, 4, 2)
+    with torch.no_grad():
+        assert torch.equal(loaded.compute_logits(ids, torch.full_like(zeros, float("nan"))), old.compute_logits(ids, zeros))
