@@ -336,6 +336,11 @@ class RunFolder:
         state = read_trainer_state(checkpoint)
         for change in check_resumable(checkpoint, state.get("run"), fingerprint, allow_mismatch):
             self.accelerator.print(f"--allow_resume_mismatch: resuming although {change}")
+        missing = self._weights_missing_from(checkpoint)
+        if missing:
+            raise CheckpointError(f"cannot resume from {checkpoint}: it has no {', '.join(missing)}, which this "
+                                  "version's model has (it was written by an older genie); finish that run with the "
+                                  "version that wrote it, or start this stage again")
         try:
             # Accelerate reads weights with safetensors and the optimizer / RNG files with
             # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
@@ -348,6 +353,19 @@ class RunFolder:
             raise CheckpointError(f"cannot resume from {checkpoint}: {type(error).__name__}: {first_line[:300]}; "
                                   "pick an earlier step_N/ folder") from None
         return state
+
+    def _weights_missing_from(self, checkpoint: Path) -> list[str]:
+        """The model's tensors that the checkpoint's model.safetensors lacks (empty where it has no such
+        file, e.g. a sharded FSDP checkpoint). Accelerate would fail on them with a long strict-load error."""
+        weights = checkpoint / "model.safetensors"
+        if not weights.is_file() or not self.accelerator._models:
+            return []
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as saved:
+            saved_names = set(saved.keys())
+        model = self.accelerator.unwrap_model(self.accelerator._models[0])
+        return sorted(set(model.state_dict()) - saved_names)
 
     # ----- writing -----
     def create(self, run_config: dict[str, Any], resumed_step: int) -> None:
