@@ -63,11 +63,17 @@ def test_a_folder_passed_as_the_study_is_named_as_a_folder(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs" / "studies").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_committed_study_loads_and_declares_its_primary_contrast(path):
-    """Each study file is valid, has >= 5 seeds, and states its primary contrast before it is run."""
+    """Each study file is valid, has >= 5 seeds (a pilot: 3, and the seed count of its full study), and
+    states its primary contrast before it is run; a margin comes with >= 10 seeds."""
     spec = load_study(path)
-    assert spec.name == path.stem and len(spec.seeds) >= 5
+    assert spec.name == path.stem and len(spec.seeds) >= (3 if spec.pilot else 5)
     assert spec.primary_metric == "changed_cross_entropy"
-    assert spec.primary_versus in ("equal_total_steps", "equal_stage2_steps")
+    assert spec.primary_versus in ("equal_total_steps", "equal_stage2_steps", "autoregressive_stage1")
+    assert spec.pilot or not spec.has_margins or len(spec.seeds) >= 10
+    if spec.pilot:
+        full = load_study(path.with_name(path.name.replace("_pilot", "")))
+        assert (full.min_seeds, full.primary, full.grid, full.stage1_steps, full.stage2_steps) == (
+            spec.min_seeds, spec.primary, spec.grid, spec.stage1_steps, spec.stage2_steps)
 
 
 def test_eval_every_n_steps_replaces_only_the_cadence_and_is_recorded(tmp_path):
