@@ -15,7 +15,8 @@ PY=${MAIN_PYTHON:-.venv/bin/python}
 RUN=${RUN_DIR:-runs/atari-$(date +%Y%m%d-%H%M%S)}
 GAME=${ATARI_ENV_ID:-ALE/Breakout-v5}
 FRAMES=${ATARI_FRAMES:-6000}
-LINE_BUFFERED=(); if command -v stdbuf > /dev/null; then LINE_BUFFERED=(stdbuf -oL); fi  # lines reach a log as they come
+export PYTHONUNBUFFERED=1  # with the line-buffered filters below, lines reach a log as they come
+LINE_BUFFERED=(); if command -v stdbuf > /dev/null; then LINE_BUFFERED=(stdbuf -oL); fi
 
 echo "== recording $FRAMES frames of $GAME (frame skip 4, sticky actions 0.25, random policy) -> $RUN/data"
 $PY scripts/record_atari.py --env_id "$GAME" --num_frames "$FRAMES" --seed "${ATARI_SEED:-0}" \

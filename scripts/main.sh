@@ -11,7 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/usage.sh" && usage_or_refuse "$0" "$@"
 cd "$(dirname "$0")/.."
 if [ -z "${MAIN_PYTHON:-}" ]; then bash scripts/setup_env.sh; fi
-export WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1
+export WANDB_MODE=${WANDB_MODE:-offline} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1  # lines reach a log as they come
 PY=${MAIN_PYTHON:-.venv/bin/python}
 RUN=${RUN_DIR:-runs/main-$(date +%Y%m%d-%H%M%S)}
 CONFIG=${MAIN_CONFIG:-configs/small.json}

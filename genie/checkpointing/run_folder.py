@@ -336,11 +336,10 @@ class RunFolder:
         state = read_trainer_state(checkpoint)
         for change in check_resumable(checkpoint, state.get("run"), fingerprint, allow_mismatch):
             self.accelerator.print(f"--allow_resume_mismatch: resuming although {change}")
-        missing = self._weights_missing_from(checkpoint)
-        if missing:
-            raise CheckpointError(f"cannot resume from {checkpoint}: it has no {', '.join(missing)}, which this "
-                                  "version's model has (it was written by an older genie); finish that run with the "
-                                  "version that wrote it, or start this stage again")
+        if written_before_no_action(checkpoint):
+            raise CheckpointError(f"cannot resume from {checkpoint}: it has no no_action, which this version's model "
+                                  "has (it was written by an older genie); finish that run with the version that wrote "
+                                  "it, or start this stage again")
         try:
             # Accelerate reads weights with safetensors and the optimizer / RNG files with
             # torch.load(weights_only=True): a pickle that would run code is refused, not executed.
@@ -353,19 +352,6 @@ class RunFolder:
             raise CheckpointError(f"cannot resume from {checkpoint}: {type(error).__name__}: {first_line[:300]}; "
                                   "pick an earlier step_N/ folder") from None
         return state
-
-    def _weights_missing_from(self, checkpoint: Path) -> list[str]:
-        """The model's tensors that the checkpoint's model.safetensors lacks (empty where it has no such
-        file, e.g. a sharded FSDP checkpoint). Accelerate would fail on them with a long strict-load error."""
-        weights = checkpoint / "model.safetensors"
-        if not weights.is_file() or not self.accelerator._models:
-            return []
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as saved:
-            saved_names = set(saved.keys())
-        model = self.accelerator.unwrap_model(self.accelerator._models[0])
-        return sorted(set(model.state_dict()) - saved_names)
 
     # ----- writing -----
     def create(self, run_config: dict[str, Any], resumed_step: int) -> None:
@@ -431,3 +417,17 @@ class RunFolder:
         if failed and self.accelerator.is_main_process and self.replaced_run is not None:
             restore_replaced_run(self.path, self.replaced_run)
             print(f"this run failed before its first checkpoint: the previous run is back in {self.path}")
+
+
+def written_before_no_action(checkpoint: Path) -> bool:
+    """Whether a step_N/ holds an action model saved before the "no action" input existed (an action
+    projection, no `no_action`): Accelerate would refuse it with a long strict-load error. A checkpoint
+    without model.safetensors (sharded FSDP) is not judged here."""
+    weights = checkpoint / "model.safetensors"
+    if not weights.is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as saved:
+        names = set(saved.keys())
+    return "action_proj.weight" in names and "no_action" not in names

@@ -186,8 +186,8 @@ def setting_lines(spec: StudySpec, reference: dict[str, float]) -> list[str]:
 
 
 MARGIN_WORDS = (" Equivalence, where the study file declares a margin m (in the metric's units): \"equivalent within "
-                "±m\" when the 95% interval lies inside ±m (two one-sided tests at 2.5% each), \"different\" when the "
-                "verdict is helps or hurts, else \"inconclusive\" (an interval that includes 0 is not evidence of no "
+                "±m\" when the 95% interval lies inside ±m (two one-sided tests at 2.5% each; this reading comes first), "
+                "else \"different\" when the verdict is helps or hurts, else \"inconclusive\" (an interval that includes 0 is not evidence of no "
                 "effect).")
 PILOT_WORDS = " The study file declares this study a pilot: it may have fewer seeds than it needs for a conclusion."
 

@@ -69,6 +69,7 @@ class Objective:
         self.config = config
         self.changed_token_loss_weight = changed_token_loss_weight
         self.last_report: dict[str, Any] | None = None  # the full report of the latest evaluation
+        self.last_scope = "every frame"  # the frames its teacher-forced CE covers (cheap_scope, or every frame)
 
     def weigh_changed_tokens(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """With a changed-token loss weight w != 1, the loss becomes a weighted mean over the scored
@@ -217,10 +218,12 @@ class MaskedPretrainObjective(Objective):
     def _cheap_scored_frames(self, options: EvalOptions) -> EvalOptions:
         """A bidirectional model has no KV cache: each frame it scores costs a whole-window pass. So a
         cheap evaluation scores each window's last frame only, from the T-1 true frames before it (one
-        pass instead of T-1); --eval_full scores every frame."""
-        if self.temporal_attention == "causal":
+        pass instead of T-1; v2.0's block-masked pass, a second one, is left out); --eval_full scores
+        every frame."""
+        if self.cheap_scope() == "every frame":
             return options
-        return dataclasses.replace(options, first_frame=max(options.first_frame, self.config.T - 1))
+        return dataclasses.replace(options, first_frame=max(options.first_frame, self.config.T - 1),
+                                   block_masked=False)
 
     def cheap_scope(self):
         return "every frame" if self.temporal_attention == "causal" else "each window's last frame"
@@ -231,6 +234,7 @@ class MaskedPretrainObjective(Objective):
         rollouts (genie/evaluation/loop.py)."""
         if options.loss_only:
             options = self._cheap_scored_frames(options)
+        self.last_scope = self.cheap_scope() if options.loss_only else "every frame"
         ratios = self.masking.ratios_for_eval()
         sums = torch.zeros(len(ratios), 3, dtype=torch.float64)  # ce, correct, scored per ratio
         pictures = []

@@ -15,6 +15,8 @@ from accelerate.utils import set_seed
 from genie.checkpointing.checkpoint import load_weights_strict
 from genie.checkpointing.run_folder import is_run_folder
 from genie.data import resolve_data_dirs
+from genie.data.builtin import DEFAULT_WORLD
+from genie.data.sources import DataOptions
 from genie.errors import CheckpointError, ConfigError
 from genie.evaluation.pictures import masked_prediction_writer
 from genie.model.config import GenieConfig
@@ -112,6 +114,8 @@ def run_autoregressive(args: TrainingArguments, hand_off: HandOffArguments | Non
     if hand_off is not None and hand_off.masked_pretrain_checkpoint:
         source = resolve_pretrain_checkpoint(hand_off.masked_pretrain_checkpoint,
                                              hand_off.allow_non_pretrain_checkpoint)
+    if source is not None:
+        inherit_builtin_world(args, source)
     config, model, stage1_fields = initial_model(args, source)
     MaskedPretrainConfig(**stage1_fields)  # ignored here, but a wrong value is still a one-line error
     if stage1_fields.get("temporal_attention") == AutoregressiveObjective.temporal_attention:
@@ -128,6 +132,19 @@ def run_autoregressive(args: TrainingArguments, hand_off: HandOffArguments | Non
               "run's config.json)")
     objective = AutoregressiveObjective(config, args.changed_token_loss_weight, args.dynamics_mask_focus)
     return run_training(args, objective, model, run_info=run_info)
+
+
+def inherit_builtin_world(args: TrainingArguments, stage1_weights: Path) -> None:
+    """Without --builtin_world, stage 2 reads the built-in world its stage-1 run trained on (its run folder's
+    config.json says which), and says so where that is not the default world."""
+    if args.builtin_world is not None:
+        return
+    world = DataOptions().with_world_of(stage1_weights).builtin_world
+    if world is not None:
+        args.builtin_world = world
+        if world != DEFAULT_WORLD and not (args.train_data_dir and args.val_data_dir):
+            print(f"stage 2 reads the built-in world '{world}', as its stage 1 did ({stage1_weights.parent}); "
+                  "--builtin_world chooses another", flush=True)
 
 
 def run_masked_pretrain(args: TrainingArguments, masking: MaskedPretrainConfig) -> dict[str, Any]:

@@ -334,7 +334,9 @@ class Trainer:
         withholds no action. Its gradient is zero there, yet one more norm in the list would change how the
         total norm rounds: leaving it out keeps such runs bit-identical to the code before `no_action`."""
         no_action = self.accelerator.unwrap_model(self.model).no_action
-        if self.args.drop_actions or no_action is None:
+        # Accelerate clips FSDP models (sharded norms, fp16 unscaling) only when given all their parameters.
+        fsdp = self.accelerator.distributed_type == DistributedType.FSDP
+        if self.args.drop_actions or no_action is None or fsdp:
             return list(self.model.parameters())
         return [p for p in self.model.parameters() if p is not no_action]
 
@@ -418,9 +420,9 @@ class Trainer:
     def _print_result(self, what: str) -> None:
         """One line on the console: the model against its references (the progress bar hides the log)."""
         if self.objective.last_report is not None and self.accelerator.is_main_process:
-            report = self.objective.last_report
-            scope = "" if report["frames_scored"] > 1 else f", teacher-forced on frame {report['first_frame']} only"
-            tqdm.write(f"{what}{self.objective.result_note}{scope}: {headline(report)}")
+            scope = self.objective.last_scope
+            scope = "" if scope == "every frame" else f", teacher-forced on {scope}"
+            tqdm.write(f"{what}{self.objective.result_note}{scope}: {headline(self.objective.last_report)}")
 
     def close(self, failed: bool = False) -> None:
         """The single shutdown path, also after an error: signal handlers back, progress bar and trackers

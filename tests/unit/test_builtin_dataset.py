@@ -132,3 +132,19 @@ def test_a_checkpoint_finds_the_world_its_run_trained_on(tmp_path):
     assert DataOptions(builtin_world="swing").with_world_of(tmp_path / "run" / "final_model").builtin_world == "swing"
     (tmp_path / "copied").mkdir()
     assert DataOptions().with_world_of(tmp_path / "copied").builtin_world is None  # no run folder: the default
+
+
+def test_stage_two_reads_the_world_its_stage_one_trained_on_unless_told(tmp_path, capsys):
+    from genie.training.arguments import TrainingArguments
+    from genie.training.stages import inherit_builtin_world
+
+    (tmp_path / "stage1" / "masked_pretrain_final").mkdir(parents=True)
+    (tmp_path / "stage1" / "config.json").write_text(json.dumps({"stage": "masked_pretrain",
+                                                                  "args": {"builtin_world": "steered"}}))
+    weights = tmp_path / "stage1" / "masked_pretrain_final"
+    inherited, chosen = TrainingArguments(), TrainingArguments(builtin_world="swing")
+    inherit_builtin_world(inherited, weights)
+    inherit_builtin_world(chosen, weights)
+    assert (inherited.builtin_world, chosen.builtin_world) == ("steered", "swing")
+    assert capsys.readouterr().out == (f"stage 2 reads the built-in world 'steered', as its stage 1 did "
+                                       f"({tmp_path / 'stage1'}); --builtin_world chooses another\n")

@@ -31,10 +31,13 @@ def test_stage1_cheap_evaluation_scores_the_last_frame_as_the_full_metric_does()
     model = model_for(objective, config)
     batches = windows(config)
     with torch.no_grad():
-        objective.evaluate(model, batches, lambda x: x, EvalOptions(loss_only=True, action_sensitivity=False))
+        # block_masked: what v2.0 data asks for (a second whole-window pass, left out of a cheap evaluation)
+        objective.evaluate(model, batches, lambda x: x, EvalOptions(loss_only=True, action_sensitivity=False,
+                                                                    block_masked=True))
         cheap = objective.last_report
         full = evaluate_batches(model, batches, EvalOptions(loss_only=True, action_sensitivity=False))
-    assert objective.cheap_scope() == "each window's last frame"
+    assert objective.cheap_scope() == objective.last_scope == "each window's last frame"
+    assert not any(key.startswith("block_") for key in cheap)
     assert (cheap["first_frame"], cheap["frames_scored"], full["frames_scored"]) == (config.T - 1, 1, config.T - 1)
     assert cheap["cross_entropy"] == full["cross_entropy_per_frame"][-1]
     assert cheap["num_tokens"] == 6 * config.S
@@ -47,5 +50,5 @@ def test_a_causal_objective_scores_every_frame_in_a_cheap_evaluation():
         model = model_for(objective, config)
         with torch.no_grad():
             objective.evaluate(model, windows(config), lambda x: x, EvalOptions(loss_only=True, action_sensitivity=False))
-        assert objective.cheap_scope() == "every frame"
+        assert objective.cheap_scope() == objective.last_scope == "every frame"
         assert objective.last_report["frames_scored"] == config.T - 1
