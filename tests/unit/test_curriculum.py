@@ -53,3 +53,15 @@ def test_speedrun_charges_each_phase_at_its_own_seconds_per_step():
     timing = {"stages": {"v/stage2@4": {"s_per_step": 0.1}, "v/stage2": {"s_per_step": 0.3}}}
     assert training_seconds(variant, "v", 100, timing) == pytest.approx(100 * 0.1)
     assert training_seconds(variant, "v", 200, timing) == pytest.approx(150 * 0.1 + 50 * 0.3)
+
+
+def test_collators_take_windows_of_2_to_T_frames(tiny_config):
+    from genie.errors import DataFormatError
+    from genie.masking.collators import get_maskgit_collator
+
+    collator = get_maskgit_collator(tiny_config)  # T = 4, S = 16, prompt 2
+    short = collator({"input_ids": torch.randint(0, 256, (3, 2, 16))}, generator=torch.Generator().manual_seed(0))
+    assert short["loss_mask"].shape == (3, 2, 16) and short["loss_mask"][:, 1].any() and not short["loss_mask"][:, 0].any()
+    for frames in (1, 5):
+        with pytest.raises(DataFormatError, match=r"expected \(batch, T=4, S=16\) \(or 2 to T frames\)"):
+            collator({"input_ids": torch.zeros(3, frames, 16, dtype=torch.long)})
