@@ -37,14 +37,15 @@ def stack_features(features: Sequence[Mapping[str, torch.Tensor]] | Mapping[str,
 
 
 def as_windows(batch: dict[str, torch.Tensor], config: GenieConfig) -> dict[str, torch.Tensor]:
-    """Batched items with input_ids (B, T, S); the reference's flat layout (B, T*S), as its
-    RawTokenDataset yields, is reshaped. Any other shape is a one-line error."""
+    """Batched items with input_ids (B, T', S), 2 <= T' <= T (shorter: a window-length curriculum's
+    first frames); the reference's flat layout (B, T*S), as its RawTokenDataset yields, is reshaped.
+    Any other shape is a one-line error."""
     tokens, t, s = batch["input_ids"], config.T, config.S
     if tokens.ndim == 2 and tokens.shape[1] == t * s:
         return {**batch, "input_ids": tokens.reshape(tokens.shape[0], t, s)}
-    if tokens.ndim != 3 or tuple(tokens.shape[1:]) != (t, s):
+    if tokens.ndim != 3 or not 2 <= tokens.shape[1] <= t or tokens.shape[2] != s:
         raise DataFormatError(f"input_ids of shape {tuple(tokens.shape)} do not fit the model config: expected "
-                              f"(batch, T={t}, S={s}) or the flat (batch, T*S={t * s})")
+                              f"(batch, T={t}, S={s}) (or 2 to T frames) or the flat (batch, T*S={t * s})")
     return batch
 
 

@@ -25,6 +25,7 @@ from genie.data import open_dataset, resolve_data_dirs
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
 from genie.model.config import GenieConfig
 from genie.training.arguments import TrainingArguments
+from genie.training.curriculum import FrameCurriculum
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
 from genie.training.stages import HandOffArguments, run_autoregressive, run_masked_pretrain
 
@@ -65,6 +66,8 @@ class Variant:
     stage1: dict[str, Any] = field(default_factory=dict)  # masked_pretrain.py flags
 
 
+HALF_ON_4_FRAMES = {"curriculum_frames": "4", "curriculum_fractions": "0.5"}
+
 VARIANTS = {
     "main_job": Variant("the main job: 200 steps of stage 1 (cosine 0.8 -> 0.1), then 800 of stage 2",
                         stage1_steps=200, stage1={"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1}),
@@ -83,6 +86,19 @@ VARIANTS = {
                            stage2={"dynamics_mask_focus": 0.5}, steps=300),
     "short_muon_weight3": Variant("short, Muon and changed tokens weighted 3x",
                                   stage2={"optimizer": "muon", "changed_token_loss_weight": 3.0}, steps=300),
+    # Window-length curriculum: the first half of the steps on the first 4 of the 8 frames (about half the cost).
+    "short_curriculum": Variant("short, the first 150 steps on 4-frame windows",
+                                stage2=HALF_ON_4_FRAMES, steps=300),
+    "short_muon_curriculum": Variant("short, Muon, the first 150 steps on 4-frame windows",
+                                     stage2={"optimizer": "muon", **HALF_ON_4_FRAMES}, steps=300),
+    # 4 frames leave the frames the evaluation scores (from num_prompt_frames = 4 on) untrained until step 150:
+    # 6 frames train positions 4 and 5 from the start, for a smaller saving (about 3/4 of a step's cost).
+    "short_muon_curriculum6": Variant("short, Muon, the first 150 steps on 6-frame windows",
+                                      stage2={"optimizer": "muon", "curriculum_frames": "6",
+                                              "curriculum_fractions": "0.5"}, steps=300),
+    # About short_muon's training seconds if a 4-frame step costs half: 200 x 1/2 + 200 = 300 step-equivalents.
+    "muon_curriculum_400": Variant("Muon, 400 steps, the first 200 on 4-frame windows",
+                                   stage2={"optimizer": "muon", **HALF_ON_4_FRAMES}, steps=400),
 }
 
 
@@ -239,15 +255,18 @@ def target_name(target: tuple[str, str, float | str]) -> str:
     return f"{metric} {sense} {value if isinstance(value, str) else format(value, 'g')}"
 
 
-def step_function(world: World, variant: Variant, stage1: bool, folder: Path, steps: int):
+def step_function(world: World, variant: Variant, stage1: bool, folder: Path, steps: int, frames: int | None = None):
     """A Trainer for one stage of `variant` (in a scratch run folder) and a function that takes `steps`
-    optimizer steps with it: what the timing alternates."""
+    optimizer steps with it: what the timing alternates. `frames`: every step on windows of that many
+    frames (a curriculum phase), else on all T."""
     from genie.studies.timing import stepping_trainer
     from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
     from genie.training.stages import initial_model
 
     args = training_arguments(world, variant, 0, folder, stage1, 10 ** 9)
     args.max_train_steps, args.checkpointing_steps, args.overwrite_output_dir = 10 ** 6, 10 ** 9, True
+    # The timed steps are the first of 10**6: a curriculum's first half covers them all.
+    args.curriculum_frames, args.curriculum_fractions = (str(frames), "0.5") if frames else ("", "")
     config, model, _ = initial_model(args)
     objective = (MaskedPretrainObjective(config, MaskedPretrainConfig(**variant.stage1),
                                          changed_token_loss_weight=args.changed_token_loss_weight) if stage1
@@ -274,8 +293,11 @@ def seconds_per_step(world: World, variants: dict[str, Variant], settings: Speed
             reference, reference_step = step_function(world, baseline, False, Path(scratch) / "reference", k)
             baseline_rounds = []
             for name, variant in variants.items():
-                for stage in (["stage1"] if variant.stage1_steps else []) + ["stage2"]:
-                    trainer, step = step_function(world, variant, stage == "stage1", Path(scratch) / f"{name}-{stage}", k)
+                stages = (["stage1"] if variant.stage1_steps else []) + [key for key, _, _ in stage2_phases(variant)]
+                for stage in stages:
+                    frames = int(stage.split("@")[1]) if "@" in stage else None
+                    trainer, step = step_function(world, variant, stage == "stage1", Path(scratch) / f"{name}-{stage}",
+                                                  k, frames)
                     timing = compare_abba(step, reference_step, settings.timing_rounds)
                     trainer.close()
                     timings[f"{name}/{stage}"] = {"s_per_step": timing["ours_s"] / k,
@@ -295,12 +317,23 @@ def windows_per_step(variant: Variant) -> int:
     return flags["per_device_train_batch_size"] * flags.get("gradient_accumulation_steps", 1)
 
 
+def stage2_phases(variant: Variant) -> list[tuple[str, int, int]]:
+    """(timing key, first step, end step) of each window length of stage 2: 'stage2@F' for a curriculum's
+    F-frame phase, 'stage2' for the full windows."""
+    flags = {**MAIN_JOB, **variant.stage2}
+    curriculum = FrameCurriculum.from_flags(flags.get("curriculum_frames", ""), flags.get("curriculum_fractions", ""))
+    ends = [*curriculum.phase_ends(variant.steps), variant.steps]
+    keys = [f"stage2@{frames}" for frames in curriculum.frames] + ["stage2"]
+    return list(zip(keys, [0, *ends[:-1]], ends))
+
+
 def training_seconds(variant: Variant, name: str, step: int, timing: dict[str, Any]) -> float:
     """Training seconds to reach stage-2 `step`: the stage-1 steps and the stage-2 steps, each at its
-    ABBA-timed seconds per step (evaluation excluded)."""
+    ABBA-timed seconds per step (a curriculum's phases each at their own; evaluation excluded)."""
     stages = timing["stages"]
     stage1 = variant.stage1_steps * stages[f"{name}/stage1"]["s_per_step"] if variant.stage1_steps else 0.0
-    return stage1 + step * stages[f"{name}/stage2"]["s_per_step"]
+    return stage1 + sum(max(0, min(step, end) - start) * stages[f"{name}/{key}"]["s_per_step"]
+                        for key, start, end in stage2_phases(variant))
 
 
 def summarize_variant(name: str, variant: Variant, runs: dict[int, list[dict[str, Any]]], world: World,

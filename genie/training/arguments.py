@@ -12,6 +12,7 @@ import torch
 
 from genie.data.sources import DataOptions
 from genie.errors import check_flag
+from genie.training.curriculum import FrameCurriculum
 
 DATA_OPTION_FIELDS = {f.name: f for f in dataclasses.fields(DataOptions)}
 
@@ -78,6 +79,13 @@ class TrainingArguments:
         "help": "Stage 2: mask the tokens that differ from the previous frame more often, keeping each frame's "
                 "expected masked count (0 = off, the reference's masking; < 1 keeps static tokens masked too). "
                 "Stage 1 has --mask_pattern dynamics instead."})
+    curriculum_frames: str = field(default="", metadata={
+        "help": "A window-length curriculum: comma-separated frame counts below T, increasing (e.g. 4, or 2,4); the "
+                "first steps train on the first that many frames of each window (cheaper steps), the rest on all T. "
+                "Needs --curriculum_fractions. Empty = off."})
+    curriculum_fractions: str = field(default="", metadata={
+        "help": "The share of the optimizer steps for each --curriculum_frames value, in order (e.g. 0.5, or "
+                "0.25,0.25); they sum to less than 1 and the steps left train on all T frames."})
     weight_decay: float = field(default=0.0, metadata={"help": "Decoupled weight decay of the Linear matrices (AdamW; Muon's too)."})
     adam_beta_1: float = field(default=0.9, metadata={"help": "AdamW's first-moment decay."})
     adam_beta_2: float = field(default=0.999, metadata={"help": "AdamW's second-moment decay."})
@@ -163,6 +171,10 @@ class TrainingArguments:
                    "contradicts --eval_loss_only; pass one of them")
         check_flag(bool(self.output_dir), "output_dir", self.output_dir, "must name a folder")
         self.data_options()  # checks --data_format, --state_pooling and --builtin_world
+        self.frame_curriculum()  # the trainer checks it against the config's T too
+
+    def frame_curriculum(self) -> FrameCurriculum:
+        return FrameCurriculum.from_flags(self.curriculum_frames, self.curriculum_fractions)
 
     def data_options(self) -> DataOptions:
         return DataOptions(self.data_format, self.state_pooling, self.builtin_world)

@@ -66,6 +66,8 @@ def start_banner(trainer: Any) -> str:
         f"steps: {trainer.max_steps:,} ({trainer.max_steps / per_epoch:.3g} epoch(s) of {per_epoch:,} steps); "
         f"global batch {global_batch} = {args.per_device_train_batch_size} per device x {accelerator.num_processes} "
         f"process(es) x {args.gradient_accumulation_steps} accumulation",
+        *([f"window curriculum: {trainer.curriculum.describe(trainer.max_steps, config.T)}"]
+          if trainer.curriculum.frames else []),
         f"optimizer: {args.optimizer}, learning rate {args.learning_rate:g}"
         f"{f' (Muon {args.muon_learning_rate:g})' if args.optimizer == 'muon' else ''}, {args.lr_scheduler_type} "
         f"schedule, {args.num_warmup_steps} warm-up steps; device {accelerator.device}, precision "

@@ -36,6 +36,7 @@ from genie.masking.seeding import batch_generator
 from genie.model.stmaskgit import STMaskGIT
 from genie.training.arguments import TrainingArguments
 from genie.training.banner import start_banner
+from genie.training.curriculum import first_frames
 from genie.training.fsdp import full_parameters
 from genie.training.objectives import Objective, make_global_batch, to_device
 from genie.training.optimizer import build_optimizer
@@ -82,6 +83,8 @@ class Trainer:
     def _build(self, model: STMaskGIT) -> None:
         """Data, resume point, model, loaders and schedule: everything checked before the folder is written."""
         args = self.args
+        self.curriculum = args.frame_curriculum()
+        self.curriculum.check(self.config.T)
         set_seed(args.seed)
         self.train_set, self.val_set = self._build_datasets()
         self.checkpoint = self.run_folder.find_checkpoint(self.objective.name)
@@ -170,6 +173,9 @@ class Trainer:
                        "train_data_dir": str(Path(self.train_set.data_dir).resolve())}
         if args.train_segment_fraction < 1 or args.drop_actions:  # only then: older checkpoints lack the keys
             fingerprint |= {"train_segment_fraction": args.train_segment_fraction, "drop_actions": args.drop_actions}
+        if self.curriculum.frames:  # the frames of every step: a resume must follow the same curriculum
+            fingerprint |= {"curriculum_frames": list(self.curriculum.frames),
+                            "curriculum_fractions": list(self.curriculum.fractions)}
         model = {f"model.{k}": v for k, v in self.config.to_dict().items() if k != "temporal_attention"}
         return {**fingerprint, **model}
 
@@ -273,8 +279,11 @@ class Trainer:
     def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> bool:
         """One optimizer step over its micro-batches; False when the epoch has no batch left."""
         accelerator = self.accelerator
+        frames = self.window_frames()
         for micro_step, batch in enumerate(batches):
             self.batches_done += 1
+            if frames < self.config.T:  # the curriculum's short windows, cut before masking
+                batch = first_frames(batch, frames)
             generator = batch_generator(self.args.seed, self.step, micro_step)
             inputs = make_global_batch(self.objective, batch, self.step, self.max_steps, generator,
                                        accelerator.process_index, accelerator.num_processes)
@@ -284,7 +293,7 @@ class Trainer:
                 if accelerator.sync_gradients:
                     self._optimizer_step()
                 self.optimizer.zero_grad(set_to_none=True)
-            tokens = inputs["input_ids"].shape[0] * self.config.T * self.config.S * accelerator.num_processes
+            tokens = inputs["input_ids"].numel() * accelerator.num_processes
             self.meter.add(loss, tokens)
             if accelerator.sync_gradients:
                 self.scheduler.step()
@@ -292,6 +301,11 @@ class Trainer:
                 self.progress.update(1)
                 return True
         return False
+
+    def window_frames(self, step: int | None = None) -> int:
+        """Frames per window at optimizer step `step` (default: the next one): T unless the curriculum
+        shortens it; a function of the step alone, so resume and accumulation see the same count."""
+        return self.curriculum.frames_at(self.step if step is None else step, self.max_steps, self.config.T)
 
     def forward_backward_step(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Forward, loss, backward of one micro-batch; returns the detached loss."""
@@ -361,6 +375,7 @@ class Trainer:
                                      f"..{self.step}; lower --learning_rate or check the data")
         record = {"step": self.step, "train/loss": loss_value, "lr": self.scheduler.get_last_lr()[0],
                   "tokens_per_s": self.meter.tokens_per_second(), "skipped_nonfinite_steps": self.skipped_steps,
+                  **({"window_frames": self.window_frames(self.step - 1)} if self.curriculum.frames else {}),
                   **self.objective.step_metrics(self.step - 1, self.max_steps)}
         self.logger.log(record)
         self.progress.set_postfix({k.split("/")[-1]: round(v, 4) for k, v in record.items()
