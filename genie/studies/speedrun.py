@@ -22,6 +22,7 @@ from genie.errors import ConfigError, RunStopped, check_flag
 from genie.studies.stats import mean_interval
 from genie.evaluation.loop import evaluate_checkpoint
 from genie.data import open_dataset, resolve_data_dirs
+from genie.data.sources import DataOptions
 from genie.evaluation.scores import EvalOptions, unigram_log_probs
 from genie.model.config import GenieConfig
 from genie.training.arguments import TrainingArguments
@@ -223,7 +224,7 @@ def score_run(world: World, stage2: Path, settings: SpeedrunSettings) -> list[di
             continue
         if unigram is None:
             config = GenieConfig.from_json_file(folder / "config.json")
-            train_dir = resolve_data_dirs(*data, config)[0]
+            train_dir = resolve_data_dirs(*data, config, DataOptions().with_world_of(folder))[0]  # the run's world
             unigram = unigram_log_probs(open_dataset(train_dir, config).frame_arrays(), config.image_vocab_size)
         start = time.perf_counter()
         report = evaluate_checkpoint(folder, *data, options=options, batch_size=16, max_examples=settings.eval_windows,
