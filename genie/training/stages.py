@@ -137,12 +137,12 @@ def run_autoregressive(args: TrainingArguments, hand_off: HandOffArguments | Non
 def inherit_builtin_world(args: TrainingArguments, stage1_weights: Path) -> None:
     """Without --builtin_world, stage 2 reads the built-in world its stage-1 run trained on (its run folder's
     config.json says which), and says so where that is not the default world."""
-    if args.builtin_world is not None:
+    if args.builtin_world is not None or (args.train_data_dir and args.val_data_dir):
         return
     world = DataOptions().with_world_of(stage1_weights).builtin_world
     if world is not None:
         args.builtin_world = world
-        if world != DEFAULT_WORLD and not (args.train_data_dir and args.val_data_dir):
+        if world != DEFAULT_WORLD:
             print(f"stage 2 reads the built-in world '{world}', as its stage 1 did ({stage1_weights.parent}); "
                   "--builtin_world chooses another", flush=True)
 

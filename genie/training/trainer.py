@@ -130,6 +130,9 @@ class Trainer:
         data = args.data_options()
         with self.accelerator.main_process_first():  # the built-in dataset is written once, by the main process
             train_dir, val_dir = resolve_data_dirs(args.train_data_dir, args.val_data_dir, config, data)
+        if args.builtin_world is not None and args.train_data_dir and args.val_data_dir:
+            self._note(f"--builtin_world {args.builtin_world} does nothing here: --train_data_dir and --val_data_dir "
+                       "name the data")
         if args.drop_actions:  # no action file is read: the model's action input gets 'no action', NaN (WithoutActions)
             self._note(drop_actions_note(config, train_dir))
             config = config.replace(action_dims={})

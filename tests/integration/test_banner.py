@@ -42,3 +42,11 @@ def test_stage_two_banner_names_a_label_scarce_subset_and_the_resume_point(tiny_
     train.main(["--output_dir", str(out), "--resume_from_checkpoint", "latest", "--max_train_steps", "3"])
     resumed = banner(capsys.readouterr().out)
     assert resumed[1] == first[1] and f"resumes from {out / 'step_2'} at step 2" in resumed[7]
+
+
+def test_a_builtin_world_with_both_data_folders_given_is_said_to_do_nothing(tiny_config_file, tiny_data, tmp_path,
+                                                                            capsys):
+    train.main(run_argv(tiny_config_file, tiny_data, tmp_path / "run", "--builtin_world", "steered",
+                        max_train_steps=1, eval_loss_only=True))
+    assert ("note: --builtin_world steered does nothing here: --train_data_dir and --val_data_dir name the data"
+            in capsys.readouterr().out.splitlines())
