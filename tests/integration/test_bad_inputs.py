@@ -408,7 +408,7 @@ def test_wrong_shapes_and_the_reference_flat_layout_in_collators(tiny_config):
         flat = collate({"input_ids": windows.reshape(2, -1)}, generator=torch.Generator().manual_seed(0))
         shaped = collate({"input_ids": windows}, generator=torch.Generator().manual_seed(0))
         assert torch.equal(flat["input_ids"], shaped["input_ids"]) and flat["labels"].shape == windows.shape
-        with pytest.raises(DataFormatError, match=r"expected \(batch, T=4, S=16\) or the flat \(batch, T\*S=64\)"):
+        with pytest.raises(DataFormatError, match=r"expected \(batch, T=4, S=16\) \(or 2 to T frames\) or the flat \(batch, T\*S=64\)"):
             collate({"input_ids": windows.reshape(2, 8, 8)})
 
 
