@@ -119,6 +119,7 @@ def rebuilt_csvs(study):
     """results.csv and contrasts.csv of results/<study>/, recomputed from its runs.csv as write_report writes them."""
     spec = load_study(REPO_ROOT / "configs" / "studies" / f"{study}.yaml")
     runs = list(csv.DictReader((REPO_ROOT / "results" / study / "runs.csv").open()))
+    spec.seeds = sorted({int(r["seed"]) for r in runs})  # a partial report (--seeds) has fewer than the file
     numbers = {k: (lambda v: int(v)) for k in ("num_windows", "num_tokens")}
     values = {(r["arm"], int(r["seed"])): {k: numbers.get(k, float)(v) for k, v in r.items()
                                            if k not in ("arm", "seed", "run")} for r in runs}
