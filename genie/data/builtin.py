@@ -175,6 +175,11 @@ def world_named(name: str | None) -> World:
     return WORLDS[name]
 
 
+def is_default_world(name: str | None) -> bool:
+    """Whether `name` is the default world, whose folder and metadata keep their names from before variants."""
+    return world_named(name) is WORLDS[DEFAULT_WORLD]
+
+
 def make_split(num_frames: int, grid: int, tokenizer: PatchTokenizer, seed: int, min_segment: int = 48,
                max_segment: int = 128, world: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tokens (N, grid, grid), segment ids (N,) and actions (N, 2) for a split of the named world
@@ -226,7 +231,7 @@ def builtin_folder_name(grid: int, vocab_size: int, seed: int, v2_layout: bool =
                         ) -> str:
     """The cached folder's name: the world's version and variant (none for the default, whose folders keep
     the name they had before there were variants), layout, frame size, vocabulary and seed."""
-    variant = "" if world_named(world) is WORLDS[DEFAULT_WORLD] else f"-{world}"
+    variant = "" if is_default_world(world) else f"-{world}"
     return f"{'v2-' if v2_layout else ''}world{WORLD_VERSION}{variant}-grid{grid}-vocab{vocab_size}-seed{seed}"
 
 
@@ -252,7 +257,7 @@ def _builtin_metadata(tokenizer: PatchTokenizer, seed: int, world: str | None = 
     variant's name unless it is the default (whose metadata stays as it was before there were variants)."""
     metadata = {"builtin_tokenizer": {"patch": tokenizer.patch, "levels": tokenizer.levels}, "builtin_seed": seed,
                 "builtin_world_version": WORLD_VERSION}
-    if world_named(world) is not WORLDS[DEFAULT_WORLD]:
+    if not is_default_world(world):
         metadata["builtin_world"] = world
     return metadata
 
