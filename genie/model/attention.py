@@ -70,12 +70,15 @@ class SelfAttention(nn.Module):
     """Self-attention over the middle axis of (batch, sequence, d_model).
 
     Parameter names (`qkv`, `proj`, `norm`) match the reference checkpoints. With `qk_norm`, one
-    LayerNorm over the head dimension is shared by queries and keys, as in the reference.
+    LayerNorm over the head dimension is shared by queries and keys, as in the reference. A `rotary`
+    module (spatial attention only) rotates queries and keys after that norm; cached decoding never uses
+    it (it runs temporal attention).
     """
 
     def __init__(self, num_heads: int, d_model: int, qkv_bias: bool = False, proj_bias: bool = True,
-                 qk_norm: bool = True, attn_drop: float = 0.0):
+                 qk_norm: bool = True, attn_drop: float = 0.0, rotary: nn.Module | None = None):
         super().__init__()
+        self.rotary = rotary  # rotates queries and keys by position (spatial attention with spatial_rope)
         self.num_heads = num_heads
         self.head_dim = d_model // num_heads
         self.attn_drop = attn_drop
@@ -95,6 +98,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         """x (batch, n, d_model) -> (batch, n, d_model), attending over n (causally with `causal`)."""
         q, k, v = (t.transpose(1, 2) for t in self._qkv(x))  # (batch, heads, n, head_dim)
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
                                              is_causal=causal)
         return self.proj(out.transpose(1, 2).flatten(2))

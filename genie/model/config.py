@@ -43,6 +43,8 @@ class GenieConfig:
     attn_drop: float = 0.0
     qk_norm: bool = True
     temporal_attention: str = "causal"  # "causal" (autoregressive) or "bidirectional" (masked pretraining)
+    # Not in the reference: axial 2-D rotary position embedding in spatial attention (genie/model/rotary.py).
+    spatial_rope: bool = False
 
     # MLP
     mlp_ratio: float = 4.0
@@ -81,6 +83,8 @@ class GenieConfig:
                  f"must give an MLP of width int(d_model * mlp_ratio) >= 1 (d_model = {self.d_model})")
         _require(self.temporal_attention in TEMPORAL_ATTENTION_MODES, "temporal_attention",
                  self.temporal_attention, f"must be one of {TEMPORAL_ATTENTION_MODES}")
+        _require(not self.spatial_rope or (self.d_model // self.num_heads) % 4 == 0, "spatial_rope", self.spatial_rope,
+                 f"needs a head width d_model / num_heads = {self.d_model // self.num_heads} divisible by 4")
         for name, dim in self.action_dims.items():
             _require(isinstance(name, str) and isinstance(dim, int) and not isinstance(dim, bool) and dim >= 1,
                      "action_dims", self.action_dims, "must map stream names to positive integer dims")
@@ -112,14 +116,16 @@ class GenieConfig:
 
     def to_portable_dict(self) -> dict[str, Any]:
         """The form saved in a model's config.json: the fields the reference implementation knows, plus
-        temporal_attention / action_dims only where they differ from what the reference computes (causal,
-        no actions). A causal, action-free model thus loads into the reference with the same logits;
+        temporal_attention / action_dims / spatial_rope only where they differ from what the reference
+        computes (causal, no actions, no rotary embedding). Such a model thus loads into the reference with the same logits;
         any other model carries a field the reference refuses, instead of loading with other logits."""
         values = self.to_dict()
         if values["temporal_attention"] == "causal":
             del values["temporal_attention"]
         if not values["action_dims"]:
             del values["action_dims"]
+        if not values["spatial_rope"]:
+            del values["spatial_rope"]
         return values
 
     def to_json_file(self, path: str | Path) -> None:

@@ -8,6 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from genie.model.attention import ConcatKVCache, KVCache, SelfAttention
 from genie.model.config import GenieConfig
+from genie.model.rotary import AxialRotary
 
 
 class Mlp(nn.Module):
@@ -37,7 +38,8 @@ class STBlock(nn.Module):
         attn_kwargs = dict(num_heads=config.num_heads, d_model=d, qkv_bias=config.qkv_bias,
                            proj_bias=config.proj_bias, qk_norm=config.qk_norm, attn_drop=config.attn_drop)
         self.norm1 = nn.Identity() if config.qk_norm else nn.LayerNorm(d, eps=1e-5)
-        self.spatial_attn = SelfAttention(**attn_kwargs)
+        rotary = AxialRotary(config.h, config.w, d // config.num_heads) if config.spatial_rope else None
+        self.spatial_attn = SelfAttention(**attn_kwargs, rotary=rotary)
         self.temporal_attn = SelfAttention(**attn_kwargs)
         self.norm2 = nn.Identity() if config.qk_norm else nn.LayerNorm(d, eps=1e-5)
         self.mlp = Mlp(d, config.mlp_ratio, config.mlp_bias, config.mlp_drop)

@@ -43,6 +43,7 @@ class World:
     # (metric, "<=" or ">=", a value or the name of the reference scored beside it) on the val subset
     targets: tuple[tuple[str, str, float | str], ...] = ()
     stride: int | None = None  # val window spacing (None: the data's own, 2 Hz)
+    builtin_world: str | None = None  # the built-in world's variant (--builtin_world) when data_dir is None
 
 
 WORLDS = {
@@ -52,6 +53,10 @@ WORLDS = {
                                                      ("changed_accuracy", ">=", 0.65),
                                                      ("changed_cross_entropy", "<=", 2.55))),
     # Breakout recorded by `scripts/record_atari.py --seed 0` (scripts/atari.sh's data): --data_dir names it.
+    # The built-in world whose steered sprites move by the action alone (--builtin_world steered): the same
+    # first target; the main job's level was measured on "swing" only, so it is not a target here.
+    "steered": World("configs/small.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),),
+                     builtin_world="steered"),
     "breakout": World("configs/atari.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),
                                                      ("changed_accuracy", ">=", 0.60)), stride=1),
 }
@@ -65,6 +70,7 @@ class Variant:
     steps: int = 800
     stage1_steps: int = 0
     stage1: dict[str, Any] = field(default_factory=dict)  # masked_pretrain.py flags
+    genie_config: str | None = None  # a model config instead of the world's (e.g. with spatial_rope)
 
 
 HALF_ON_4_FRAMES = {"curriculum_frames": "4", "curriculum_fractions": "0.5"}
@@ -81,6 +87,14 @@ VARIANTS = {
     # A quarter of the main job's budget: the schedule ends where the target has to be reached.
     "short": Variant("stage 2 alone, 300 steps (cosine over 300)", steps=300),
     "short_muon": Variant("short, with Muon", stage2={"optimizer": "muon"}, steps=300),
+    # Rotary position embedding in spatial attention: a neighbour is one direction from the first step.
+    "short_rope": Variant("short, spatial rotary position embedding (configs/small_rope.json)", steps=300,
+                          genie_config="configs/small_rope.json"),
+    "short_muon_rope": Variant("short, Muon and spatial rotary position embedding", stage2={"optimizer": "muon"},
+                               steps=300, genie_config="configs/small_rope.json"),
+    "main_job_rope": Variant("the main job with spatial rotary position embedding (configs/small_rope.json)",
+                             stage1_steps=200, stage1={"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1},
+                             genie_config="configs/small_rope.json"),
     "short_weight3": Variant("short, changed tokens weighted 3x in the loss",
                              stage2={"changed_token_loss_weight": 3.0}, steps=300),
     "short_focus": Variant("short, stage-2 masks favour changed tokens (focus 0.5)",
@@ -152,8 +166,11 @@ def training_arguments(world: World, variant: Variant, seed: int, output_dir: Pa
     if world.data_dir:
         data = {"train_data_dir": str(Path(world.data_dir) / "train"), "val_data_dir": str(Path(world.data_dir) / "val")}
     flags = {**MAIN_JOB, **({} if stage1 else variant.stage2)}
+    if world.builtin_world:
+        flags["builtin_world"] = world.builtin_world
     steps = variant.stage1_steps if stage1 else variant.steps
-    return TrainingArguments(genie_config=world.genie_config, seed=seed, output_dir=str(output_dir),
+    return TrainingArguments(genie_config=variant.genie_config or world.genie_config, seed=seed,
+                             output_dir=str(output_dir),
                              max_train_steps=steps, checkpointing_steps=steps if stage1 else checkpoint_every,
                              eval_every_n_steps=10 ** 9, max_eval_steps=1, eval_loss_only=True,
                              log_every_n_steps=max(1, min(50, steps)), **data, **flags)
@@ -164,8 +181,10 @@ def run_key(world: World, variant: Variant, seed: int, settings: SpeedrunSetting
     import hashlib
 
     trained_on = {"genie_config": world.genie_config, "data_dir": world.data_dir}  # not the targets: they score
-    identity = json.dumps([trained_on, dataclasses.asdict(variant), seed, settings.eval_every], sort_keys=True,
-                          default=str)
+    if world.builtin_world:  # only then: the folders of earlier runs keep their names
+        trained_on["builtin_world"] = world.builtin_world
+    recipe = {k: v for k, v in dataclasses.asdict(variant).items() if k != "genie_config" or v is not None}
+    identity = json.dumps([trained_on, recipe, seed, settings.eval_every], sort_keys=True, default=str)
     return f"seed{seed}-{hashlib.sha1(identity.encode()).hexdigest()[:10]}"
 
 

@@ -15,7 +15,8 @@ from genie.protocols import MaskGITModel
 from tests.conftest import TINY, run_script
 
 VARIANTS = {"plain": {"action_dims": {}}, "qk_norm": {"action_dims": {}, "qk_norm": True},
-            "actions": {"action_dims": {"driving_command": 2}}}
+            "actions": {"action_dims": {"driving_command": 2}},
+            "spatial_rope": {"action_dims": {"driving_command": 2}, "spatial_rope": True}}
 
 
 # Every variant through the default (dynamo) exporter, and the TorchScript exporter on the richest one.

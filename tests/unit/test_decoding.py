@@ -106,13 +106,15 @@ def test_invalid_sampling_settings():
             SamplingConfig(**kwargs)
 
 
-@pytest.mark.parametrize("mode, temperature", [("confidence", 0.0), ("random", 0.0), ("gumbel", 1.0)])
-def test_kv_cached_generation_equals_full_recompute(mode, temperature):
+@pytest.mark.parametrize("mode, temperature, spatial_rope", [("confidence", 0.0, False), ("random", 0.0, False),
+                                                             ("gumbel", 1.0, False), ("confidence", 0.0, True)])
+def test_kv_cached_generation_equals_full_recompute(mode, temperature, spatial_rope):
     from genie.model.config import GenieConfig
     from tests.conftest import REPO_ROOT
 
     torch.manual_seed(0)
-    model = STMaskGIT(GenieConfig.from_json_file(REPO_ROOT / "configs" / "tiny.json")).eval()
+    config = GenieConfig.from_json_file(REPO_ROOT / "configs" / "tiny.json").replace(spatial_rope=spatial_rope)
+    model = STMaskGIT(config).eval()
     for p in model.parameters():  # a non-trivial model: untrained logits are nearly flat
         p.data.add_(torch.randn_like(p) * 0.05)
     prompt = torch.randint(0, 2 ** 18, (2, 4, 256), generator=torch.Generator().manual_seed(1))
