@@ -16,12 +16,12 @@ from pathlib import Path
 
 from genie.cli import parse, run_cli
 from genie.errors import ConfigError
-from genie.studies.speedrun import VARIANTS, WORLDS, SpeedrunSettings
+from genie.studies.speedrun import TRACKS, VARIANTS, SpeedrunSettings
 
 
 @dataclass
 class SpeedrunArguments:
-    world: str = field(default="builtin", metadata={"help": f"One of {', '.join(WORLDS)}."})
+    world: str = field(default="builtin", metadata={"help": f"One of {', '.join(TRACKS)}."})
     variants: str = field(default="main_job,stage2_only", metadata={
         "help": f"Comma-separated, the first is the timing baseline; from {', '.join(VARIANTS)}."})
     seeds: str = field(default="0,1,2", metadata={"help": "Comma-separated training seeds (3 or more)."})

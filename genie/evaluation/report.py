@@ -66,6 +66,9 @@ def format_report(report: dict[str, Any]) -> str:
              *_teacher_forced_table(report)]
     if report.get("action_sensitivity") is not None:
         lines += ["", _action_sensitivity_line(report)]
+    elif report.get("action_sensitivity_windows") == 0:
+        lines += ["", "Action sensitivity: not measured (no batch had actions to shuffle: withheld, or one "
+                      "window per batch)."]
     if "seconds_per_frame" in report:
         what = "first pass only (--loss_only)" if report.get("loss_only") else "teacher-forced MaskGIT decoding"
         lines += ["", f"Time: {report['seconds_per_frame']:.4g} s/frame ({what}, {report.get('device', 'cpu')})."]

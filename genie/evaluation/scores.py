@@ -87,13 +87,15 @@ def action_sensitivity_sums(model: MaskGITModel, tokens: torch.Tensor, actions: 
     """Teacher-forced first-pass cross-entropy with each window given the actions of another window of
     the batch (a seeded cyclic shift, so no window keeps its own), beside the true-action one
     (`true_sums`, from teacher_forced_sums), per window and frame: shuffled_ce, shuffled_true_ce and
-    their _changed forms, with shuffled_changed_tokens. A batch of one window cannot be shuffled: its
-    rows are 0, and shuffled_windows (1 per shuffled window) says how many windows count."""
+    their _changed forms, with shuffled_changed_tokens. A batch of one window, or one whose actions are
+    all withheld (NaN, --drop_actions), cannot be shuffled: its rows are 0, and shuffled_windows (1 per
+    shuffled window) says how many windows count."""
     batch = tokens.shape[0]
-    included = torch.full((batch, 1), float(batch > 1), dtype=torch.float64, device=tokens.device)
+    shuffled = batch > 1 and not bool(actions.isnan().all())
+    included = torch.full((batch, 1), float(shuffled), dtype=torch.float64, device=tokens.device)
     changed = (tokens[:, options.first_frame:] != tokens[:, options.first_frame - 1:-1]).double().sum(dim=-1)
     shuffled_sums = true_sums
-    if batch > 1:
+    if shuffled:
         shift = int(torch.randint(1, batch, (1,), generator=generator, device=generator.device))
         shuffled_sums = teacher_forced_sums(model, tokens, torch.roll(actions, shifts=shift, dims=0),
                                             dataclasses.replace(options, loss_only=True))

@@ -36,29 +36,31 @@ MAIN_JOB = {"learning_rate": 3e-3, "lr_scheduler_type": "cosine", "num_warmup_st
 
 
 @dataclass(frozen=True)
-class World:
-    """Where a speedrun trains: a model config and a data folder with train/ and val/ (None: built-in)."""
+class Track:
+    """A speedrun track, named by --world: a model config, the data (a folder with train/ and val/, or
+    None: a built-in world) and the targets. (Not the built-in world's variants, genie.data.builtin.WORLDS.)"""
     genie_config: str
     data_dir: str | None = None
     # (metric, "<=" or ">=", a value or the name of the reference scored beside it) on the val subset
     targets: tuple[tuple[str, str, float | str], ...] = ()
     stride: int | None = None  # val window spacing (None: the data's own, 2 Hz)
     builtin_world: str | None = None  # the built-in world's variant (--builtin_world) when data_dir is None
+    recorded: bool = False  # trains on recorded data: --data_dir is required
 
 
-WORLDS = {
+TRACKS = {
     # The main job's level over 3 seeds: changed-token accuracy 0.652, changed-token CE 2.53.
     # Below the unigram on changed tokens: where the dynamics start to be learned.
-    "builtin": World("configs/small.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),
+    "builtin": Track("configs/small.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),
                                                      ("changed_accuracy", ">=", 0.65),
                                                      ("changed_cross_entropy", "<=", 2.55))),
     # Breakout recorded by `scripts/record_atari.py --seed 0` (scripts/atari.sh's data): --data_dir names it.
     # The built-in world whose steered sprites move by the action alone (--builtin_world steered): the same
     # first target; the main job's level was measured on "swing" only, so it is not a target here.
-    "steered": World("configs/small.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),),
+    "steered": Track("configs/small.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),),
                      builtin_world="steered"),
-    "breakout": World("configs/atari.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),
-                                                     ("changed_accuracy", ">=", 0.60)), stride=1),
+    "breakout": Track("configs/atari.json", targets=(("changed_cross_entropy", "<=", "changed_unigram_cross_entropy"),
+                                                     ("changed_accuracy", ">=", 0.60)), stride=1, recorded=True),
 }
 
 
@@ -139,12 +141,12 @@ class SpeedrunSettings:
         check_flag(bool(self.seeds) and len(set(self.seeds)) == len(self.seeds), "seeds", self.seeds,
                    "must list distinct seeds (3 or more for a result)")
 
-    def world_spec(self) -> World:
-        if self.world not in WORLDS:
-            raise ConfigError(f"--world {self.world!r} is unknown; choose one of {', '.join(WORLDS)}")
-        world = WORLDS[self.world]
+    def world_spec(self) -> Track:
+        if self.world not in TRACKS:
+            raise ConfigError(f"--world {self.world!r} is unknown; choose one of {', '.join(TRACKS)}")
+        world = TRACKS[self.world]
         data_dir = self.data_dir or world.data_dir
-        if self.world != "builtin" and not (data_dir and (Path(data_dir) / "train").is_dir()):
+        if world.recorded and not (data_dir and (Path(data_dir) / "train").is_dir()):
             raise ConfigError(f"--world {self.world} needs --data_dir: a folder with train/ and val/ recorded by "
                               "scripts/record_atari.py --seed 0 (e.g. by scripts/atari.sh)")
         return dataclasses.replace(world, data_dir=data_dir, genie_config=self.genie_config or world.genie_config)
@@ -159,7 +161,7 @@ class SpeedrunSettings:
         return dataclasses.replace(variant, steps=self.steps, stage1_steps=stage1)
 
 
-def training_arguments(world: World, variant: Variant, seed: int, output_dir: Path, stage1: bool,
+def training_arguments(world: Track, variant: Variant, seed: int, output_dir: Path, stage1: bool,
                        checkpoint_every: int) -> TrainingArguments:
     """The flags of one stage of a speedrun run: the main job's, the variant's, cheap in-training evaluation."""
     data = {}
@@ -176,7 +178,7 @@ def training_arguments(world: World, variant: Variant, seed: int, output_dir: Pa
                              log_every_n_steps=max(1, min(50, steps)), **data, **flags)
 
 
-def run_key(world: World, variant: Variant, seed: int, settings: SpeedrunSettings) -> str:
+def run_key(world: Track, variant: Variant, seed: int, settings: SpeedrunSettings) -> str:
     """A folder name that changes with anything that changes the run's result."""
     import hashlib
 
@@ -188,7 +190,7 @@ def run_key(world: World, variant: Variant, seed: int, settings: SpeedrunSetting
     return f"seed{seed}-{hashlib.sha1(identity.encode()).hexdigest()[:10]}"
 
 
-def train_run(world: World, name: str, variant: Variant, seed: int, settings: SpeedrunSettings) -> Path:
+def train_run(world: Track, name: str, variant: Variant, seed: int, settings: SpeedrunSettings) -> Path:
     """Train a variant at a seed (stage 1 first if it has one) unless its folder already holds the finished
     run; a run stopped before (a kill, a signal) continues from its newest checkpoint. Returns the stage-2
     run folder, which has a step_N/ every eval_every steps."""
@@ -208,7 +210,7 @@ def train_run(world: World, name: str, variant: Variant, seed: int, settings: Sp
     return stage2
 
 
-def run_root(world: World, name: str, variant: Variant, seed: int, settings: SpeedrunSettings) -> Path:
+def run_root(world: Track, name: str, variant: Variant, seed: int, settings: SpeedrunSettings) -> Path:
     return settings.output_dir / "runs" / name / run_key(world, variant, seed, settings)
 
 
@@ -229,7 +231,7 @@ SCORED = ("changed_cross_entropy", "changed_accuracy", "cross_entropy", "accurac
           "unigram_cross_entropy", "changed_unigram_accuracy", "changed_fraction")
 
 
-def score_run(world: World, stage2: Path, settings: SpeedrunSettings) -> list[dict[str, Any]]:
+def score_run(world: Track, stage2: Path, settings: SpeedrunSettings) -> list[dict[str, Any]]:
     """Every step_N/ of a stage-2 run scored on the first eval_windows val windows (teacher-forced
     metric with MaskGIT samples, no rollouts); cached in the run folder, so a rerun only scores what is new."""
     cache = stage2.parent / "scores.jsonl"  # beside the run folder, which holds only what a run writes
@@ -275,7 +277,7 @@ def target_name(target: tuple[str, str, float | str]) -> str:
     return f"{metric} {sense} {value if isinstance(value, str) else format(value, 'g')}"
 
 
-def step_function(world: World, variant: Variant, stage1: bool, folder: Path, steps: int, frames: int | None = None):
+def step_function(world: Track, variant: Variant, stage1: bool, folder: Path, steps: int, frames: int | None = None):
     """A Trainer for one stage of `variant` (in a scratch run folder) and a function that takes `steps`
     optimizer steps with it: what the timing alternates. `frames`: every step on windows of that many
     frames (a curriculum phase), else on all T."""
@@ -294,7 +296,7 @@ def step_function(world: World, variant: Variant, stage1: bool, folder: Path, st
     return stepping_trainer(args, objective, model, steps)
 
 
-def seconds_per_step(world: World, variants: dict[str, Variant], settings: SpeedrunSettings) -> dict[str, Any]:
+def seconds_per_step(world: Track, variants: dict[str, Variant], settings: SpeedrunSettings) -> dict[str, Any]:
     """Seconds per optimizer step of every stage of every variant, each timed ABBA against the first
     variant's stage 2 (the baseline) in this process at one thread; the baseline's own figure is the
     median over all its rounds."""
@@ -356,7 +358,7 @@ def training_seconds(variant: Variant, name: str, step: int, timing: dict[str, A
                         for key, start, end in stage2_phases(variant))
 
 
-def summarize_variant(name: str, variant: Variant, runs: dict[int, list[dict[str, Any]]], world: World,
+def summarize_variant(name: str, variant: Variant, runs: dict[int, list[dict[str, Any]]], world: Track,
                       timing: dict[str, Any]) -> dict[str, Any]:
     """Per target: steps, windows and training seconds to reach it (mean and 95% interval over the seeds
     that reached it, and how many did), and the final all-token and changed-token CE."""
@@ -409,7 +411,7 @@ def format_table(summaries: list[dict[str, Any]], timing: dict[str, Any], world_
 
 
 def plot_curves(curves: dict[str, tuple[Variant, dict[int, list[dict[str, Any]]]]], timing: dict[str, Any],
-                path: Path, world: World) -> None:
+                path: Path, world: Track) -> None:
     """Changed-token CE against training seconds, mean over seeds, one curve per variant, with the
     changed-token unigram's CE and the CE target as horizontal lines."""
     import matplotlib

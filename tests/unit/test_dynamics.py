@@ -151,3 +151,12 @@ def test_changed_margins_have_bootstrap_intervals_and_a_small_evaluation_says_no
                          "95% interval over windows includes 0.")
     clear = dict(report, changed_margins={})
     assert headline(clear).endswith("The model beats every reference.")
+
+
+def test_withheld_actions_are_not_measured_rather_than_scored_zero():
+    batches = windows(seed=7)
+    for batch in batches:  # --drop_actions: every row withheld
+        batch["actions"] = torch.full_like(batch["actions"], float("nan"))
+    report = report_of(ScriptedModel(copy_previous), batches)
+    assert report["action_sensitivity"] is None and report["action_sensitivity_windows"] == 0
+    assert "Action sensitivity: not measured" in format_report(report)
