@@ -103,7 +103,8 @@ def _summarize_dynamics(totals, num_tokens: int, frame_tokens: int) -> dict[str,
 
 def _summarize_action_sensitivity(totals, tokens_per_window: int) -> dict[str, Any]:
     """CE with shuffled actions, and its excess over the true-action CE on the same windows (0 for a
-    model that ignores its actions), on all tokens and on changed ones."""
+    model that ignores its actions), on all tokens, on changed ones, and on the changed tokens of frames
+    whose action differs from the previous frame's (where only the action tells the change)."""
     windows = float(totals["shuffled_windows"])
     tokens, changed = windows * tokens_per_window, float(totals["shuffled_changed_tokens"].sum())
     if not windows:
@@ -115,6 +116,12 @@ def _summarize_action_sensitivity(totals, tokens_per_window: int) -> dict[str, A
         shuffled_changed = _mean(totals["shuffled_ce_changed"], changed)
         result.update(changed_shuffled_actions_cross_entropy=shuffled_changed,
                       changed_action_sensitivity=shuffled_changed - _mean(totals["shuffled_true_ce_changed"], changed))
+    at_new_action = float(totals["new_action_changed_tokens"].sum()) if "new_action_changed_tokens" in totals else 0.0
+    if at_new_action:
+        true_ce = _mean(totals["new_action_true_ce_changed"], at_new_action)
+        result.update(new_action_changed_tokens=int(at_new_action), new_action_changed_cross_entropy=true_ce,
+                      new_action_changed_action_sensitivity=_mean(totals["new_action_shuffled_ce_changed"],
+                                                                  at_new_action) - true_ce)
     return result
 
 

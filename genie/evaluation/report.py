@@ -109,6 +109,11 @@ def _action_sensitivity_line(report: dict[str, Any]) -> str:
             f"{report['action_sensitivity']:+.4f} nats/token on all tokens")
     if report.get("changed_action_sensitivity") is not None:
         line += f", {report['changed_action_sensitivity']:+.4f} on changed tokens"
+    if report.get("new_action_changed_action_sensitivity") is not None:
+        line += (f", {report['new_action_changed_action_sensitivity']:+.4f} on the "
+                 f"{report['new_action_changed_tokens']:,} changed tokens of frames whose action differs from the "
+                 f"previous frame's (where only the action tells the change; their CE with the true actions "
+                 f"{report['new_action_changed_cross_entropy']:.4f})")
     return line + "."
 
 

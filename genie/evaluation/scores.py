@@ -87,13 +87,18 @@ def action_sensitivity_sums(model: MaskGITModel, tokens: torch.Tensor, actions: 
     """Teacher-forced first-pass cross-entropy with each window given the actions of another window of
     the batch (a seeded cyclic shift, so no window keeps its own), beside the true-action one
     (`true_sums`, from teacher_forced_sums), per window and frame: shuffled_ce, shuffled_true_ce and
-    their _changed forms, with shuffled_changed_tokens. A batch of one window, or one whose actions are
+    their _changed forms, with shuffled_changed_tokens; the same on the changed tokens of frames whose action
+    differs from the previous frame's (new_action_*). A batch of one window, or one whose actions are
     all withheld (NaN, --drop_actions), cannot be shuffled: its rows are 0, and shuffled_windows (1 per
     shuffled window) says how many windows count."""
-    batch = tokens.shape[0]
+    batch, first = tokens.shape[0], options.first_frame
     shuffled = batch > 1 and not bool(actions.isnan().all())
     included = torch.full((batch, 1), float(shuffled), dtype=torch.float64, device=tokens.device)
-    changed = (tokens[:, options.first_frame:] != tokens[:, options.first_frame - 1:-1]).double().sum(dim=-1)
+    changed = (tokens[:, first:] != tokens[:, first - 1:-1]).double().sum(dim=-1)
+    # Frames whose action differs from the previous frame's: there the frames before cannot tell what the
+    # action does next, only the action can.
+    new_action = (actions[:, first:tokens.shape[1]] != actions[:, first - 1:tokens.shape[1] - 1]).any(dim=-1)
+    at_new_action = included * new_action.double()
     shuffled_sums = true_sums
     if shuffled:
         shift = int(torch.randint(1, batch, (1,), generator=generator, device=generator.device))
@@ -103,7 +108,10 @@ def action_sensitivity_sums(model: MaskGITModel, tokens: torch.Tensor, actions: 
             "shuffled_ce_changed": shuffled_sums["tf_ce_changed"] * included,
             "shuffled_true_ce": true_sums["tf_ce"] * included,
             "shuffled_true_ce_changed": true_sums["tf_ce_changed"] * included,
-            "shuffled_changed_tokens": changed * included, "shuffled_windows": included[:, 0]}
+            "shuffled_changed_tokens": changed * included, "shuffled_windows": included[:, 0],
+            "new_action_shuffled_ce_changed": shuffled_sums["tf_ce_changed"] * at_new_action,
+            "new_action_true_ce_changed": true_sums["tf_ce_changed"] * at_new_action,
+            "new_action_changed_tokens": changed * at_new_action}
 
 
 def block_masked_sums(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None, first_frame: int

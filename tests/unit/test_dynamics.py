@@ -160,3 +160,27 @@ def test_withheld_actions_are_not_measured_rather_than_scored_zero():
     report = report_of(ScriptedModel(copy_previous), batches)
     assert report["action_sensitivity"] is None and report["action_sensitivity_windows"] == 0
     assert "Action sensitivity: not measured" in format_report(report)
+
+
+def test_action_sensitivity_is_also_scored_where_the_action_changes():
+    """Each action is kept for a while, then redrawn (a new row always differs); every token of frame t is
+    7 when action t's first value is positive, else 0: tokens change only at new actions."""
+    rng = np.random.default_rng(8)
+    batches = []
+    for _ in range(3):
+        actions = np.zeros((4, CONFIG.T, 2), dtype=np.float32)
+        for window in actions:
+            for t in range(CONFIG.T):
+                redraw = t == 0 or rng.random() < 0.5
+                window[t] = (rng.choice([-1.0, 1.0]), rng.normal()) if redraw else window[t - 1]
+        tokens = torch.from_numpy((actions[..., :1] > 0).astype(np.int64) * 7).expand(-1, -1, CONFIG.S)
+        batches.append({"input_ids": tokens, "actions": torch.from_numpy(actions)})
+    changed = sum(int((b["input_ids"][:, 1:] != b["input_ids"][:, :-1]).sum()) for b in batches)
+    reader = ScriptedModel(lambda tokens, actions: (actions[..., :1] > 0).long().expand_as(tokens) * 7)
+    report = report_of(reader, batches)
+    assert report["new_action_changed_tokens"] == changed > 0
+    assert report["new_action_changed_cross_entropy"] < 1e-6
+    assert report["new_action_changed_action_sensitivity"] > 1.0
+    assert "changed tokens of frames whose action differs from the previous frame's" in format_report(report)
+    history = report_of(ScriptedModel(copy_previous), batches)
+    assert history["new_action_changed_action_sensitivity"] == 0.0
