@@ -22,11 +22,12 @@ Two variants (`WORLDS`, chosen with --builtin_world):
   each 48%. Both worlds change command about once in 4.5 frames.
 (Measured on 16,384 frames at 8x8 and 4,096 at 16x16, seed 0; a changed token counts as a steered
 sprite's when it is a steered patch in either frame.)
-Whether a model reads the action is `changed_action_sensitivity` (genie/evaluation/scores.py). Trained
-briefly on a CPU it is still about 0 (|x| < 0.01 nats) on both worlds: configs/small.json for 1,500
-steps, a 4x4-token model (d_model 64) for 4,000 steps, with or without the changed-token loss weight,
-dynamics masking and Muon. Moving a sprite by the command needs spatial routing learned through
-absolute position embeddings, which such runs have not learned yet.
+Whether a model reads the action is `changed_action_sensitivity` (genie/evaluation/scores.py), and
+`new_action_changed_action_sensitivity` where the command changes. At T 8 it stays about 0 (|x| < 0.01
+nats) on both worlds, even where the model beats every reference on the changed tokens: a 4x4-token
+model for up to 12,000 steps, configs/small.json, with or without the changed-token loss weight, dynamics
+masking, Muon and spatial rope. At T 2 a 4x4-token model does read an action after 3,000 steps: the
+visible frame's, i.e. the previous command (docs/performance.md, "Why the models ignore their actions").
 
 The tokenizer writes each p x p patch of a `levels`-level grey image as a base-`levels` number:
 - "challenge": 3x3 patches, 4 levels -> 4**9 = 2**18 tokens, factorizable as 2 x 512 (like 1X data);

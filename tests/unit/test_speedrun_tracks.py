@@ -1,0 +1,36 @@
+"""The speedrun's tracks and variants: what each trains on, and run folders that keep their names."""
+from pathlib import Path
+
+import pytest
+
+from genie.errors import ConfigError
+from genie.studies.speedrun import SpeedrunSettings, run_key, training_arguments
+
+
+def settings(world: str, variants=("short_muon",), **kwargs) -> SpeedrunSettings:
+    return SpeedrunSettings(world=world, variants=list(variants), seeds=[0], output_dir=Path("unused"), **kwargs)
+
+
+def test_run_folders_of_earlier_variants_keep_their_names():
+    """Variants and tracks gained fields (a model config, a built-in world); a run's key leaves them out
+    where unset, so the runs a store already holds are found again (the key short_muon had before them)."""
+    s = settings("builtin")
+    assert run_key(s.world_spec(), s.variant("short_muon"), 0, s) == "seed0-d88730c5ef"
+
+
+def test_the_steered_track_trains_on_the_steered_world_and_rope_variants_on_their_config(tmp_path):
+    s = settings("steered", ("short_muon", "short_muon_rope"))
+    track = s.world_spec()
+    plain = training_arguments(track, s.variant("short_muon"), 0, tmp_path, stage1=False, checkpoint_every=50)
+    rope = training_arguments(track, s.variant("short_muon_rope"), 0, tmp_path, stage1=False, checkpoint_every=50)
+    assert (plain.builtin_world, plain.genie_config) == ("steered", "configs/small.json")
+    assert (rope.builtin_world, rope.genie_config, rope.optimizer) == ("steered", "configs/small_rope.json", "muon")
+    keys = {run_key(track, s.variant(v), 0, s) for v in ("short_muon", "short_muon_rope")}
+    builtin = settings("builtin")
+    assert len(keys | {run_key(builtin.world_spec(), builtin.variant("short_muon"), 0, builtin)}) == 3
+
+
+def test_only_recorded_tracks_need_a_data_dir():
+    settings("steered").world_spec()  # built-in: no --data_dir
+    with pytest.raises(ConfigError, match="--world breakout needs --data_dir"):
+        settings("breakout").world_spec()
