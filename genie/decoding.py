@@ -170,7 +170,8 @@ def _recomputed_logits(model: MaskGITModel, tokens: torch.Tensor, actions: torch
         context = tokens[:, :end].clone()
         context[:, t] = frame
         context[:, t + 1:] = model.mask_token_id
-        return model.compute_logits(context, actions=None if actions is None else actions[:, :end])[:, t]
+        # one action row past the context: a model with action_placement "previous" puts it on frame end-1
+        return model.compute_logits(context, actions=None if actions is None else actions[:, :end + 1])[:, t]
     return logits_of
 
 
@@ -179,8 +180,8 @@ def _cached_logits(model: MaskGITModel, tokens: torch.Tensor, first_frame: int, 
     """Logits of frame t against a cache of frames < t. A finished frame's keys/values are added by the
     next frame's first step, which runs [finished frame, next frame] together (causal between them):
     one model call per MaskGIT step, none extra."""
-    def frame_actions(t0: int, t1: int):
-        return None if actions is None else actions[:, t0:t1]
+    def frame_actions(t0: int, t1: int):  # frames t0..t1-1, and the row after them (action_placement "previous")
+        return None if actions is None else actions[:, t0:t1 + 1]
 
     cache = model.new_kv_cache()
     if first_frame > 1:

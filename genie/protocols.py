@@ -29,7 +29,10 @@ class MaskGITModel(Protocol):
         """The token id that marks a masked (hidden, to be predicted) position."""
 
     def compute_logits(self, tokens: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens (B, T', S), mask id where hidden -> factorized logits (B, T', S, K, V)."""
+        """tokens (B, T', S), mask id where hidden -> factorized logits (B, T', S, K, V). `actions` has a row
+        per frame, row t the action that produced frame t, and the decoders pass one row more where the
+        window has it (the row after the last frame, which action_placement "previous" reads): a model
+        reads the rows it needs."""
 
     def new_kv_cache(self) -> Any:
         """An empty cache of temporal keys/values for `compute_logits_cached` (opaque to callers)."""

@@ -129,15 +129,17 @@ class OnnxRuntimeModel:
         names = self.graphs[graph]["inputs"]
         return self.sessions[graph].run(None, {name: inputs[name] for name in names})
 
-    def _actions(self, actions: torch.Tensor | None) -> dict[str, np.ndarray]:
+    def _actions(self, actions: torch.Tensor | None, num_frames: int) -> dict[str, np.ndarray]:
+        """The graphs take one action row per input frame: rows past them (which decoders pass for models
+        with action_placement "previous", never exported) are left out."""
         if not self.config.action_dims:
             return {}
         if actions is None:
             raise ValueError(f"this model is conditioned on actions {self.config.action_dims}; pass `actions`")
-        return {"actions": actions.detach().cpu().float().numpy()}
+        return {"actions": actions[:, :num_frames].detach().cpu().float().numpy()}
 
     def compute_logits(self, tokens: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
-        (logits,) = self._run("full", tokens=tokens.cpu().long().numpy(), **self._actions(actions))
+        (logits,) = self._run("full", tokens=tokens.cpu().long().numpy(), **self._actions(actions, tokens.shape[1]))
         return torch.from_numpy(logits).to(tokens.device)
 
     def new_kv_cache(self) -> OrtKVCache:
@@ -150,6 +152,6 @@ class OnnxRuntimeModel:
         """As STMaskGIT.compute_logits_cached: logits of frames commit.. of `tokens`, the first `commit` cached."""
         frames = tokens.cpu().long().numpy()
         logits, keys, values = self._run("cached_step", committed_tokens=frames[:, :commit], tokens=frames[:, commit:],
-                                         **cache.past(tokens.shape[0]), **self._actions(actions))
+                                         **cache.past(tokens.shape[0]), **self._actions(actions, tokens.shape[1]))
         cache.append(keys, values)
         return torch.from_numpy(logits).to(tokens.device)

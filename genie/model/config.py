@@ -16,6 +16,11 @@ from genie.errors import ConfigError
 from genie.files import read_json_object
 
 TEMPORAL_ATTENTION_MODES = ("causal", "bidirectional")
+ACTION_PLACEMENTS = ("own", "previous")
+# Fields added after the reference and after checkpoints began recording their model, with the value that
+# computes what was computed before them: at that value they are left out of saved configs and of resume
+# fingerprints, so the files written before them still load into the reference and still resume.
+LATER_FIELDS = {"spatial_rope": False, "action_placement": "own"}
 
 
 @dataclass
@@ -53,6 +58,10 @@ class GenieConfig:
 
     # Action conditioning: {stream name: dim}; each frame's actions are projected and added to its tokens.
     action_dims: dict[str, int] = field(default_factory=dict)
+    # Not in the reference: which frame's tokens get frame t's action row, the one that produced frame t:
+    # "own" (frame t, as the reference) or "previous" (frame t-1, where what it moves is visible, as in
+    # Genie, arXiv 2402.15391; the last frame of the input then gets the learned no-action vector).
+    action_placement: str = "own"
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -85,6 +94,8 @@ class GenieConfig:
                  self.temporal_attention, f"must be one of {TEMPORAL_ATTENTION_MODES}")
         _require(not self.spatial_rope or (self.d_model // self.num_heads) % 4 == 0, "spatial_rope", self.spatial_rope,
                  f"needs a head width d_model / num_heads = {self.d_model // self.num_heads} divisible by 4")
+        _require(self.action_placement in ACTION_PLACEMENTS, "action_placement", self.action_placement,
+                 f"must be one of {ACTION_PLACEMENTS}")
         for name, dim in self.action_dims.items():
             _require(isinstance(name, str) and isinstance(dim, int) and not isinstance(dim, bool) and dim >= 1,
                      "action_dims", self.action_dims, "must map stream names to positive integer dims")
@@ -116,17 +127,20 @@ class GenieConfig:
 
     def to_portable_dict(self) -> dict[str, Any]:
         """The form saved in a model's config.json: the fields the reference implementation knows, plus
-        temporal_attention / action_dims / spatial_rope only where they differ from what the reference
-        computes (causal, no actions, no rotary embedding). Such a model thus loads into the reference with the same logits;
-        any other model carries a field the reference refuses, instead of loading with other logits."""
-        values = self.to_dict()
+        temporal_attention / action_dims / LATER_FIELDS only where they differ from what the reference
+        computes (causal, no actions, no rotary embedding, actions on their own frame). Such a model loads
+        into the reference with the same logits; any other model carries a field the reference refuses,
+        instead of loading with other logits."""
+        values = self.without_later_defaults()
         if values["temporal_attention"] == "causal":
             del values["temporal_attention"]
         if not values["action_dims"]:
             del values["action_dims"]
-        if not values["spatial_rope"]:
-            del values["spatial_rope"]
         return values
+
+    def without_later_defaults(self) -> dict[str, Any]:
+        """All fields, but the LATER_FIELDS at their old value (what a run fingerprint records)."""
+        return {k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
 
     def to_json_file(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_portable_dict(), indent=2, sort_keys=True) + "\n")

@@ -74,8 +74,11 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         """tokens (B, T', S) with T' <= T, mask id where hidden -> logits (B, T', S, K, V).
 
         `causal` picks the temporal attention for this call; None uses the config's mode.
-        `actions` (B, T', action_dim) are added, projected, to every token of their frame; a frame whose
-        action row holds NaN (withheld, e.g. --drop_actions) gets the learned `no_action` vector instead.
+        `actions` (B, T' or more, action_dim), row t being the action that produced frame t, are added,
+        projected, to every token of their frame (config action_placement "own") or of the frame before
+        ("previous": frame t gets row t+1, and a frame with no row after it `no_action`). A row of NaN
+        (withheld, e.g. --drop_actions) gets the learned `no_action` vector too. Rows after the frames
+        given are read only by "previous": decoders pass the row after the frame they decode.
         """
         causal = self.config.causal if causal is None else causal
         x = self.decoder(self._embed(tokens, actions, first_frame=0), causal=causal)
@@ -103,8 +106,18 @@ class STMaskGIT(nn.Module, PyTorchModelHubMixin):
         if self.action_proj is not None:
             if actions is None:
                 raise ValueError(f"this model is conditioned on actions {self.config.action_dims}; pass `actions`")
-            x = x + self._action_embedding(actions.to(x.dtype)).unsqueeze(2)
+            x = x + self._action_embedding(self._placed_actions(actions, num_frames).to(x.dtype)).unsqueeze(2)
         return x
+
+    def _placed_actions(self, actions: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The action row each of `num_frames` frames gets (B, num_frames, A): its own, or with action_placement
+        "previous" the next frame's (NaN, "no action", where the input has no row after it)."""
+        if self.config.action_placement == "own":
+            return actions[:, :num_frames]
+        following = actions[:, 1:num_frames + 1]
+        missing = num_frames - following.shape[1]
+        return torch.cat([following, following.new_full((actions.shape[0], missing, actions.shape[2]), float("nan"))],
+                         dim=1)
 
     def _action_embedding(self, actions: torch.Tensor) -> torch.Tensor:
         """(B, T', A) -> (B, T', d_model): action_proj of each frame's action, or `no_action` where it is withheld

@@ -179,7 +179,7 @@ class Trainer:
         if self.curriculum.frames:  # the frames of every step: a resume must follow the same curriculum
             fingerprint |= {"curriculum_frames": list(self.curriculum.frames),
                             "curriculum_fractions": list(self.curriculum.fractions)}
-        model = {f"model.{k}": v for k, v in self.config.to_dict().items() if k != "temporal_attention"}
+        model = {f"model.{k}": v for k, v in self.config.without_later_defaults().items() if k != "temporal_attention"}
         return {**fingerprint, **model}
 
     def _build_model_and_loaders(self, model: STMaskGIT):
@@ -348,12 +348,14 @@ class Trainer:
 
     def clipped_parameters(self) -> list[torch.nn.Parameter]:
         """The parameters gradient clipping measures: all, but the model's `no_action` vector in a run that
-        withholds no action. Its gradient is zero there, yet one more norm in the list would change how the
-        total norm rounds: leaving it out keeps such runs bit-identical to the code before `no_action`."""
+        withholds no action and places actions on their own frames. Its gradient is zero there, yet one more
+        norm in the list would change how the total norm rounds: leaving it out keeps such runs bit-identical
+        to the code before `no_action`."""
         no_action = self.accelerator.unwrap_model(self.model).no_action
         # Accelerate clips FSDP models (sharded norms, fp16 unscaling) only when given all their parameters.
         fsdp = self.accelerator.distributed_type == DistributedType.FSDP
-        if self.args.drop_actions or no_action is None or fsdp:
+        placed_before = self.config.action_placement != "own"  # the last frame of every window gets no_action
+        if self.args.drop_actions or no_action is None or fsdp or placed_before:
             return list(self.model.parameters())
         return [p for p in self.model.parameters() if p is not no_action]
 

@@ -132,6 +132,14 @@ def test_no_nan_or_inf_over_20_random_prompts_including_all_masked_frames(export
         assert ((sampled[:, 1:] >= 0) & (sampled[:, 1:] < model.config.image_vocab_size)).all()
 
 
+def test_a_model_with_actions_on_the_previous_frame_is_refused_in_one_line(tmp_path, tiny_config):
+    from genie.errors import OnnxExportError
+
+    with pytest.raises(OnnxExportError, match="action_placement 'previous' cannot be exported yet"):
+        export_onnx(STMaskGIT(tiny_config.replace(action_placement="previous")), tmp_path / "export")
+    assert not (tmp_path / "export").exists()
+
+
 def test_bidirectional_models_export_the_full_graph_only(tmp_path, tiny_config):
     model = STMaskGIT(tiny_config.replace(temporal_attention="bidirectional")).eval()
     record = export_onnx(model, tmp_path)

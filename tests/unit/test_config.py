@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,18 @@ def test_shipped_configs_load():
     assert {"tiny.json", "genie_35m.json", "genie_138m.json"} <= set(names)
     for name in names:
         GenieConfig.from_json_file(REPO_ROOT / "configs" / name)
+
+
+def test_fields_added_later_are_left_out_at_their_old_values_so_older_runs_resume():
+    """A checkpoint's run fingerprint and a saved config.json hold no spatial_rope / action_placement unless
+    they are set: runs and models written before those fields existed compare equal and still resume."""
+    from genie.checkpointing.run_folder import check_resumable
+    from genie.model.config import LATER_FIELDS
+
+    plain = GenieConfig(**TINY)
+    assert plain.without_later_defaults() == {k: v for k, v in plain.to_dict().items() if k not in LATER_FIELDS}
+    older = {f"model.{k}": v for k, v in plain.to_dict().items() if k not in LATER_FIELDS}  # as written before
+    now = {f"model.{k}": v for k, v in plain.without_later_defaults().items()}
+    assert check_resumable(Path("step_1"), older, now) == []
+    changed = plain.replace(spatial_rope=True, action_placement="previous").without_later_defaults()
+    assert (changed["spatial_rope"], changed["action_placement"]) == (True, "previous")

@@ -106,14 +106,15 @@ def test_invalid_sampling_settings():
             SamplingConfig(**kwargs)
 
 
-@pytest.mark.parametrize("mode, temperature, spatial_rope", [("confidence", 0.0, False), ("random", 0.0, False),
-                                                             ("gumbel", 1.0, False), ("confidence", 0.0, True)])
-def test_kv_cached_generation_equals_full_recompute(mode, temperature, spatial_rope):
+@pytest.mark.parametrize("mode, temperature, variant", [("confidence", 0.0, {}), ("random", 0.0, {}), ("gumbel", 1.0, {}),
+                                                         ("confidence", 0.0, {"spatial_rope": True}),
+                                                         ("confidence", 0.0, {"action_placement": "previous"})])
+def test_kv_cached_generation_equals_full_recompute(mode, temperature, variant):
     from genie.model.config import GenieConfig
     from tests.conftest import REPO_ROOT
 
     torch.manual_seed(0)
-    config = GenieConfig.from_json_file(REPO_ROOT / "configs" / "tiny.json").replace(spatial_rope=spatial_rope)
+    config = GenieConfig.from_json_file(REPO_ROOT / "configs" / "tiny.json").replace(**variant)
     model = STMaskGIT(config).eval()
     for p in model.parameters():  # a non-trivial model: untrained logits are nearly flat
         p.data.add_(torch.randn_like(p) * 0.05)

@@ -27,6 +27,7 @@ class ScriptedModel:
         return CONFIG.mask_token_id
 
     def compute_logits(self, tokens, actions=None):
+        actions = None if actions is None else actions[:, :tokens.shape[1]]  # decoders pass the row after too
         factors = factorize_token_ids(self.predict(tokens, actions), CONFIG.num_factored_vocabs,
                                       CONFIG.factored_vocab_size)
         return torch.nn.functional.one_hot(factors, CONFIG.factored_vocab_size).float() * 20.0

@@ -197,3 +197,38 @@ def test_a_checkpoint_from_before_no_action_loads_with_the_old_behaviour(tmp_pat
     ids, zeros = torch.randint(0, 256, (1, 4, 16)), torch.zeros(1, 4, 2)
     with torch.no_grad():
         assert torch.equal(loaded.compute_logits(ids, torch.full_like(zeros, float("nan"))), old.compute_logits(ids, zeros))
+
+
+def test_action_placement_previous_puts_each_action_on_the_frame_before(tiny_config):
+    """Row t (the action that produced frame t) goes on frame t-1; the last frame given gets no_action unless
+    a row after it is passed; "own" ignores rows past the frames."""
+    import json
+
+    model = STMaskGIT(tiny_config.replace(action_placement="previous")).eval()
+    with torch.no_grad():
+        model.no_action.copy_(torch.randn(64))
+    actions = torch.randn(1, 5, 2)
+    placed = model._action_embedding(model._placed_actions(actions[:, :4], 4))
+    assert torch.equal(placed[0, :3], model.action_proj(actions[0, 1:4]))
+    assert torch.equal(placed[0, 3], model.no_action)
+    with_next = model._action_embedding(model._placed_actions(actions, 4))
+    assert torch.equal(with_next[0, 3], model.action_proj(actions[0, 4]))
+    own = STMaskGIT(tiny_config).eval()
+    ids = torch.randint(0, 256, (1, 4, 16))
+    with torch.no_grad():
+        assert torch.equal(own.compute_logits(ids, actions), own.compute_logits(ids, actions[:, :4]))
+        # causal: frame 2's logits read row 3 (on frame 2) but never row 4
+        base = model.compute_logits(ids, actions)
+        changed = actions.clone()
+        changed[0, 3] += 1.0
+        assert not torch.allclose(model.compute_logits(ids, changed)[:, 2], base[:, 2])
+        assert torch.equal(model.compute_logits(ids, changed)[:, 1], base[:, 1])
+    config = json.loads(json.dumps(model.config.to_portable_dict()))
+    assert config["action_placement"] == "previous" and "action_placement" not in own.config.to_portable_dict()
+
+
+def test_an_unknown_action_placement_is_one_line(tiny_config):
+    from genie.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'action_placement' = 'next' must be one of"):
+        tiny_config.replace(action_placement="next")
