@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up the environment and run the test suite: all of it (about 12 minutes on 2 CPU cores), or the
+# Set up the environment and run the test suite: all of it (about 16 minutes on 2 CPU cores), or the
 # folders or files given, e.g. `bash scripts/test.sh tests/unit` (the fast set, well under a minute).
 set -euo pipefail
 cd "$(dirname "$0")/.."
