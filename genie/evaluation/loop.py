@@ -116,7 +116,7 @@ def _summarize_action_sensitivity(totals, tokens_per_window: int) -> dict[str, A
         shuffled_changed = _mean(totals["shuffled_ce_changed"], changed)
         result.update(changed_shuffled_actions_cross_entropy=shuffled_changed,
                       changed_action_sensitivity=shuffled_changed - _mean(totals["shuffled_true_ce_changed"], changed))
-    at_new_action = float(totals["new_action_changed_tokens"].sum()) if "new_action_changed_tokens" in totals else 0.0
+    at_new_action = float(totals["new_action_changed_tokens"].sum())
     if at_new_action:
         true_ce = _mean(totals["new_action_true_ce_changed"], at_new_action)
         result.update(new_action_changed_tokens=int(at_new_action), new_action_changed_cross_entropy=true_ce,

@@ -97,7 +97,8 @@ def action_sensitivity_sums(model: MaskGITModel, tokens: torch.Tensor, actions: 
     changed = (tokens[:, first:] != tokens[:, first - 1:-1]).double().sum(dim=-1)
     # Frames whose action differs from the previous frame's: there the frames before cannot tell what the
     # action does next, only the action can.
-    new_action = (actions[:, first:tokens.shape[1]] != actions[:, first - 1:tokens.shape[1] - 1]).any(dim=-1)
+    rows, before = actions[:, first:tokens.shape[1]], actions[:, first - 1:tokens.shape[1] - 1]
+    new_action = ((rows != before) & ~(rows.isnan() & before.isnan())).any(dim=-1)  # NaN != NaN: withheld is not new
     at_new_action = included * new_action.double()
     shuffled_sums = true_sums
     if shuffled:

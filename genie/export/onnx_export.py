@@ -114,7 +114,7 @@ def export_onnx(model: STMaskGIT, output_dir: str | Path, weights_sha256: str | 
     and leaves the folder as it was."""
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter {exporter!r} must be one of {sorted(EXPORTERS)}")
-    if model.config.action_placement != "own":
+    if model.config.action_dims and model.config.action_placement != "own":
         raise OnnxExportError(f"a model with action_placement {model.config.action_placement!r} cannot be exported yet "
                               "(its graphs would take one action row more than frames); decode it with PyTorch")
     if exporter == "dynamo":

@@ -71,8 +71,8 @@ class SelfAttention(nn.Module):
 
     Parameter names (`qkv`, `proj`, `norm`) match the reference checkpoints. With `qk_norm`, one
     LayerNorm over the head dimension is shared by queries and keys, as in the reference. A `rotary`
-    module (spatial attention only) rotates queries and keys after that norm; cached decoding never uses
-    it (it runs temporal attention).
+    module (spatial attention only) rotates queries and keys after that norm in `forward`, which cached
+    decoding also runs for spatial attention; `attend_cached` (temporal attention) has none.
     """
 
     def __init__(self, num_heads: int, d_model: int, qkv_bias: bool = False, proj_bias: bool = True,

@@ -60,7 +60,9 @@ class GenieConfig:
     action_dims: dict[str, int] = field(default_factory=dict)
     # Not in the reference: which frame's tokens get frame t's action row, the one that produced frame t:
     # "own" (frame t, as the reference) or "previous" (frame t-1, where what it moves is visible, as in
-    # Genie, arXiv 2402.15391; the last frame of the input then gets the learned no-action vector).
+    # Genie, arXiv 2402.15391; the last frame of the input then gets the learned no-action vector, and
+    # frame t-1's prediction sees that action too: see docs/performance.md before using it on data whose
+    # actions depend on the frames).
     action_placement: str = "own"
 
     def __post_init__(self) -> None:

@@ -1,7 +1,8 @@
 """Axial 2-D rotary position embedding (RoPE, Su et al. 2021, arXiv 2104.09864) for spatial attention.
 
-A frame's tokens lie on an h x w grid. Each head's channels are split in halves, the first rotated by
-the token's row and the second by its column, at geometric frequencies. A query-key product then
+A frame's tokens lie on an h x w grid. Each head's channels form pairs (i, i + head_dim/2), each pair
+rotated by an angle: the first half of the pairs by the token's row, the second half by its column, at
+geometric frequencies. A query-key product then
 depends on the two tokens' row and column offsets, not on where they are: "the token one patch to the
 left" is one direction from the first step, where the learned (zero-initialised) position embedding
 has to be learned before attention can find a neighbour. That is what moving a sprite by a command, or
@@ -16,8 +17,9 @@ BASE = 100.0  # slowest wavelength 2*pi*BASE tokens: far longer than any frame's
 
 
 class AxialRotary(nn.Module):
-    """Rotates queries or keys (..., h*w, head_dim) by their token's row (first half of the channels)
-    and column (second half). The angles are buffers that are not saved: checkpoints are unchanged."""
+    """Rotates queries or keys (..., h*w, head_dim), pair (i, i + head_dim/2) by the token's row for
+    i < head_dim/4 and by its column above. The angles are buffers that are not saved: checkpoints are
+    unchanged."""
 
     def __init__(self, h: int, w: int, head_dim: int, base: float = BASE):
         super().__init__()

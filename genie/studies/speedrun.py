@@ -152,6 +152,8 @@ class SpeedrunSettings:
         if name not in VARIANTS:
             raise ConfigError(f"--variants: {name!r} is unknown; choose from {', '.join(VARIANTS)}")
         variant = VARIANTS[name]
+        if self.genie_config:  # an explicit model config (e.g. the smoke test's tiny one) wins over the variant's
+            variant = dataclasses.replace(variant, genie_config=None)
         if self.steps is None:
             return variant
         stage1 = max(1, variant.stage1_steps * self.steps // variant.steps) if variant.stage1_steps else 0

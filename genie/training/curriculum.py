@@ -85,6 +85,7 @@ class FrameCurriculum:
 
 
 def first_frames(batch: dict[str, torch.Tensor], frames: int) -> dict[str, torch.Tensor]:
-    """The first `frames` frames of every window of a clean batch; every field of a window (input_ids
-    (B, T, S), actions (B, T, A)) is per frame."""
-    return {key: value[:, :frames] for key, value in batch.items()}
+    """The first `frames` frames of every window of a clean batch (input_ids (B, T, S)); its actions
+    (B, T, A) keep the row after them too, which a model with action_placement "previous" puts on the last
+    frame (a model with "own" reads only the first `frames`)."""
+    return {key: value[:, :frames + 1 if key == "actions" else frames] for key, value in batch.items()}

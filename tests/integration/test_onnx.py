@@ -138,6 +138,16 @@ def test_a_model_with_actions_on_the_previous_frame_is_refused_in_one_line(tmp_p
     with pytest.raises(OnnxExportError, match="action_placement 'previous' cannot be exported yet"):
         export_onnx(STMaskGIT(tiny_config.replace(action_placement="previous")), tmp_path / "export")
     assert not (tmp_path / "export").exists()
+    export_onnx(STMaskGIT(tiny_config.replace(action_dims={}, action_placement="previous")), tmp_path / "no_actions")
+
+
+def test_an_export_recorded_before_later_config_fields_still_belongs_to_its_model(tiny_config):
+    from genie.export.record import config_difference
+    from genie.model.config import LATER_FIELDS
+
+    older = {k: v for k, v in tiny_config.to_dict().items() if k not in LATER_FIELDS}
+    assert config_difference(older, tiny_config) is None
+    assert "spatial_rope" in config_difference(older, tiny_config.replace(spatial_rope=True))
 
 
 def test_bidirectional_models_export_the_full_graph_only(tmp_path, tiny_config):

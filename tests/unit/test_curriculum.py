@@ -21,10 +21,10 @@ def test_each_step_gets_the_frames_of_its_phase():
     assert [off.frames_at(s, 10, 8) for s in (0, 9)] == [8, 8] and not off.frames
 
 
-def test_first_frames_cuts_every_per_frame_field():
+def test_first_frames_cuts_every_per_frame_field_and_keeps_the_action_after():
     batch = {"input_ids": torch.arange(2 * 8 * 3).reshape(2, 8, 3), "actions": torch.ones(2, 8, 2)}
     cut = first_frames(batch, 4)
-    assert cut["input_ids"].shape == (2, 4, 3) and cut["actions"].shape == (2, 4, 2)
+    assert cut["input_ids"].shape == (2, 4, 3) and cut["actions"].shape == (2, 5, 2)
     assert torch.equal(cut["input_ids"], batch["input_ids"][:, :4])
 
 
