@@ -136,7 +136,8 @@ def decode_frames(model: MaskGITModel, tokens: torch.Tensor, first_frame: int, c
     `use_cache` (default: whenever the model is causal) keeps the temporal keys/values of finished
     frames, so each model call runs one frame instead of the prefix. `first_pass_only` skips the
     sampling (for the cross-entropy alone). Yields (t, decoded frame (B, S) or None, first-pass
-    logits (B, S, K, V)). `actions` (B, T', A) when the model is action-conditioned.
+    logits (B, S, K, V)). `actions` (B, T' or more, A) when the model is action-conditioned: each model call
+    gets the rows of its frames and the row after them (`_frame_actions`).
     """
     if first_frame < 1:
         raise ValueError(f"first_frame = {first_frame} must be >= 1: frame 0 is always given")
@@ -161,6 +162,12 @@ def decode_frames(model: MaskGITModel, tokens: torch.Tensor, first_frame: int, c
         yield t, frame, first_logits
 
 
+def _frame_actions(actions: torch.Tensor | None, start: int, end: int) -> torch.Tensor | None:
+    """The action rows of frames start..end-1, and the row after them where the window has one: a model
+    with action_placement "previous" puts it on frame end-1 (one with "own" reads only the first rows)."""
+    return None if actions is None else actions[:, start:end + 1]
+
+
 def _recomputed_logits(model: MaskGITModel, tokens: torch.Tensor, actions: torch.Tensor | None
                        ) -> Callable[[int, torch.Tensor, int], torch.Tensor]:
     """Logits of frame t by running its whole prefix: frames < t from `tokens`, frame t as decoded so
@@ -170,8 +177,7 @@ def _recomputed_logits(model: MaskGITModel, tokens: torch.Tensor, actions: torch
         context = tokens[:, :end].clone()
         context[:, t] = frame
         context[:, t + 1:] = model.mask_token_id
-        # one action row past the context: a model with action_placement "previous" puts it on frame end-1
-        return model.compute_logits(context, actions=None if actions is None else actions[:, :end + 1])[:, t]
+        return model.compute_logits(context, actions=_frame_actions(actions, 0, end))[:, t]
     return logits_of
 
 
@@ -180,19 +186,16 @@ def _cached_logits(model: MaskGITModel, tokens: torch.Tensor, first_frame: int, 
     """Logits of frame t against a cache of frames < t. A finished frame's keys/values are added by the
     next frame's first step, which runs [finished frame, next frame] together (causal between them):
     one model call per MaskGIT step, none extra."""
-    def frame_actions(t0: int, t1: int):  # frames t0..t1-1, and the row after them (action_placement "previous")
-        return None if actions is None else actions[:, t0:t1 + 1]
-
     cache = model.new_kv_cache()
     if first_frame > 1:
-        model.compute_logits_cached(tokens[:, :first_frame - 1], cache, frame_actions(0, first_frame - 1),
+        model.compute_logits_cached(tokens[:, :first_frame - 1], cache, _frame_actions(actions, 0, first_frame - 1),
                                     commit=first_frame - 1)
 
     def logits_of(t: int, frame: torch.Tensor, step: int) -> torch.Tensor:
         if step == 0:  # [finished frame t-1, frame t]: caches the former, decodes the latter
             block = torch.stack([tokens[:, t - 1], frame], dim=1)
-            return model.compute_logits_cached(block, cache, frame_actions(t - 1, t + 1), commit=1)[:, 0]
-        return model.compute_logits_cached(frame[:, None], cache, frame_actions(t, t + 1))[:, 0]
+            return model.compute_logits_cached(block, cache, _frame_actions(actions, t - 1, t + 1), commit=1)[:, 0]
+        return model.compute_logits_cached(frame[:, None], cache, _frame_actions(actions, t, t + 1))[:, 0]
     return logits_of
 
 
@@ -217,7 +220,8 @@ def generate(model: MaskGITModel, prompt: torch.Tensor, num_new_frames: int, cfg
              use_cache: bool | None = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Generate `num_new_frames` after `prompt` (B, Tp, S).
 
-    `actions` (B, Tp + num_new_frames, A) when the model is action-conditioned. `use_cache` (default:
+    `actions` (B, Tp + num_new_frames or more, A) when the model is action-conditioned (a whole window's may
+    be passed: the row after the last new frame is read by action_placement "previous"). `use_cache` (default:
     whenever the model is causal) keeps the temporal keys/values of finished frames. `progress`: a bar
     per frame on stderr (one line every 30 s in a log). Returns (tokens
     (B, Tp + N, S) with the prompt, first-step logits of the new frames (B, N, S, K, V)).

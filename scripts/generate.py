@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     indices, truth, actions = example_windows(val_set, args.num_examples, args.example_offset)
     generator = torch.Generator().manual_seed(args.seed)
     tokens, _ = generate(model, truth[:, :num_prompt], num_new, sampling,
-                         None if actions is None else actions[:, :num_prompt + num_new + 1], generator, progress=True)
+                         actions, generator, progress=True)
     window = slice(num_prompt, num_prompt + num_new)
     accuracy = float((tokens[:, window] == truth[:, window]).float().mean())
     copy_accuracy = float((truth[:, num_prompt - 1:num_prompt] == truth[:, window]).float().mean())

@@ -13,7 +13,7 @@ from typing import Any
 
 from genie.errors import OnnxExportError
 from genie.files import file_sha256
-from genie.model.config import LATER_FIELDS, GenieConfig
+from genie.model.config import GenieConfig, without_later_defaults
 
 RECORD = "config.json"
 # Versions: 2, graphs take committed_tokens and a frames-first KV cache, weights and graphs fingerprinted;
@@ -41,9 +41,8 @@ def is_export_record(record: Any) -> bool:
 
 def config_difference(recorded: dict[str, Any], config: GenieConfig) -> str | None:
     """The first model-config field where an export's record and `config` differ, as words; None if equal.
-    Fields added after an export was made (LATER_FIELDS) count at their old value when its record lacks them."""
-    recorded = {**LATER_FIELDS, **recorded}
-    current = config.to_dict()
+    Fields added after an export was made (LATER_FIELDS) compare equal at their old value, recorded or not."""
+    recorded, current = without_later_defaults(recorded), config.without_later_defaults()
     for name in sorted(set(recorded) | set(current)):
         if recorded.get(name) != current.get(name):
             return f"{name} {recorded.get(name)!r} in the export vs {current.get(name)!r}"

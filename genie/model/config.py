@@ -23,6 +23,12 @@ ACTION_PLACEMENTS = ("own", "previous")
 LATER_FIELDS = {"spatial_rope": False, "action_placement": "own"}
 
 
+def without_later_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Config fields as a dict, without the LATER_FIELDS at their old value: how configs written before those
+    fields and configs written after compare equal."""
+    return {k: v for k, v in values.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+
+
 @dataclass
 class GenieConfig:
     num_layers: int
@@ -142,7 +148,7 @@ class GenieConfig:
 
     def without_later_defaults(self) -> dict[str, Any]:
         """All fields, but the LATER_FIELDS at their old value (what a run fingerprint records)."""
-        return {k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+        return without_later_defaults(self.to_dict())
 
     def to_json_file(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_portable_dict(), indent=2, sort_keys=True) + "\n")

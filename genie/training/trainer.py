@@ -354,8 +354,10 @@ class Trainer:
         no_action = self.accelerator.unwrap_model(self.model).no_action
         # Accelerate clips FSDP models (sharded norms, fp16 unscaling) only when given all their parameters.
         fsdp = self.accelerator.distributed_type == DistributedType.FSDP
-        placed_before = self.config.action_placement != "own"  # the last frame of every window gets no_action
-        if self.args.drop_actions or no_action is None or fsdp or placed_before:
+        # no_action is trained where some frame gets no action: all of them (withheld), or each window's last
+        # (actions placed on the frame before)
+        no_action_trained = self.args.drop_actions or self.config.action_placement != "own"
+        if no_action is None or no_action_trained or fsdp:
             return list(self.model.parameters())
         return [p for p in self.model.parameters() if p is not no_action]
 
