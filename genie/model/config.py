@@ -142,8 +142,9 @@ class GenieConfig:
         values = self.without_later_defaults()
         if values["temporal_attention"] == "causal":
             del values["temporal_attention"]
-        if not values["action_dims"]:
+        if not values["action_dims"]:  # where an action-free model's actions go changes nothing
             del values["action_dims"]
+            values.pop("action_placement", None)
         return values
 
     def without_later_defaults(self) -> dict[str, Any]:

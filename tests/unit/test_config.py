@@ -109,3 +109,12 @@ def test_fields_added_later_are_left_out_at_their_old_values_so_older_runs_resum
     assert check_resumable(Path("step_1"), older, now) == []
     changed = plain.replace(spatial_rope=True, action_placement="previous").without_later_defaults()
     assert (changed["spatial_rope"], changed["action_placement"]) == (True, "previous")
+
+
+def test_an_action_free_model_saves_no_action_placement_the_reference_would_refuse():
+    """Where an action-free model's (absent) actions would go changes no logit, so its saved config stays
+    loadable by the reference whatever the placement; a model with actions keeps the field."""
+    free = GenieConfig(**{**TINY, "action_dims": {}}).replace(action_placement="previous")
+    assert "action_placement" not in free.to_portable_dict() and "action_dims" not in free.to_portable_dict()
+    steered = free.replace(action_dims={"driving_command": 2})
+    assert steered.to_portable_dict()["action_placement"] == "previous"
