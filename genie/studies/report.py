@@ -17,7 +17,8 @@ from genie.masking.schedules import training_progress
 from genie.model.config import GenieConfig
 from genie.studies.runs import RunTask
 from genie.studies.spec import LABELS, LOWER_IS_BETTER, METRICS, Arm, StudySpec
-from genie.studies.stats import PairedDifference, holm, mean_std, paired_difference
+from genie.studies.stats import (PairedDifference, detection_power, equivalence_power, holm, mean_std,
+                                 paired_difference, seeds_needed)
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
 
 
@@ -136,6 +137,8 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path, note: str
     contrasts = contrast_rows(spec, values)
     _write_csv(output_dir / "contrasts.csv", contrasts)
     text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)], contrasts)
+    if spec.pilot:
+        text += "\n".join(["", *pilot_sizing_lines(spec, values)])
     if note:
         title, rest = text.split("\n", 1)
         text = f"{title}\n\n**{note}**\n{rest}"
@@ -226,6 +229,36 @@ def primary_table(spec: StudySpec, rows: list[dict[str, Any]]) -> list[str]:
         reading = f" {row.get('equivalence', 'no margin declared')} |" if margins else ""
         lines.append(f"| {row['arm']} | {row[f'{metric}_mean']:.4f} ± {row[f'{metric}_std']:.4f} | "
                      f"{_interval(row, metric)} | {row['p']:.3g} | {row['p_holm']:.3g} | {row['verdict']} |{reading}")
+    return lines + [""]
+
+
+def pilot_sizing_lines(spec: StudySpec, values: dict[tuple[str, int], dict[str, float]]) -> list[str]:
+    """What a pilot is run for: the paired sd of each arm's primary contrast, and the seeds its full study
+    needs at that sd. With a margin m: 80% power to find a true difference of m (paired t at 5% over the
+    number of arms, Holm's first step), and an 80% chance to read "equivalent within ±m" when the arms do
+    not differ. The sd of a 3-seed pilot is itself uncertain: these counts are a floor to plan from."""
+    metric, arms = spec.primary_metric, spec.arm_list()
+    if len(spec.seeds) < 2:
+        return [f"Seeds for the full study: none computed; a paired sd needs 2 seeds, and this report has "
+                f"{len(spec.seeds)}.", ""]
+    alpha = 0.05 / len(arms)
+    lines = [f"Seeds for the full study, from this pilot's paired sd of the primary contrast ({LABELS[metric]} vs "
+             f"{spec.primary_versus}, {len(spec.seeds)} seeds; genie/studies/stats.py):", "",
+             f"| arm | paired sd | seeds for 80% power to find ±m (paired t at {alpha:.3g}) "
+             "| seeds for an 80% chance of \"equivalent within ±m\" at no difference |", "|---|---|---|---|"]
+    for arm in arms:
+        comparator = spec.comparators(arm)[spec.primary_versus]
+        sd = paired_difference({s: values[(arm.name, s)][metric] for s in spec.seeds},
+                               {s: values[(comparator.name, s)][metric] for s in spec.seeds}).std
+        margin = spec.margin_for(arm.name)
+        if math.isnan(sd) or margin is None or sd == 0:
+            why = "not measured" if math.isnan(sd) else "no margin declared" if margin is None else "sd 0"
+            lines.append(f"| {arm.name} | {sd:.4f} | {why} | {why} |")
+            continue
+        counts = [seeds_needed(lambda n: detection_power(sd, margin, n, alpha)),
+                  seeds_needed(lambda n: equivalence_power(sd, margin, n))]
+        lines.append(f"| {arm.name} | {sd:.4f} | " + " | ".join(
+            f"{n} (m = {margin:g})" if n else "> 1000" for n in counts) + " |")
     return lines + [""]
 
 

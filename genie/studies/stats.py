@@ -6,7 +6,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from scipy import stats
+from scipy import integrate, stats
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -70,3 +70,32 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (len(order) - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+def detection_power(paired_sd: float, effect: float, seeds: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t test at level `alpha` to find a true mean difference `effect`
+    with `seeds` pairs whose differences have sd `paired_sd` (noncentral t)."""
+    df, shift = seeds - 1, abs(effect) * seeds ** 0.5 / paired_sd
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+
+
+def equivalence_power(paired_sd: float, margin: float, seeds: int, confidence: float = 0.95) -> float:
+    """Chance that the `confidence` t interval of the mean paired difference lies inside (-margin, +margin)
+    when the true difference is 0 (what reads "equivalent within ±margin"). Exact for normal differences:
+    the mean and the sample sd are independent, so it integrates over the sd's scaled chi-square law."""
+    df = seeds - 1
+    half_width_per_sd = stats.t.ppf((1 + confidence) / 2, df) / seeds ** 0.5
+    mean_sd = paired_sd / seeds ** 0.5
+
+    def inside(chi2: float) -> float:  # P(|mean| < margin - half width) for one value of the sample sd
+        room = margin - half_width_per_sd * paired_sd * (chi2 / df) ** 0.5
+        return (2 * stats.norm.cdf(room / mean_sd) - 1) * stats.chi2.pdf(chi2, df) if room > 0 else 0.0
+
+    largest = df * (margin / (half_width_per_sd * paired_sd)) ** 2  # beyond it the interval is too wide
+    return float(integrate.quad(inside, 0, largest, limit=200)[0])
+
+
+def seeds_needed(power_at, target: float = 0.8, most: int = 1000) -> int | None:
+    """The fewest seeds (>= 2) at which `power_at(seeds)` reaches `target`; None if not within `most`."""
+    return next((n for n in range(2, most + 1) if power_at(n) >= target), None)

@@ -10,7 +10,7 @@ import yaml
 from genie.errors import ConfigError
 from genie.studies import report
 from genie.studies.spec import load_study
-from genie.studies.stats import PairedDifference
+from genie.studies.stats import PairedDifference, detection_power, equivalence_power, seeds_needed
 from tests.conftest import REPO_ROOT
 
 TEN_SEEDS = list(range(10))
@@ -113,6 +113,48 @@ def test_the_primary_table_shows_equivalence_only_when_a_margin_is_declared(tmp_
         report.primary_table(plain, plain_rows))
     table = report.primary_table(with_margin, rows)
     assert table[0].endswith("| verdict | equivalence (margin) |") and table[2].endswith("| equivalent within ±0.15 |")
+
+
+@pytest.mark.parametrize("seeds, simulated", [(10, 0.43), (13, 0.67), (16, 0.82), (20, 0.93)])
+def test_equivalence_power_matches_the_simulation_in_docs_studies(seeds, simulated):
+    """docs/studies.md's 20,000-draw simulation at paired sd 0.17 and margin 0.15; the exact integral agrees
+    to its rounding and with a seeded simulation of the report's own reading (95% t interval inside ±m)."""
+    import numpy as np
+    from scipy import stats
+
+    exact = equivalence_power(0.17, 0.15, seeds)
+    assert abs(exact - simulated) < 0.006
+    diffs = np.random.default_rng(0).normal(0.0, 0.17, size=(20_000, seeds))
+    half = stats.t.ppf(0.975, seeds - 1) * diffs.std(axis=1, ddof=1) / seeds ** 0.5
+    assert abs(np.mean(np.abs(diffs.mean(axis=1)) + half < 0.15) - exact) < 0.01
+
+
+def test_seed_counts_are_the_issues_known_answers():
+    """Issue 34: at paired sd 0.17, 13 seeds resolve 0.15 nats with 80% power (paired t at 5%), 120 at sd
+    0.58; an 80% chance to read "equivalent within ±0.15" at no difference takes 16 (docs/studies.md)."""
+    assert seeds_needed(lambda n: detection_power(0.17, 0.15, n)) == 13
+    assert seeds_needed(lambda n: detection_power(0.58, 0.15, n)) == 120
+    assert seeds_needed(lambda n: equivalence_power(0.17, 0.15, n)) == 16
+    assert detection_power(0.17, 0.15, 13) >= 0.8 > detection_power(0.17, 0.15, 12)
+    assert seeds_needed(lambda n: 0.0, most=50) is None
+
+
+def test_a_pilot_report_sizes_the_full_studys_seeds_from_its_paired_sd(tmp_path):
+    """Paired differences -0.17, 0, +0.17 over 3 seeds: sd 0.17, so 16 seeds for equivalence within ±0.15,
+    and for detection the paired t at 5% over the 2 arms (Holm's first step) needs more than at 5%."""
+    spec = load_study(study_file(tmp_path, **primary(margin=0.15), seeds=[0, 1, 2], min_seeds=16, pilot=True))
+    values = fake_values(spec, {"mask_schedule=cosine": 0.0, "mask_schedule=exponential": 0.0})
+    for seed, diff in zip(spec.seeds, (-0.17, 0.0, 0.17)):
+        values[("mask_schedule=cosine", seed)]["changed_cross_entropy"] = 4.0 + diff
+    lines = report.pilot_sizing_lines(spec, values)
+    detection = seeds_needed(lambda n: detection_power(0.17, 0.15, n, alpha=0.025))
+    assert detection == 15  # more than the 13 of a single contrast at 5%
+    assert lines[2].endswith("(paired t at 0.025) | seeds for an 80% chance of \"equivalent within ±m\" at no "
+                             "difference |")
+    assert lines[4] == f"| mask_schedule=cosine | 0.1700 | {detection} (m = 0.15) | 16 (m = 0.15) |"
+    assert lines[5] == "| mask_schedule=exponential | 0.0100 | 3 (m = 0.15) | 2 (m = 0.15) |"
+    one_seed = load_study(study_file(tmp_path, **primary(margin=0.15), seeds=[0], min_seeds=16, pilot=True))
+    assert "a paired sd needs 2 seeds" in report.pilot_sizing_lines(one_seed, values)[0]
 
 
 def rebuilt_csvs(study):
