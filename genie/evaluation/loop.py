@@ -116,6 +116,9 @@ def _summarize_action_sensitivity(totals, tokens_per_window: int) -> dict[str, A
         shuffled_changed = _mean(totals["shuffled_ce_changed"], changed)
         result.update(changed_shuffled_actions_cross_entropy=shuffled_changed,
                       changed_action_sensitivity=shuffled_changed - _mean(totals["shuffled_true_ce_changed"], changed))
+        result["changed_action_sensitivity_per_frame"] = [  # where in the window the actions are read
+            (float(s - t) / float(n) if n else None) for s, t, n in
+            zip(totals["shuffled_ce_changed"], totals["shuffled_true_ce_changed"], totals["shuffled_changed_tokens"])]
     at_new_action = float(totals["new_action_changed_tokens"].sum())
     if at_new_action:
         true_ce = _mean(totals["new_action_true_ce_changed"], at_new_action)

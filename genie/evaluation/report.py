@@ -114,6 +114,11 @@ def _action_sensitivity_line(report: dict[str, Any]) -> str:
                  f"{report['new_action_changed_tokens']:,} changed tokens of frames whose action differs from the "
                  f"previous frame's (where only the action tells the change; their CE with the true actions "
                  f"{report['new_action_changed_cross_entropy']:.4f})")
+    per_frame = report.get("changed_action_sensitivity_per_frame")
+    if per_frame:
+        first = report.get("first_frame", 1)
+        line += (f". On changed tokens, per frame {first}..{first + len(per_frame) - 1}: "
+                 + ", ".join("-" if v is None else f"{v:+.3f}" for v in per_frame))
     return line + "."
 
 

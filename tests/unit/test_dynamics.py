@@ -123,6 +123,26 @@ def test_a_model_that_reads_its_actions_has_a_positive_action_sensitivity():
     assert "action_sensitivity" not in off and off["cross_entropy"] == report["cross_entropy"]
 
 
+def test_action_sensitivity_per_frame_shows_where_the_actions_are_read():
+    """A model that reads its action at frame 1 only and copies the previous frame after it: sensitivity
+    on frame 1's changed tokens, exactly 0 on every later frame's."""
+    batches = windows(seed=4)
+    for batch in batches:  # every token of frame t is a function of the action at t
+        batch["input_ids"] = (batch["actions"][..., :1] > 0).long().expand(-1, -1, CONFIG.S) * 7
+
+    def reads_at_frame_1(tokens, actions):
+        predicted = copy_previous(tokens, actions)
+        predicted[:, 1] = (actions[:, 1, :1] > 0).long().expand_as(tokens[:, 1]) * 7
+        return predicted
+
+    report = report_of(ScriptedModel(reads_at_frame_1), batches)
+    per_frame = report["changed_action_sensitivity_per_frame"]
+    assert len(per_frame) == CONFIG.T - 1 and per_frame[0] > 1.0
+    assert [v for v in per_frame[1:] if v is not None] == [0.0] * sum(v is not None for v in per_frame[1:])
+    assert sum(v is not None for v in per_frame[1:]) >= 3  # the later frames do have changed tokens
+    assert "On changed tokens, per frame 1..5: +" in format_report(report)
+
+
 def test_a_batch_of_one_window_is_left_out_of_action_sensitivity():
     batches = [{k: v[:1] for k, v in b.items()} for b in windows(seed=5)] + windows(seed=6, batches=1)
     report = report_of(ScriptedModel(copy_previous), batches)
