@@ -25,8 +25,12 @@ LATER_FIELDS = {"spatial_rope": False, "action_placement": "own"}
 
 def without_later_defaults(values: dict[str, Any]) -> dict[str, Any]:
     """Config fields as a dict, without the LATER_FIELDS at their old value: how configs written before those
-    fields and configs written after compare equal."""
-    return {k: v for k, v in values.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+    fields and configs written after compare equal. An action-free model's action placement changes nothing,
+    so it is left out too."""
+    kept = {k: v for k, v in values.items() if k not in LATER_FIELDS or v != LATER_FIELDS[k]}
+    if not values.get("action_dims"):
+        kept.pop("action_placement", None)
+    return kept
 
 
 @dataclass
@@ -142,9 +146,8 @@ class GenieConfig:
         values = self.without_later_defaults()
         if values["temporal_attention"] == "causal":
             del values["temporal_attention"]
-        if not values["action_dims"]:  # where an action-free model's actions go changes nothing
+        if not values["action_dims"]:
             del values["action_dims"]
-            values.pop("action_placement", None)
         return values
 
     def without_later_defaults(self) -> dict[str, Any]:

@@ -113,8 +113,12 @@ def test_fields_added_later_are_left_out_at_their_old_values_so_older_runs_resum
 
 def test_an_action_free_model_saves_no_action_placement_the_reference_would_refuse():
     """Where an action-free model's (absent) actions would go changes no logit, so its saved config stays
-    loadable by the reference whatever the placement; a model with actions keeps the field."""
+    loadable by the reference whatever the placement, and its export record matches either placement; a
+    model with actions keeps the field."""
     free = GenieConfig(**{**TINY, "action_dims": {}}).replace(action_placement="previous")
     assert "action_placement" not in free.to_portable_dict() and "action_dims" not in free.to_portable_dict()
     steered = free.replace(action_dims={"driving_command": 2})
     assert steered.to_portable_dict()["action_placement"] == "previous"
+    from genie.export.record import config_difference  # an export's record compares the same way
+    assert config_difference(free.to_dict(), free.replace(action_placement="own")) is None
+    assert "action_placement" in config_difference(steered.to_dict(), steered.replace(action_placement="own"))
