@@ -1,5 +1,6 @@
 """Summary statistics of a study: mean ± std over seeds, paired differences with a t interval and
-p-value, and Holm's correction across the arms of one contrast."""
+p-value, Holm's correction across the arms of one contrast, and the power of a paired design at a
+given sd (what sizes a study's seeds from its pilot)."""
 from __future__ import annotations
 
 import math
