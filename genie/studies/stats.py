@@ -91,9 +91,10 @@ def equivalence_power(paired_sd: float, margin: float, seeds: int, confidence: f
 
     def inside(chi2: float) -> float:  # P(|mean| < margin - half width) for one value of the sample sd
         room = margin - half_width_per_sd * paired_sd * (chi2 / df) ** 0.5
-        return (2 * stats.norm.cdf(room / mean_sd) - 1) * stats.chi2.pdf(chi2, df) if room > 0 else 0.0
+        return (2 * stats.norm.cdf(room / mean_sd) - 1) * stats.chi2.pdf(chi2, df)
 
-    largest = df * (margin / (half_width_per_sd * paired_sd)) ** 2  # beyond it the interval is too wide
+    # Integrated up to the sd at which the interval alone is as wide as the margin (room 0); beyond, 0.
+    largest = df * (margin / (half_width_per_sd * paired_sd)) ** 2
     return float(integrate.quad(inside, 0, largest, limit=200)[0])
 
 
