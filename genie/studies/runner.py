@@ -40,6 +40,24 @@ def phases(cells: list[tuple[Arm, int, Run]]) -> list[list[Run]]:
     return [stage1, stage2]
 
 
+def seed_order(cells: list[tuple[Arm, int, Run]]) -> list[Run]:
+    """Every run once, seed by seed: a seed's pretraining runs, then its scored runs. A study stopped
+    partway (a session's end, a quota) then holds whole seeds, which pair in its partial report, where
+    an arm-by-arm order would leave whole arms and no comparator to pair them with."""
+    runs: list[Run] = []
+    for seed in dict.fromkeys(seed for _, seed, _ in cells):
+        scored = [run for _, s, run in cells if s == seed]
+        runs += [run.init for run in scored if run.init] + scored
+    return list(dict.fromkeys(runs))
+
+
+def next_ready(queue: list[RunTask], busy: set[Run]) -> RunTask | None:
+    """The first queued run whose pretraining is neither queued nor running (so it is finished); None if
+    every queued run still waits for one."""
+    waiting = busy | {task.run for task in queue}
+    return next((task for task in queue if task.run.init not in waiting), None)
+
+
 class Progress:
     """One line per started and finished run: how many runs and steps are done, time spent and left."""
 
@@ -79,29 +97,28 @@ def run_labels(cells: list[tuple[Arm, int, Run]]) -> dict[Run, str]:
 
 
 def run_study(spec: StudySpec, options: RunnerOptions) -> str:
-    """Train every unfinished run, phase by phase, then write and return the report."""
+    """Train every unfinished run, seed by seed, then write and return the report."""
     cells = plan(spec)
-    tasks = [[make_task(run, spec, options.store) for run in phase] for phase in phases(cells)]
-    pending = [[t for t in phase if not t.finished] for phase in tasks]
-    skipped = sum(len(p) for p in tasks) - sum(len(p) for p in pending)
-    print(f"study {spec.name}: {len(cells)} (arm, seed) cells, {sum(len(p) for p in tasks)} runs, {skipped} "
-          f"already finished (store {options.store}), {options.jobs} at a time", flush=True)
-    progress = Progress([t for p in pending for t in p], run_labels(cells))
-    for phase in pending:
-        if options.jobs == 1:
-            for task in phase:
-                progress.line("started", task)
-                progress.finished(task, execute(task))
-        else:
-            _run_parallel(phase, options.jobs, progress)
+    tasks = [make_task(run, spec, options.store) for run in seed_order(cells)]
+    pending = [task for task in tasks if not task.finished]
+    print(f"study {spec.name}: {len(cells)} (arm, seed) cells, {len(tasks)} runs, {len(tasks) - len(pending)} "
+          f"already finished (store {options.store}), {options.jobs} at a time, seed by seed", flush=True)
+    progress = Progress(pending, run_labels(cells))
+    if options.jobs == 1:
+        for task in pending:  # seed_order puts each pretraining run before the runs that start from it
+            progress.line("started", task)
+            progress.finished(task, execute(task))
+    else:
+        _run_parallel(pending, options.jobs, progress)
     results = [Cell(arm, seed, make_task(run, spec, options.store)) for arm, seed, run in cells]
     return write_report(spec, results, options.output_dir)
 
 
 def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
     """Each run in a fresh process (Accelerate's state and torch's threads are per process), the CPU
-    cores split between them; the first failure stops the study after the runs in flight. SIGTERM to the
-    study stops it too: it is passed on to the workers, whose runs stop as a run of `--jobs 1` does."""
+    cores split between them, a run started once its pretraining has finished; the first failure stops the
+    study after the runs in flight. SIGTERM to the study stops it too: it is passed on to the workers,
+    whose runs stop as a run of `--jobs 1` does."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context = multiprocessing.get_context("spawn")
     # The stop handler is the outer context, so that it still forwards while the pool waits for its runs.
@@ -110,12 +127,17 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
         stop.pool = pool
         queue, running = list(tasks), {}
         while queue or running:
-            while queue and len(running) < jobs and not stop.signal_name:
-                task = queue.pop(0)
+            while len(running) < jobs and not stop.signal_name:
+                task = next_ready(queue, {t.run for t in running.values()})
+                if task is None:
+                    break
+                queue.remove(task)
                 progress.line("started", task)
                 running[pool.submit(execute, task, True)] = task
             if stop.signal_name and not running:
                 break
+            if queue and not running:  # unreachable in seed_order: each pretraining run is queued first
+                raise RuntimeError(f"{len(queue)} run(s) wait for pretraining that is not queued")
             done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
             stop.forward()  # to workers the pool started after the signal
             for future in done:
@@ -132,7 +154,7 @@ def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
                     raise RuntimeError(message) from error
                 else:
                     progress.finished(task, future.result())
-        if stop.signal_name:  # also when the runs in flight finished before they saw it: no next phase
+        if stop.signal_name:  # also when the runs in flight finished before they saw it: no next run
             raise stop.error()
 
 
