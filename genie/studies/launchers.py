@@ -230,6 +230,6 @@ def report_from_store(spec: StudySpec, runner: RunnerOptions) -> str:
     if done < len(tasks):
         note = (f"partial: {done} of {len(tasks)} runs done; this report holds seeds {seeds}, those whose every "
                 f"run is done (of {spec.seeds})")
-        spec = dataclasses.replace(spec, seeds=seeds)
+        spec = dataclasses.replace(spec, seeds=seeds, declared_seeds=spec.seeds)
     results = [Cell(arm, seed, make_task(run, spec, runner.store)) for arm, seed, run in cells if seed in seeds]
     return write_report(spec, results, runner.output_dir, note)
