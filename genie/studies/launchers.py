@@ -229,7 +229,8 @@ def report_from_store(spec: StudySpec, runner: RunnerOptions) -> str:
     note = None
     if done < len(tasks):
         note = (f"partial: {done} of {len(tasks)} runs done; this report holds seeds {seeds}, those whose every "
-                f"run is done (of {spec.seeds})")
+                f"run is done (of {spec.seeds}). Its verdicts are an interim look, not the study's: the declared "
+                "analysis is on all its seeds")
         spec = dataclasses.replace(spec, seeds=seeds, declared_seeds=spec.seeds)
     results = [Cell(arm, seed, make_task(run, spec, runner.store)) for arm, seed, run in cells if seed in seeds]
     return write_report(spec, results, runner.output_dir, note)

@@ -77,7 +77,7 @@ def test_a_submitit_study_equals_jobs_1(tmp_path, tiny_config_file, tiny_data):
 
     next((tmp_path / "store1").glob("s2-seed1-*/eval/eval.json")).unlink()  # one scored run of seed 1 undone
     partial = ablate(study, tmp_path / "store1", tmp_path / "out1", "--report")
-    assert "**partial: 9 of 10 runs done; this report holds seeds [0]" in partial
+    assert "**partial: 9 of 10 runs done; this report holds seeds [0]" in partial and "interim look" in partial
     assert partial == (tmp_path / "out1" / "results.md").read_text()
 
 
