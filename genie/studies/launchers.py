@@ -21,7 +21,7 @@ from genie.errors import ConfigError, StudyJobsFailed
 from genie.studies.jobs import (JOBS_FILE, StudyJob, job_record, job_state, read_jobs,
                                 write_jobs)
 from genie.studies.report import Cell, write_report
-from genie.studies.runner import Progress, RunnerOptions, phases, plan, run_labels
+from genie.studies.runner import Progress, RunnerOptions, plan, run_labels, seed_order
 from genie.studies.runs import RunTask, make_task
 from genie.studies.slurm_settings import SlurmSettings
 from genie.studies.spec import StudySpec
@@ -44,8 +44,8 @@ class SubmititOptions:
 
 
 def study_tasks(spec: StudySpec, store: Path) -> list[RunTask]:
-    """Every run of the study, pretraining first, each once."""
-    return [make_task(run, spec, store) for phase in phases(plan(spec)) for run in phase]
+    """Every run of the study, each once, seed by seed with pretraining first (as the local runner trains)."""
+    return [make_task(run, spec, store) for run in seed_order(plan(spec))]
 
 
 def make_executor(options: SubmititOptions, store: Path, dependency: list[str] | None = None) -> submitit.Executor:
