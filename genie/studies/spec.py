@@ -141,7 +141,6 @@ class StudySpec:
     slurm: dict[str, Any] = field(default_factory=dict)  # the cluster parameters of its jobs (slurm_settings.py)
     min_seeds: int | None = None  # the primary contrast's declared minimum number of seeds
     pilot: bool = False  # a pilot may run fewer seeds than min_seeds (or than a margin needs)
-    declared_seeds: list[int] | None = None  # a partial report's: the file's seeds, of which `seeds` are done
     source: str = "<study>"
     overrides: dict[str, Any] = field(default_factory=dict)  # command-line replacements, for the report
 
@@ -242,11 +241,10 @@ class StudySpec:
             raise ConfigError(f"{where}: min_seeds {_short(self.min_seeds)} must be an integer >= 2 (a paired test "
                               "needs 2 seeds)")
         needed = max(self.min_seeds or 0, EQUIVALENCE_MIN_SEEDS if self.has_margins else 0)
-        seeds = self.declared_seeds or self.seeds  # a partial report is checked by what its study declares
-        if len(seeds) < needed and not self.pilot:
+        if len(self.seeds) < needed and not self.pilot:
             why = (f"min_seeds {self.min_seeds}" if needed == self.min_seeds else
                    f"an equivalence margin needs {EQUIVALENCE_MIN_SEEDS}")
-            raise ConfigError(f"{where}: the primary contrast has {len(seeds)} seeds, fewer than {needed} "
+            raise ConfigError(f"{where}: the primary contrast has {len(self.seeds)} seeds, fewer than {needed} "
                               f"({why}); add seeds, or set pilot: true to run it as a pilot")
 
     @property
@@ -420,7 +418,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     values |= replaced
     if not all(isinstance(k, str) for k in values):
         raise ConfigError(f"study file {path}: every top-level key must be a name")
-    known = {f.name for f in dataclasses.fields(StudySpec)} - {"source", "overrides", "declared_seeds"}
+    known = {f.name for f in dataclasses.fields(StudySpec)} - {"source", "overrides"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"study file {path}: unknown key(s) {unknown}; known: {sorted(known)}")
