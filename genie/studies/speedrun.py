@@ -76,10 +76,11 @@ class Variant:
 
 
 HALF_ON_4_FRAMES = {"curriculum_frames": "4", "curriculum_fractions": "0.5"}
+MAIN_JOB_STAGE1 = {"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1}  # scripts/main.sh's stage 1 (cosine)
 
 VARIANTS = {
     "main_job": Variant("the main job: 200 steps of stage 1 (cosine 0.8 -> 0.1), then 800 of stage 2",
-                        stage1_steps=200, stage1={"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1}),
+                        stage1_steps=200, stage1=MAIN_JOB_STAGE1),
     "stage2_only": Variant("stage 2 alone, 800 steps, the main job's optimizer settings"),
     "muon": Variant("stage 2 alone with Muon on the block matrices (AdamW at 3e-3 for the rest)",
                     stage2={"optimizer": "muon"}),
@@ -90,6 +91,8 @@ VARIANTS = {
     # fifth of the loss.
     "weight10": Variant("stage 2 alone, changed tokens weighted 10x in the loss",
                         stage2={"changed_token_loss_weight": 10.0}),
+    "main_job_weight10": Variant("the main job, with stage 2's changed tokens weighted 10x in the loss",
+                                 stage2={"changed_token_loss_weight": 10.0}, stage1_steps=200, stage1=MAIN_JOB_STAGE1),
     # A quarter of the main job's budget: the schedule ends where the target has to be reached.
     "short": Variant("stage 2 alone, 300 steps (cosine over 300)", steps=300),
     "short_muon": Variant("short, with Muon", stage2={"optimizer": "muon"}, steps=300),
