@@ -77,6 +77,9 @@ class Variant:
 
 HALF_ON_4_FRAMES = {"curriculum_frames": "4", "curriculum_fractions": "0.5"}
 MAIN_JOB_STAGE1 = {"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1}  # scripts/main.sh's stage 1 (cosine)
+# Breakout's changed tokens are 2.6% of all (the built-in world's ~10%): at weight 10 they carry about a
+# fifth of the loss.
+CHANGED_WEIGHT_10 = {"changed_token_loss_weight": 10.0}
 
 VARIANTS = {
     "main_job": Variant("the main job: 200 steps of stage 1 (cosine 0.8 -> 0.1), then 800 of stage 2",
@@ -87,12 +90,9 @@ VARIANTS = {
     "batch8": Variant("stage 2 alone at batch 8 (half the windows per step), 1600 steps",
                       stage2={"per_device_train_batch_size": 8}, steps=1600),
     "lr1e-2": Variant("stage 2 alone at learning rate 1e-2", stage2={"learning_rate": 1e-2}),
-    # Breakout's changed tokens are 2.6% of all (the built-in world's ~10%): at weight 10 they carry about a
-    # fifth of the loss.
-    "weight10": Variant("stage 2 alone, changed tokens weighted 10x in the loss",
-                        stage2={"changed_token_loss_weight": 10.0}),
+    "weight10": Variant("stage 2 alone, changed tokens weighted 10x in the loss", stage2=CHANGED_WEIGHT_10),
     "main_job_weight10": Variant("the main job, with stage 2's changed tokens weighted 10x in the loss",
-                                 stage2={"changed_token_loss_weight": 10.0}, stage1_steps=200, stage1=MAIN_JOB_STAGE1),
+                                 stage2=CHANGED_WEIGHT_10, stage1_steps=200, stage1=MAIN_JOB_STAGE1),
     # A quarter of the main job's budget: the schedule ends where the target has to be reached.
     "short": Variant("stage 2 alone, 300 steps (cosine over 300)", steps=300),
     "short_muon": Variant("short, with Muon", stage2={"optimizer": "muon"}, steps=300),
