@@ -122,6 +122,24 @@ VARIANTS = {
                                    stage2={"optimizer": "muon", **HALF_ON_4_FRAMES}, steps=400),
 }
 
+# One factor at a time around short_muon (Muon 0.02, AdamW 3e-3, 20 warm-up steps, cosine, batch 16, 300
+# steps), each point on the same seeds: learning rates, warm-up, schedule, and batch size at the same
+# 4,800 training windows.
+SHORT_MUON_SWEEP = {
+    "lr0.01": ("Muon's learning rate 0.01", {"muon_learning_rate": 0.01}, 300),
+    "lr0.04": ("Muon's learning rate 0.04", {"muon_learning_rate": 0.04}, 300),
+    "adamw1e-3": ("AdamW's learning rate (the non-matrix parameters) 1e-3", {"learning_rate": 1e-3}, 300),
+    "adamw1e-2": ("AdamW's learning rate (the non-matrix parameters) 1e-2", {"learning_rate": 1e-2}, 300),
+    "warmup0": ("no warm-up", {"num_warmup_steps": 0}, 300),
+    "warmup60": ("60 warm-up steps", {"num_warmup_steps": 60}, 300),
+    "linear": ("a linear decay instead of the cosine", {"lr_scheduler_type": "linear"}, 300),
+    "batch8": ("batch 8 for 600 steps", {"per_device_train_batch_size": 8}, 600),
+    "batch32": ("batch 32 for 150 steps", {"per_device_train_batch_size": 32}, 150),
+}
+VARIANTS.update({f"short_muon_{name}": Variant(f"short_muon with {what}", stage2={"optimizer": "muon", **flags},
+                                               steps=steps)
+                 for name, (what, flags, steps) in SHORT_MUON_SWEEP.items()})
+
 
 @dataclass
 class SpeedrunSettings:

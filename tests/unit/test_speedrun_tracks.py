@@ -34,3 +34,21 @@ def test_only_recorded_tracks_need_a_data_dir():
     settings("steered").world_spec()  # built-in: no --data_dir
     with pytest.raises(ConfigError, match="--world breakout needs --data_dir"):
         settings("breakout").world_spec()
+
+
+def test_each_sweep_point_changes_one_setting_of_short_muon_and_keeps_its_training_windows(tmp_path):
+    from genie.studies.speedrun import SHORT_MUON_SWEEP, windows_per_step
+
+    s = settings("builtin")
+    base = s.variant("short_muon")
+    base_flags = vars(training_arguments(s.world_spec(), base, 0, tmp_path, stage1=False, checkpoint_every=50))
+    assert len(SHORT_MUON_SWEEP) == 9
+    for name in SHORT_MUON_SWEEP:
+        point = s.variant(f"short_muon_{name}")
+        flags = vars(training_arguments(s.world_spec(), point, 0, tmp_path, stage1=False, checkpoint_every=50))
+        changed = {k for k in flags if flags[k] != base_flags[k]} - {"max_train_steps", "checkpointing_steps",
+                                                                      "log_every_n_steps"}
+        assert len(changed) == 1, (name, changed)
+        assert point.steps * windows_per_step(point) == base.steps * windows_per_step(base) == 4800
+    assert s.variant("short_muon_batch8").steps == 600 and s.variant("short_muon_lr0.04").stage2 == {
+        "optimizer": "muon", "muon_learning_rate": 0.04}
