@@ -126,6 +126,7 @@ VARIANTS = {
 # steps), each point on the same seeds: learning rates, warm-up, schedule, and batch size at the same
 # 4,800 training windows.
 SHORT_MUON_SWEEP = {
+    "lr0.005": ("Muon's learning rate 0.005", {"muon_learning_rate": 0.005}, 300),
     "lr0.01": ("Muon's learning rate 0.01", {"muon_learning_rate": 0.01}, 300),
     "lr0.04": ("Muon's learning rate 0.04", {"muon_learning_rate": 0.04}, 300),
     "adamw1e-3": ("AdamW's learning rate (the non-matrix parameters) 1e-3", {"learning_rate": 1e-3}, 300),

@@ -42,7 +42,7 @@ def test_each_sweep_point_changes_one_setting_of_short_muon_and_keeps_its_traini
     s = settings("builtin")
     base = s.variant("short_muon")
     base_flags = vars(training_arguments(s.world_spec(), base, 0, tmp_path, stage1=False, checkpoint_every=50))
-    assert len(SHORT_MUON_SWEEP) == 9
+    assert len(SHORT_MUON_SWEEP) == 10
     for name in SHORT_MUON_SWEEP:
         point = s.variant(f"short_muon_{name}")
         flags = vars(training_arguments(s.world_spec(), point, 0, tmp_path, stage1=False, checkpoint_every=50))
