@@ -91,6 +91,10 @@ VARIANTS = {
                       stage2={"per_device_train_batch_size": 8}, steps=1600),
     "lr1e-2": Variant("stage 2 alone at learning rate 1e-2", stage2={"learning_rate": 1e-2}),
     "weight10": Variant("stage 2 alone, changed tokens weighted 10x in the loss", stage2=CHANGED_WEIGHT_10),
+    # The sweep's best Muon learning rate (short_muon_lr0.01) in the main job's stage 2: a candidate default.
+    "main_job_muon0.01": Variant("the main job, with Muon at 0.01 on stage 2's block matrices",
+                                 stage2={"optimizer": "muon", "muon_learning_rate": 0.01}, stage1_steps=200,
+                                 stage1=MAIN_JOB_STAGE1),
     "main_job_weight10": Variant("the main job, with stage 2's changed tokens weighted 10x in the loss",
                                  stage2=CHANGED_WEIGHT_10, stage1_steps=200, stage1=MAIN_JOB_STAGE1),
     # A quarter of the main job's budget: the schedule ends where the target has to be reached.
