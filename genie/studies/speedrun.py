@@ -19,6 +19,7 @@ from typing import Any
 
 from genie.checkpointing.run_folder import is_run_folder, step_folders
 from genie.errors import ConfigError, RunStopped, check_flag
+from genie.studies.runs import code_version
 from genie.studies.stats import mean_interval
 from genie.evaluation.loop import evaluate_checkpoint
 from genie.data import open_dataset, resolve_data_dirs
@@ -208,10 +209,12 @@ def training_arguments(world: Track, variant: Variant, seed: int, output_dir: Pa
 
 
 def run_key(world: Track, variant: Variant, seed: int, settings: SpeedrunSettings) -> str:
-    """A folder name that changes with anything that changes the run's result."""
+    """A folder name that changes with anything that changes the run's result, the code that trains and
+    scores it included (as a study's runs: genie.studies.runs.code_version)."""
     import hashlib
 
-    trained_on = {"genie_config": world.genie_config, "data_dir": world.data_dir}  # not the targets: they score
+    trained_on = {"genie_config": world.genie_config, "data_dir": world.data_dir,  # not the targets: they score
+                  "code": code_version()}
     if world.builtin_world:  # only then: the folders of earlier runs keep their names
         trained_on["builtin_world"] = world.builtin_world
     recipe = {k: v for k, v in dataclasses.asdict(variant).items() if k != "genie_config" or v is not None}

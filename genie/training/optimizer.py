@@ -74,3 +74,6 @@ class MuonWithAdamW(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.muon.load_state_dict(state_dict["muon"])
         self.adamw.load_state_dict(state_dict["adamw"])
+        # Loading gives the inner optimizers new group dicts: take them, or a scheduler would scale stale
+        # copies. (Accelerate's prepare loads the state once to place it, so every run goes through here.)
+        self.param_groups[:] = [*self.muon.param_groups, *self.adamw.param_groups]

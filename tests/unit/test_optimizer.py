@@ -44,6 +44,23 @@ def test_one_scheduler_scales_both_learning_rates_from_their_own_peaks(tiny_conf
     assert [g["lr"] for g in optimizer.adamw.param_groups] == [5e-4, 5e-4]
 
 
+def test_the_scheduler_still_reaches_both_optimizers_after_a_state_load(tiny_config):
+    """Accelerate's prepare (and a resume) load the optimizer's state before the scheduler is made: the
+    learning rates it sets must be the ones Muon and AdamW step with (they once stayed at their peaks)."""
+    from accelerate import Accelerator
+
+    model = STMaskGIT(tiny_config)
+    model, optimizer = Accelerator(cpu=True).prepare(model, build_optimizer(model, muon_args()))
+    inner = optimizer.optimizer
+    inner.load_state_dict(inner.state_dict())  # as a resume does, after prepare's own load
+    scheduler = get_scheduler("linear", optimizer, num_warmup_steps=4, num_training_steps=10)
+    optimizer.step()
+    scheduler.step()  # warm-up step 1 of 4: a quarter of each peak
+    assert inner.muon.param_groups[0]["lr"] == 0.005
+    assert [g["lr"] for g in inner.adamw.param_groups] == [2.5e-4, 2.5e-4]
+    assert all(a is b for a, b in zip(optimizer.param_groups, [*inner.muon.param_groups, *inner.adamw.param_groups]))
+
+
 def training_losses(model, optimizer, steps: int, tokens, state=None) -> list[float]:
     """`steps` optimizer steps on one batch of clean windows (every token scored), from `state` if given."""
     if state is not None:

@@ -11,11 +11,16 @@ def settings(world: str, variants=("short_muon",), **kwargs) -> SpeedrunSettings
     return SpeedrunSettings(world=world, variants=list(variants), seeds=[0], output_dir=Path("unused"), **kwargs)
 
 
-def test_run_folders_of_earlier_variants_keep_their_names():
-    """Variants and tracks gained fields (a model config, a built-in world); a run's key leaves them out
-    where unset, so the runs a store already holds are found again (the key short_muon had before them)."""
+def test_a_run_folder_is_named_by_its_recipe_and_the_code_that_trains_it(monkeypatch):
+    """Finished runs are reused only by the same code: a fix to training (e.g. Muon's schedule) retrains."""
+    import genie.studies.speedrun as speedrun
+
     s = settings("builtin")
-    assert run_key(s.world_spec(), s.variant("short_muon"), 0, s) == "seed0-d88730c5ef"
+    key = run_key(s.world_spec(), s.variant("short_muon"), 0, s)
+    assert key == run_key(s.world_spec(), s.variant("short_muon"), 0, s) != run_key(s.world_spec(),
+                                                                                     s.variant("short_muon"), 1, s)
+    monkeypatch.setattr(speedrun, "code_version", lambda: "other code")
+    assert run_key(s.world_spec(), s.variant("short_muon"), 0, s) != key
 
 
 def test_the_steered_track_trains_on_the_steered_world_and_rope_variants_on_their_config(tmp_path):
