@@ -460,12 +460,13 @@ def plot_curves(curves: dict[str, tuple[Variant, dict[int, list[dict[str, Any]]]
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     unigram = None
-    for name, (variant, runs) in curves.items():
+    colors = plt.get_cmap("tab20").colors  # the default cycle repeats after 10 curves
+    for index, (name, (variant, runs)) in enumerate(curves.items()):
         steps = sorted(set.intersection(*({p["step"] for p in points} for points in runs.values())))
         means = [np.mean([next(p["changed_cross_entropy"] for p in points if p["step"] == s) for points in runs.values()])
                  for s in steps]
         ax.plot([training_seconds(variant, name, s, timing) for s in steps], means, marker="o", markersize=3,
-                label=f"{name} ({len(runs)} seeds)")
+                color=colors[2 * index % 20 + index // 10 % 2], label=f"{name} ({len(runs)} seeds)")
         unigram = next(iter(runs.values()))[0]["changed_unigram_cross_entropy"]
     if unigram is not None:
         ax.axhline(unigram, color="grey", linestyle="--", label="unigram (changed tokens)")
