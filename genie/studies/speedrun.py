@@ -147,7 +147,7 @@ SHORT_MUON_SWEEP = {
 VARIANTS.update({f"short_muon_{name}": Variant(f"short_muon with {what}", stage2={"optimizer": "muon", **flags},
                                                steps=steps)
                  for name, (what, flags, steps) in SHORT_MUON_SWEEP.items()})
-# The two points that were better than short_muon on all three scores, together.
+# The two points whose means beat short_muon's on all three scores, together.
 VARIANTS["short_muon_batch8_adamw1e-2"] = Variant(
     "short_muon with batch 8 for 600 steps and AdamW's learning rate 1e-2",
     stage2={"optimizer": "muon", "per_device_train_batch_size": 8, "learning_rate": 1e-2}, steps=600)
@@ -221,7 +221,7 @@ def run_key(world: Track, variant: Variant, seed: int, settings: SpeedrunSetting
 
     trained_on = {"genie_config": world.genie_config, "data_dir": world.data_dir,  # not the targets: they score
                   "code": code_version()}
-    if world.builtin_world:  # only then: the folders of earlier runs keep their names
+    if world.builtin_world:
         trained_on["builtin_world"] = world.builtin_world
     recipe = {k: v for k, v in dataclasses.asdict(variant).items() if k != "genie_config" or v is not None}
     identity = json.dumps([trained_on, recipe, seed, settings.eval_every], sort_keys=True, default=str)
