@@ -16,7 +16,8 @@ from pathlib import Path
 
 from genie.cli import parse, run_cli
 from genie.errors import ConfigError
-from genie.studies.speedrun import TRACKS, VARIANTS, SpeedrunSettings
+from genie.studies.speedrun import SpeedrunSettings
+from genie.studies.speedrun_recipes import TRACKS, VARIANTS
 
 
 @dataclass

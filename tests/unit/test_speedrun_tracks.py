@@ -42,7 +42,8 @@ def test_only_recorded_tracks_need_a_data_dir():
 
 
 def test_each_sweep_point_changes_one_setting_of_short_muon_and_keeps_its_training_windows(tmp_path):
-    from genie.studies.speedrun import SHORT_MUON_SWEEP, windows_per_step
+    from genie.studies.speedrun import windows_per_step
+    from genie.studies.speedrun_recipes import SHORT_MUON_SWEEP
 
     s = settings("builtin")
     base = s.variant("short_muon")
