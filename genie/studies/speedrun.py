@@ -30,11 +30,7 @@ from genie.studies.stats import mean_interval
 from genie.training.arguments import TrainingArguments
 from genie.training.curriculum import FrameCurriculum
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
-from genie.training.stages import (
-    HandOffArguments,
-    run_autoregressive,
-    run_masked_pretrain,
-)
+from genie.training.stages import HandOffArguments, run_autoregressive, run_masked_pretrain
 
 
 @dataclass
@@ -204,10 +200,7 @@ def step_function(world: Track, variant: Variant, stage1: bool, folder: Path, st
     optimizer steps with it: what the timing alternates. `frames`: every step on windows of that many
     frames (a curriculum phase), else on all T."""
     from genie.studies.timing import stepping_trainer
-    from genie.training.objectives import (
-        AutoregressiveObjective,
-        MaskedPretrainObjective,
-    )
+    from genie.training.objectives import AutoregressiveObjective, MaskedPretrainObjective
     from genie.training.stages import initial_model
 
     args = training_arguments(world, variant, 0, folder, stage1, 10 ** 9)
