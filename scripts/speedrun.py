@@ -31,7 +31,8 @@ class SpeedrunArguments:
     genie_config: str | None = field(default=None, metadata={"help": "Another model config than the world's."})
     eval_every: int = field(default=50, metadata={"help": "Score a checkpoint every N stage-2 steps."})
     eval_windows: int = field(default=64, metadata={"help": "The first N val windows are scored."})
-    steps: int | None = field(default=None, metadata={"help": "Stage-2 steps of every variant (stage 1 in proportion)."})
+    steps: int | None = field(default=None, metadata={
+        "help": "The main job's stage-2 steps instead of 800; every variant's steps (both stages) scale with it."})
     timing_rounds: int = field(default=6, metadata={"help": "ABBA rounds per timed stage."})
     timing_steps: int = field(default=5, metadata={"help": "Optimizer steps per timed round."})
 

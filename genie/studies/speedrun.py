@@ -45,7 +45,7 @@ class SpeedrunSettings:
     eval_windows: int = 64
     timing_steps: int = 5
     timing_rounds: int = 6
-    steps: int | None = None  # overrides every variant's stage-2 steps (and scales stage 1 in proportion)
+    steps: int | None = None  # the main job's stage-2 steps instead of 800: every variant's stages scale with it
 
     def __post_init__(self) -> None:
         for name in ("eval_every", "eval_windows", "timing_steps", "timing_rounds"):
@@ -73,8 +73,10 @@ class SpeedrunSettings:
             variant = dataclasses.replace(variant, genie_config=None)
         if self.steps is None:
             return variant
-        stage1 = max(1, variant.stage1_steps * self.steps // variant.steps) if variant.stage1_steps else 0
-        return dataclasses.replace(variant, steps=self.steps, stage1_steps=stage1)
+        # Every variant in proportion: a batch-8 recipe keeps twice the main job's steps, a short one its share.
+        scale = self.steps / VARIANTS["main_job"].steps
+        stage1 = max(1, round(variant.stage1_steps * scale)) if variant.stage1_steps else 0
+        return dataclasses.replace(variant, steps=max(1, round(variant.steps * scale)), stage1_steps=stage1)
 
 
 def training_arguments(world: Track, variant: Variant, seed: int, output_dir: Path, stage1: bool,

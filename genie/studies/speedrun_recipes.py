@@ -126,6 +126,11 @@ VARIANTS.update({f"short_muon_{name}": Variant(f"short_muon with {what}", stage2
 VARIANTS["short_muon_batch8_adamw1e-2"] = Variant(
     "short_muon with batch 8 for 600 steps and AdamW's learning rate 1e-2",
     stage2={"optimizer": "muon", "per_device_train_batch_size": 8, "learning_rate": 1e-2}, steps=600)
+# That recipe for the main job's 12,800 training windows (stage 2 alone): on Breakout (--steps 2000) 4,000
+# steps, the Atari job's 32,000 windows.
+VARIANTS["muon_batch8"] = Variant(
+    "stage 2 alone as short_muon_batch8_adamw1e-2, for 1600 steps (the main job's training windows)",
+    stage2=VARIANTS["short_muon_batch8_adamw1e-2"].stage2, steps=1600)
 # The main job's stage 1, then that stage-2 recipe: the candidate default of scripts/main.sh.
 VARIANTS["main_job_muon_batch8"] = Variant(
     "the main job's stage 1 (200 steps), then stage 2 as short_muon_batch8_adamw1e-2 (600 steps at batch 8)",

@@ -58,3 +58,13 @@ def test_each_sweep_point_changes_one_setting_of_short_muon_and_keeps_its_traini
         assert point.steps * windows_per_step(point) == base.steps * windows_per_step(base) == 4800
     assert s.variant("short_muon_batch8").steps == 600 and s.variant("short_muon_lr0.04").stage2 == {
         "optimizer": "muon", "muon_learning_rate": 0.04}
+
+
+def test_steps_scale_every_variant_in_proportion_to_the_main_job():
+    s = settings("builtin", steps=2000)  # Breakout's 500 + 2,000 steps
+    assert (s.variant("main_job").stage1_steps, s.variant("main_job").steps) == (500, 2000)
+    assert s.variant("muon").steps == 2000 and s.variant("short_muon").steps == 750
+    assert s.variant("muon_batch8").steps == 4000  # batch 8: the Atari job's 32,000 windows
+    assert (s.variant("main_job_muon_batch8").stage1_steps, s.variant("main_job_muon_batch8").steps) == (500, 1500)
+    tiny = settings("builtin", steps=4)
+    assert (tiny.variant("main_job").stage1_steps, tiny.variant("short").steps) == (1, 2)
