@@ -6,6 +6,7 @@
 # 2 CPU cores (see docs/atari.md for the measured time). Each run writes a new folder under runs/.
 #   ATARI_ENV_ID=ALE/Pong-v5 (or several, comma-separated)   another game (default ALE/Breakout-v5)
 #   ATARI_FRAMES, ATARI_SEED   frames recorded (default 6000 = 400 s of play at 15 Hz), recording seed
+#   MAIN_STAGE2_RECIPE   stage 2's recipe (default adamw: 2,000 steps at batch 16; muon did not beat it on Breakout)
 #   MAIN_STAGE1_STEPS, MAIN_STAGE2_STEPS, MAIN_SEED, MAIN_CONFIG, MAIN_PYTHON, RUN_DIR   as for scripts/main.sh
 set -euo pipefail
 source "$(dirname "$0")/usage.sh" && usage_or_refuse "$0" "$@"
@@ -24,7 +25,8 @@ $PY scripts/record_atari.py --env_id "$GAME" --num_frames "$FRAMES" --seed "${AT
   | { grep --line-buffered -v -E "frame/s|^A.L.E|Powered by Stella" || true; }
 
 MAIN_PYTHON="$PY" MAIN_DATA_DIR="$RUN/data" RUN_DIR="$RUN" MAIN_CONFIG="${MAIN_CONFIG:-configs/atari.json}" \
-  MAIN_STAGE1_STEPS="${MAIN_STAGE1_STEPS:-500}" MAIN_STAGE2_STEPS="${MAIN_STAGE2_STEPS:-2000}" bash scripts/main.sh
+  MAIN_STAGE2_RECIPE="${MAIN_STAGE2_RECIPE:-adamw}" MAIN_STAGE1_STEPS="${MAIN_STAGE1_STEPS:-500}" \
+  MAIN_STAGE2_STEPS="${MAIN_STAGE2_STEPS:-2000}" bash scripts/main.sh
 
 $PY -c "
 import json

@@ -1,5 +1,6 @@
 """--help of every command reads well: the whole description, every default shown, no duplicated text,
 and stage 1's own output folder."""
+import os
 import re
 import subprocess
 import sys
@@ -45,3 +46,10 @@ def test_shell_jobs_print_their_usage_and_refuse_arguments(script):
     wrong = subprocess.run(["bash", f"scripts/{script}", "--seed", "1"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert wrong.returncode == 2 and wrong.stdout == ""
     assert wrong.stderr.count("\n") == 1 and wrong.stderr.startswith(f"error: {script} takes no arguments")
+
+
+def test_an_unknown_stage2_recipe_is_one_line_before_anything_runs(tmp_path):
+    job = subprocess.run(["bash", "scripts/main.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         env={**os.environ, "MAIN_STAGE2_RECIPE": "sgd", "RUN_DIR": str(tmp_path / "run")})
+    assert job.returncode == 2 and job.stdout == "" and not (tmp_path / "run").exists()
+    assert job.stderr == "error: MAIN_STAGE2_RECIPE=sgd is unknown; use muon (the default) or adamw\n"
