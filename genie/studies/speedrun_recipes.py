@@ -135,3 +135,7 @@ VARIANTS["muon_batch8"] = Variant(
 VARIANTS["main_job_muon_batch8"] = Variant(
     "the main job's stage 1 (200 steps), then stage 2 as short_muon_batch8_adamw1e-2 (600 steps at batch 8)",
     stage2=VARIANTS["short_muon_batch8_adamw1e-2"].stage2, steps=600, stage1_steps=200, stage1=MAIN_JOB_STAGE1)
+# Both stages at the main job's training windows: its stage 1, then muon_batch8 (Breakout: 500 + 4,000 steps).
+VARIANTS["main_job_muon_batch8_windows"] = Variant(
+    "the main job's stage 1 (200 steps), then muon_batch8 (1600 steps at batch 8: the main job's stage-2 windows)",
+    stage2=VARIANTS["muon_batch8"].stage2, steps=1600, stage1_steps=200, stage1=MAIN_JOB_STAGE1)
