@@ -259,6 +259,12 @@ def windows_per_step(variant: Variant) -> int:
     return flags["per_device_train_batch_size"] * flags.get("gradient_accumulation_steps", 1)
 
 
+def training_windows(variant: Variant, step: int) -> int:
+    """Windows trained on up to stage-2 `step`: stage 1 at the main job's batch (its only recipe here),
+    stage 2 at the variant's."""
+    return variant.stage1_steps * MAIN_JOB["per_device_train_batch_size"] + step * windows_per_step(variant)
+
+
 def stage2_phases(variant: Variant) -> list[tuple[str, int, int]]:
     """(timing key, first step, end step) of each window length of stage 2: 'stage2@F' for a curriculum's
     F-frame phase, 'stage2' for the full windows."""
@@ -287,8 +293,7 @@ def summarize_variant(name: str, variant: Variant, runs: dict[int, list[dict[str
     for target in next(iter(per_seed.values())):
         steps = [s[target] for s in per_seed.values() if s[target] is not None]
         targets[target] = {"reached": f"{len(steps)} of {len(per_seed)}", "steps": mean_interval(steps),
-                           "windows": mean_interval([(variant.stage1_steps + s) * windows_per_step(variant)
-                                                     for s in steps]),
+                           "windows": mean_interval([training_windows(variant, s) for s in steps]),
                            "seconds": mean_interval([training_seconds(variant, name, s, timing) for s in steps])}
     finals = [points[-1] for points in runs.values()]
     return {"variant": name, "description": variant.description, "seeds": sorted(runs), "targets": targets,

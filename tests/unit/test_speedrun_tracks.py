@@ -70,3 +70,12 @@ def test_steps_scale_every_variant_in_proportion_to_the_main_job():
         500, 4000)
     tiny = settings("builtin", steps=4)
     assert (tiny.variant("main_job").stage1_steps, tiny.variant("short").steps) == (1, 2)
+
+
+def test_training_windows_count_stage_1_at_its_own_batch():
+    from genie.studies.speedrun import training_windows
+
+    s = settings("builtin")
+    assert training_windows(s.variant("main_job"), 400) == 200 * 16 + 400 * 16
+    assert training_windows(s.variant("main_job_muon_batch8"), 400) == 200 * 16 + 400 * 8
+    assert training_windows(s.variant("short_muon_batch8"), 400) == 400 * 8
