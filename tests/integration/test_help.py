@@ -53,3 +53,22 @@ def test_an_unknown_stage2_recipe_is_one_line_before_anything_runs(tmp_path):
                          env={**os.environ, "MAIN_STAGE2_RECIPE": "sgd", "RUN_DIR": str(tmp_path / "run")})
     assert job.returncode == 2 and job.stdout == "" and not (tmp_path / "run").exists()
     assert job.stderr == "error: MAIN_STAGE2_RECIPE=sgd is unknown; use muon (the default) or adamw\n"
+
+
+def test_main_sh_trains_the_speedrun_recipe_it_names():
+    """scripts/main.sh's default stages are the speedrun's main_job_muon_batch8, flag for flag."""
+    from genie.studies.speedrun_recipes import MAIN_JOB, VARIANTS
+    from genie.training.arguments import TrainingArguments
+
+    recipes = subprocess.run(["bash", "-c", 'set -eu; source <(sed -n "/^STAGE1=/,/^esac/p" scripts/main.sh); '
+                              'echo "${STAGE1[*]}"; echo "${STAGE2[*]}"; echo "$STAGE2_STEPS"'],
+                             cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                             env={k: v for k, v in os.environ.items() if not k.startswith("MAIN_")}).stdout.splitlines()
+    as_flags = lambda line: {k.removeprefix("--"): v for k, v in zip(line.split()[::2], line.split()[1::2])}
+    variant = VARIANTS["main_job_muon_batch8"]
+    expected_stage2 = {**MAIN_JOB, **variant.stage2, "muon_learning_rate": TrainingArguments.muon_learning_rate}
+    assert {k: type(expected_stage2[k])(v) for k, v in as_flags(recipes[1]).items()} == {
+        k: expected_stage2[k] for k in as_flags(recipes[1])}
+    assert set(variant.stage2) <= set(as_flags(recipes[1])) and int(recipes[2]) == variant.steps
+    assert {k: type(MAIN_JOB[k])(v) for k, v in as_flags(recipes[0]).items()} == {
+        k: MAIN_JOB[k] for k in ("learning_rate", "per_device_train_batch_size")}

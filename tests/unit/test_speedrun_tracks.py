@@ -65,9 +65,8 @@ def test_steps_scale_every_variant_in_proportion_to_the_main_job():
     assert (s.variant("main_job").stage1_steps, s.variant("main_job").steps) == (500, 2000)
     assert s.variant("muon").steps == 2000 and s.variant("short_muon").steps == 750
     assert s.variant("muon_batch8").steps == 4000  # batch 8: the Atari job's 32,000 windows
-    assert (s.variant("main_job_muon_batch8").stage1_steps, s.variant("main_job_muon_batch8").steps) == (500, 1500)
-    assert (s.variant("main_job_muon_batch8_windows").stage1_steps, s.variant("main_job_muon_batch8_windows").steps) == (
-        500, 4000)
+    for name, stages in (("main_job_muon_batch8", (500, 1500)), ("main_job_muon_batch8_windows", (500, 4000))):
+        assert (s.variant(name).stage1_steps, s.variant(name).steps) == stages
     tiny = settings("builtin", steps=4)
     assert (tiny.variant("main_job").stage1_steps, tiny.variant("short").steps) == (1, 2)
 
