@@ -6,7 +6,8 @@
 # 2 CPU cores (see docs/atari.md for the measured time). Each run writes a new folder under runs/.
 #   ATARI_ENV_ID=ALE/Pong-v5 (or several, comma-separated)   another game (default ALE/Breakout-v5)
 #   ATARI_FRAMES, ATARI_SEED   frames recorded (default 6000 = 400 s of play at 15 Hz), recording seed
-#   MAIN_STAGE2_RECIPE   stage 2's recipe (default adamw: 2,000 steps at batch 16; muon did not beat it on Breakout)
+#   MAIN_STAGE2_RECIPE   stage 2's recipe: adamw (the default, docs/atari.md's runs: 2,000 steps at batch 16), or
+#                        muon with MAIN_STAGE2_STEPS=4000 (batch 8: better in the speedrun, docs/performance.md)
 #   MAIN_STAGE1_STEPS, MAIN_STAGE2_STEPS, MAIN_SEED, MAIN_CONFIG, MAIN_PYTHON, RUN_DIR   as for scripts/main.sh
 set -euo pipefail
 source "$(dirname "$0")/usage.sh" && usage_or_refuse "$0" "$@"
