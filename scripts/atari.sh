@@ -6,8 +6,8 @@
 # 2 CPU cores (see docs/atari.md for the measured time). Each run writes a new folder under runs/.
 #   ATARI_ENV_ID=ALE/Pong-v5 (or several, comma-separated)   another game (default ALE/Breakout-v5)
 #   ATARI_FRAMES, ATARI_SEED   frames recorded (default 6000 = 400 s of play at 15 Hz), recording seed
-#   MAIN_STAGE2_RECIPE   stage 2's recipe: adamw (the default, docs/atari.md's runs: 2,000 steps at batch 16), or
-#                        muon with MAIN_STAGE2_STEPS=4000 (batch 8: better in the speedrun, docs/performance.md)
+#   MAIN_STAGE2_RECIPE   stage 2's recipe: muon (the default since 2026-12-07: 4,000 steps at batch 8), or adamw
+#                        (2,000 steps at batch 16: the earlier runs of docs/atari.md)
 #   MAIN_STAGE1_STEPS, MAIN_STAGE2_STEPS, MAIN_SEED, MAIN_CONFIG, MAIN_PYTHON, RUN_DIR   as for scripts/main.sh
 set -euo pipefail
 source "$(dirname "$0")/usage.sh" && usage_or_refuse "$0" "$@"
@@ -25,9 +25,11 @@ $PY scripts/record_atari.py --env_id "$GAME" --num_frames "$FRAMES" --seed "${AT
   --output_dir "$RUN/data" 2>&1 | ${LINE_BUFFERED[@]+"${LINE_BUFFERED[@]}"} tr '\r' '\n' \
   | { grep --line-buffered -v -E "frame/s|^A.L.E|Powered by Stella" || true; }
 
+RECIPE=${MAIN_STAGE2_RECIPE:-muon}
+if [ "$RECIPE" = "adamw" ]; then STAGE2_STEPS=${MAIN_STAGE2_STEPS:-2000}; else STAGE2_STEPS=${MAIN_STAGE2_STEPS:-4000}; fi
 MAIN_PYTHON="$PY" MAIN_DATA_DIR="$RUN/data" RUN_DIR="$RUN" MAIN_CONFIG="${MAIN_CONFIG:-configs/atari.json}" \
-  MAIN_STAGE2_RECIPE="${MAIN_STAGE2_RECIPE:-adamw}" MAIN_STAGE1_STEPS="${MAIN_STAGE1_STEPS:-500}" \
-  MAIN_STAGE2_STEPS="${MAIN_STAGE2_STEPS:-2000}" bash scripts/main.sh
+  MAIN_STAGE2_RECIPE="$RECIPE" MAIN_STAGE1_STEPS="${MAIN_STAGE1_STEPS:-500}" MAIN_STAGE2_STEPS="$STAGE2_STEPS" \
+  bash scripts/main.sh
 
 $PY -c "
 import json
