@@ -14,11 +14,13 @@ set -euo pipefail
 source "$(dirname "$0")/usage.sh" && usage_or_refuse "$0" "$@"
 cd "$(dirname "$0")/.."
 # The two stages' recipes, checked before the set-up so that a wrong name costs nothing
-STAGE1=(--learning_rate 3e-3 --per_device_train_batch_size 16)
+STAGE1_BATCH=16
+STAGE1=(--learning_rate 3e-3 --per_device_train_batch_size "$STAGE1_BATCH")
 case "${MAIN_STAGE2_RECIPE:-muon}" in
   muon) STAGE2_BATCH=8 STAGE2_STEPS=${MAIN_STAGE2_STEPS:-600}
-        STAGE2=(--optimizer muon --muon_learning_rate 0.02 --learning_rate 1e-2 --per_device_train_batch_size 8) ;;
-  adamw) STAGE2_BATCH=16 STAGE2_STEPS=${MAIN_STAGE2_STEPS:-800} STAGE2=("${STAGE1[@]}") ;;
+        STAGE2=(--optimizer muon --muon_learning_rate 0.02 --learning_rate 1e-2
+                --per_device_train_batch_size "$STAGE2_BATCH") ;;
+  adamw) STAGE2_BATCH=$STAGE1_BATCH STAGE2_STEPS=${MAIN_STAGE2_STEPS:-800} STAGE2=("${STAGE1[@]}") ;;
   *) echo "error: MAIN_STAGE2_RECIPE=$MAIN_STAGE2_RECIPE is unknown; use muon (the default) or adamw" >&2; exit 2 ;;
 esac
 if [ -z "${MAIN_PYTHON:-}" ]; then bash scripts/setup_env.sh; fi
@@ -58,7 +60,7 @@ $PY scripts/generate.py --checkpoint_dir "$RUN/autoregressive/final_model" --out
   --num_prompt_frames 4 --num_examples 3 ${VAL_DATA[@]+"${VAL_DATA[@]}"}
 
 if [ "${MAIN_COMPARE:-0}" = "1" ]; then
-  TOTAL=$((STAGE1_STEPS * 16 / STAGE2_BATCH + STAGE2_STEPS))  # the two stages' training windows, at stage 2's batch
+  TOTAL=$((STAGE1_STEPS * STAGE1_BATCH / STAGE2_BATCH + STAGE2_STEPS))  # the two stages' training windows, at stage 2's batch
   echo "== comparison: stage 2 alone, from scratch, for the same training windows ($TOTAL steps) -> $RUN/stage2_only"
   quiet $PY train.py "${COMMON[@]}" "${STAGE2[@]}" --output_dir "$RUN/stage2_only" --max_train_steps "$TOTAL"
   $PY scripts/evaluate.py --checkpoint_dir "$RUN/stage2_only/final_model" --output_dir "$RUN/stage2_only_eval" \

@@ -85,7 +85,7 @@ def training_arguments(world: Track, variant: Variant, seed: int, output_dir: Pa
     data = {}
     if world.data_dir:
         data = {"train_data_dir": str(Path(world.data_dir) / "train"), "val_data_dir": str(Path(world.data_dir) / "val")}
-    flags = {**MAIN_JOB, **({} if stage1 else variant.stage2)}
+    flags = stage_flags(variant, stage1)
     if world.builtin_world:
         flags["builtin_world"] = world.builtin_world
     steps = variant.stage1_steps if stage1 else variant.steps
@@ -254,15 +254,20 @@ def seconds_per_step(world: Track, variants: dict[str, Variant], settings: Speed
             "machine": machine() | {"threads": 1}, "stages": timings}
 
 
-def windows_per_step(variant: Variant) -> int:
-    flags = {**MAIN_JOB, **variant.stage2}
+def stage_flags(variant: Variant, stage1: bool) -> dict[str, Any]:
+    """The training flags of one stage: stage 1 always trains with the main job's, stage 2 with the variant's
+    over them."""
+    return {**MAIN_JOB, **({} if stage1 else variant.stage2)}
+
+
+def windows_per_step(variant: Variant, stage1: bool = False) -> int:
+    flags = stage_flags(variant, stage1)
     return flags["per_device_train_batch_size"] * flags.get("gradient_accumulation_steps", 1)
 
 
 def training_windows(variant: Variant, step: int) -> int:
-    """Windows trained on up to stage-2 `step`: stage 1 at the main job's batch (its only recipe here),
-    stage 2 at the variant's."""
-    return variant.stage1_steps * MAIN_JOB["per_device_train_batch_size"] + step * windows_per_step(variant)
+    """Windows trained on up to stage-2 `step`, each stage at its own batch."""
+    return variant.stage1_steps * windows_per_step(variant, stage1=True) + step * windows_per_step(variant)
 
 
 def stage2_phases(variant: Variant) -> list[tuple[str, int, int]]:

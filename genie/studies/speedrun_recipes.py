@@ -53,13 +53,15 @@ class Variant:
 
 HALF_ON_4_FRAMES = {"curriculum_frames": "4", "curriculum_fractions": "0.5"}
 MAIN_JOB_STAGE1 = {"initial_mask_ratio": 0.8, "final_mask_ratio": 0.1}  # scripts/main.sh's stage 1 (cosine)
+# Variant fields for "the main job's stage 1 first": 200 steps with its masking.
+AFTER_MAIN_JOB_STAGE1 = {"stage1_steps": 200, "stage1": MAIN_JOB_STAGE1}
 # Breakout's changed tokens are 2.6% of all (the built-in world's ~10%): at weight 10 they carry about a
 # fifth of the loss.
 CHANGED_WEIGHT_10 = {"changed_token_loss_weight": 10.0}
 
 VARIANTS = {
     "main_job": Variant("the main job: 200 steps of stage 1 (cosine 0.8 -> 0.1), then 800 of stage 2",
-                        stage1_steps=200, stage1=MAIN_JOB_STAGE1),
+                        **AFTER_MAIN_JOB_STAGE1),
     "stage2_only": Variant("stage 2 alone, 800 steps, the main job's optimizer settings"),
     "muon": Variant("stage 2 alone with Muon on the block matrices (AdamW at 3e-3 for the rest)",
                     stage2={"optimizer": "muon"}),
@@ -69,9 +71,9 @@ VARIANTS = {
     "weight10": Variant("stage 2 alone, changed tokens weighted 10x in the loss", stage2=CHANGED_WEIGHT_10),
     # Muon in the main job's stage 2: a candidate default of scripts/main.sh.
     "main_job_muon": Variant("the main job, with Muon on stage 2's block matrices",
-                             stage2={"optimizer": "muon"}, stage1_steps=200, stage1=MAIN_JOB_STAGE1),
+                             stage2={"optimizer": "muon"}, **AFTER_MAIN_JOB_STAGE1),
     "main_job_weight10": Variant("the main job, with stage 2's changed tokens weighted 10x in the loss",
-                                 stage2=CHANGED_WEIGHT_10, stage1_steps=200, stage1=MAIN_JOB_STAGE1),
+                                 stage2=CHANGED_WEIGHT_10, **AFTER_MAIN_JOB_STAGE1),
     # A quarter of the main job's budget: the schedule ends where the target has to be reached.
     "short": Variant("stage 2 alone, 300 steps (cosine over 300)", steps=300),
     "short_muon": Variant("short, with Muon", stage2={"optimizer": "muon"}, steps=300),
@@ -122,20 +124,22 @@ SHORT_MUON_SWEEP = {
 VARIANTS.update({f"short_muon_{name}": Variant(f"short_muon with {what}", stage2={"optimizer": "muon", **flags},
                                                steps=steps)
                  for name, (what, flags, steps) in SHORT_MUON_SWEEP.items()})
-# The two points whose means beat short_muon's on all three scores, together.
+# The two points whose means beat short_muon's on all three scores, together: scripts/main.sh's stage 2
+# since 2026-12-07 (MAIN_STAGE2_RECIPE=muon).
+MUON_BATCH8 = {"optimizer": "muon", "per_device_train_batch_size": 8, "learning_rate": 1e-2}
 VARIANTS["short_muon_batch8_adamw1e-2"] = Variant(
-    "short_muon with batch 8 for 600 steps and AdamW's learning rate 1e-2",
-    stage2={"optimizer": "muon", "per_device_train_batch_size": 8, "learning_rate": 1e-2}, steps=600)
+    "short_muon with batch 8 for 600 steps and AdamW's learning rate 1e-2", stage2=MUON_BATCH8, steps=600)
 # That recipe for the main job's 12,800 training windows (stage 2 alone): on Breakout (--steps 2000) 4,000
 # steps, the Atari job's 32,000 windows.
 VARIANTS["muon_batch8"] = Variant(
     "stage 2 alone as short_muon_batch8_adamw1e-2, for 1600 steps (the main job's training windows)",
-    stage2=VARIANTS["short_muon_batch8_adamw1e-2"].stage2, steps=1600)
-# The main job's stage 1, then that stage-2 recipe: the candidate default of scripts/main.sh.
+    stage2=MUON_BATCH8, steps=1600)
+# The main job's stage 1, then that stage-2 recipe: scripts/main.sh's default.
 VARIANTS["main_job_muon_batch8"] = Variant(
     "the main job's stage 1 (200 steps), then stage 2 as short_muon_batch8_adamw1e-2 (600 steps at batch 8)",
-    stage2=VARIANTS["short_muon_batch8_adamw1e-2"].stage2, steps=600, stage1_steps=200, stage1=MAIN_JOB_STAGE1)
-# Both stages at the main job's training windows: its stage 1, then muon_batch8 (Breakout: 500 + 4,000 steps).
+    stage2=MUON_BATCH8, steps=600, **AFTER_MAIN_JOB_STAGE1)
+# Both stages at the main job's training windows: its stage 1, then muon_batch8 (Breakout: 500 + 4,000 steps,
+# scripts/atari.sh's default).
 VARIANTS["main_job_muon_batch8_windows"] = Variant(
     "the main job's stage 1 (200 steps), then muon_batch8 (1600 steps at batch 8: the main job's stage-2 windows)",
-    stage2=VARIANTS["muon_batch8"].stage2, steps=1600, stage1_steps=200, stage1=MAIN_JOB_STAGE1)
+    stage2=MUON_BATCH8, steps=1600, **AFTER_MAIN_JOB_STAGE1)

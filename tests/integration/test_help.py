@@ -60,7 +60,7 @@ def test_main_sh_trains_the_speedrun_recipe_it_names():
     from genie.studies.speedrun_recipes import MAIN_JOB, VARIANTS
     from genie.training.arguments import TrainingArguments
 
-    recipes = subprocess.run(["bash", "-c", 'set -eu; source <(sed -n "/^STAGE1=/,/^esac/p" scripts/main.sh); '
+    recipes = subprocess.run(["bash", "-c", 'set -eu; source <(sed -n "/^STAGE1_BATCH=/,/^esac/p" scripts/main.sh); '
                               'echo "${STAGE1[*]}"; echo "${STAGE2[*]}"; echo "$STAGE2_STEPS"'],
                              cwd=REPO_ROOT, capture_output=True, text=True, check=True,
                              env={k: v for k, v in os.environ.items() if not k.startswith("MAIN_")}).stdout.splitlines()
