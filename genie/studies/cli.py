@@ -11,7 +11,8 @@ from typing import Any
 
 from genie.checkpointing.run_folder import check_output_folder
 from genie.errors import ConfigError, check_flag
-from genie.studies.runner import RunnerOptions, emit_commands, run_study
+from genie.studies.earlier import read_earlier_report
+from genie.studies.runner import RunnerOptions, emit_commands, plan, run_study
 from genie.studies.jobs import CLUSTERS
 from genie.studies.launchers import SubmititOptions, launch_study, report_from_store, status_table
 from genie.studies.slurm_settings import DEFAULT_TIMEOUT_MIN, FLAG_SETTINGS
@@ -29,6 +30,11 @@ class AblateArguments:
         "help": "Where the report goes. Default: runs/studies/<study name>/ (the committed results/ are written only "
                 "when named here)."})
     store: str = field(default="runs/studies", metadata={"help": "Folder of the runs, shared between studies."})
+    earlier_report: str | None = field(default=None, metadata={"help": (
+        "The folder of an earlier report of this study (e.g. a partial one committed in results/<study name>/) whose "
+        "cells count as done when the store lacks their runs (another machine, a wiped disk): they are not trained "
+        "again and the report takes their scores from its runs.csv. Its runs must be those this code makes (their "
+        "names hash the result code): continue from a worktree of the code that trained them.")})
     jobs: int = field(default=1, metadata={"help": "Runs at a time, each in its own process with cores/jobs threads."})
     emit_commands: bool = field(default=False, metadata={
         "help": "Print one shell command per unfinished run (accelerate launch ...) instead of running them."})
@@ -107,6 +113,10 @@ class AblateArguments:
 def run_ablation(args: AblateArguments, spec: StudySpec) -> str:
     """Run the study (or print its commands); returns the report (or the commands)."""
     options = RunnerOptions(Path(args.output_dir or Path(DEFAULT_REPORT_ROOT) / spec.name), Path(args.store), args.jobs)
+    if args.earlier_report:
+        runs = {(arm.name, seed): run.key(spec) for arm, seed, run in plan(spec)}
+        options.earlier_report = Path(args.earlier_report)
+        options.earlier = read_earlier_report(options.earlier_report, runs)
     if args.status:
         return status_table(spec, options)
     if args.report:
@@ -117,6 +127,7 @@ def run_ablation(args: AblateArguments, spec: StudySpec) -> str:
         return run_study(spec, options)
     given = [f"--{name} {shlex.quote(str(getattr(args, name)))}" for name in OVERRIDABLE
              if getattr(args, name) is not None]
+    earlier = [f"--earlier_report {shlex.quote(args.earlier_report)}"] if args.earlier_report else []
     collect = ["python", "scripts/ablate.py", f"--study {args.study}", f"--store {args.store}",
-               f"--output_dir {options.output_dir}", *given]
+               f"--output_dir {options.output_dir}", *earlier, *given]
     return "\n".join(emit_commands(spec, options) + [" ".join(collect)])

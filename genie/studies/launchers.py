@@ -20,8 +20,9 @@ import submitit
 from genie.errors import ConfigError, StudyJobsFailed
 from genie.studies.jobs import (JOBS_FILE, StudyJob, job_record, job_state, read_jobs,
                                 write_jobs)
-from genie.studies.report import Cell, write_report
-from genie.studies.runner import Progress, RunnerOptions, plan, run_labels, seed_order
+from genie.studies.report import write_report
+from genie.studies.runner import (Progress, RunnerOptions, earlier_note, plan, report_cells, run_labels, seed_order,
+                                  to_train)
 from genie.studies.runs import RunTask, make_task
 from genie.studies.slurm_settings import SlurmSettings
 from genie.studies.spec import StudySpec
@@ -43,9 +44,10 @@ class SubmititOptions:
             raise ConfigError(NO_SLURM)
 
 
-def study_tasks(spec: StudySpec, store: Path) -> list[RunTask]:
-    """Every run of the study, each once, seed by seed with pretraining first (as the local runner trains)."""
-    return [make_task(run, spec, store) for run in seed_order(plan(spec))]
+def study_tasks(spec: StudySpec, runner: RunnerOptions, store: Path | None = None) -> list[RunTask]:
+    """Every run of the study that no earlier report scored, each once, seed by seed with pretraining first
+    (as the local runner trains); in `store` if given, else in the runner's."""
+    return [make_task(run, spec, store or runner.store) for run in seed_order(to_train(plan(spec), runner))]
 
 
 def make_executor(options: SubmititOptions, store: Path, dependency: list[str] | None = None) -> submitit.Executor:
@@ -79,7 +81,7 @@ class StudyLaunch:
         self.store = runner.store.absolute()  # a job may start in another folder (a cluster node)
         self.jobs_file = runner.output_dir / JOBS_FILE
         self.records = read_jobs(self.jobs_file)
-        self.tasks = study_tasks(spec, self.store)
+        self.tasks = study_tasks(spec, runner, self.store)
         self.in_flight: dict[str, tuple[submitit.Job, RunTask]] = {}
         self.progress = Progress([t for t in self.tasks if not t.finished], run_labels(plan(spec)))
 
@@ -196,7 +198,7 @@ def study_status(spec: StudySpec, runner: RunnerOptions) -> list[RunStatus]:
     records = read_jobs(runner.output_dir / JOBS_FILE)
     labels = run_labels(plan(spec))
     rows = []
-    for task in study_tasks(spec, runner.store.absolute()):
+    for task in study_tasks(spec, runner, runner.store.absolute()):
         record = records.get(task.folder.name)
         log = record.stdout if record else str(task.log) if task.log.is_file() else "-"
         rows.append(RunStatus(task.folder.name, labels[task.run], job_state(task, record),
@@ -210,30 +212,35 @@ def status_table(spec: StudySpec, runner: RunnerOptions) -> str:
     counts = {state: sum(row.state == state for row in rows) for state in dict.fromkeys(row.state for row in rows)}
     columns = [("state", "job", "run", "log (.out; .err beside it)")] + [(r.state, r.job, r.label, r.log) for r in rows]
     width = [max(len(row[i]) for row in columns) for i in range(3)]
-    lines = [f"study {spec.name}: {len(rows)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
+    earlier = (f" (and {len(runner.earlier)} (arm, seed) cells scored by the earlier report {runner.earlier_report})"
+               if runner.earlier else "")
+    lines = [f"study {spec.name}: {len(rows)} runs{earlier}: " + ", ".join(f"{n} {state}" for state, n in counts.items())]
     lines += [f"{s:{width[0]}}  {j:{width[1]}}  {r:{width[2]}}  {log}" for s, j, r, log in columns]
     return "\n".join(lines)
 
 
 def report_from_store(spec: StudySpec, runner: RunnerOptions) -> str:
-    """The report of what the store holds: all of it when every run is done; else a partial report of the
-    seeds whose every run is done, marked "partial: N of M runs done"."""
+    """The report of what the store (and an earlier report) holds: all of it when every run is done; else a
+    partial report of the seeds whose every cell is done, marked "partial: N of M runs done"."""
     cells = plan(spec)
-    tasks = study_tasks(spec, runner.store)
-    done = sum(t.finished for t in tasks)
-    finished = {(arm.name, seed): make_task(run, spec, runner.store).finished for arm, seed, run in cells}
+    total = len(seed_order(cells))
+    tasks = study_tasks(spec, runner)  # the runs the store must hold; an earlier report stands for the rest
+    done = total - len(tasks) + sum(t.finished for t in tasks)
+    finished = {(c.arm.name, c.seed): c.earlier is not None or c.task.finished for c in report_cells(cells, spec, runner)}
     seeds = [s for s in spec.seeds if all(ok for (_, seed), ok in finished.items() if seed == s)]
     if not seeds:
-        raise StudyJobsFailed(f"nothing to report yet: {done} of {len(tasks)} runs of study {spec.name} done, and "
+        raise StudyJobsFailed(f"nothing to report yet: {done} of {total} runs of study {spec.name} done, and "
                               "no seed has all its runs done; --status shows the runs")
     note = None
-    if done < len(tasks):
-        note = (f"partial: {done} of {len(tasks)} runs done; this report holds seeds {seeds}, those whose every "
+    if done < total:
+        note = (f"partial: {done} of {total} runs done; this report holds seeds {seeds}, those whose every "
                 f"run is done (of {spec.seeds}). Its verdicts are an interim look, not the study's: the declared "
                 "analysis is on all its seeds")
         # A view of the declared study on its done seeds, not a new declaration: copied, not re-validated
         # (dataclasses.replace would refuse it by the file's min_seeds).
         spec = copy.copy(spec)
         spec.seeds = seeds
-    results = [Cell(arm, seed, make_task(run, spec, runner.store)) for arm, seed, run in cells if seed in seeds]
+    results = report_cells([cell for cell in cells if cell[1] in seeds], spec, runner)
+    earlier = earlier_note(results, runner)
+    note = "; ".join(n for n in (note, earlier) if n) or None
     return write_report(spec, results, runner.output_dir, note)

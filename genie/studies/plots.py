@@ -11,21 +11,18 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from genie.training.run_logging import read_metrics  # noqa: E402
 from genie.studies.spec import LABELS, LOWER_IS_BETTER, StudySpec  # noqa: E402
 
-CURVE_KEY = "val/tf_cross_entropy"
 
-
-def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
-    """Stage-2 val CE against total optimizer steps (stage-1 steps included), mean over seeds, per arm,
-    baseline (dashed) and control (dotted)."""
+def plot_curves(spec: StudySpec, cells: list, cell_curves: dict[tuple[str, int], list[tuple[int, float]]],
+                path: Path) -> None:
+    """Stage-2 val CE against total optimizer steps (stage-1 steps included), mean over the seeds that have
+    a curve, per arm, baseline (dashed) and control (dotted). `cell_curves`: (arm name, seed) -> its
+    (stage-2 step, val CE) points (none for a cell an earlier report scored without its curve)."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for cell in cells:
-        offset = cell.arm.stage1_steps
-        for record in read_metrics(cell.task.folder / "metrics.jsonl"):
-            if CURVE_KEY in record:
-                curves[cell.arm.name][record["step"] + offset].append(record[CURVE_KEY])
+        for step, ce in cell_curves[(cell.arm.name, cell.seed)]:
+            curves[cell.arm.name][step + cell.arm.stage1_steps].append(ce)
     fig, ax = plt.subplots(figsize=(11, 4.5))
     arms = {c.arm.name: c.arm for c in cells}
     # The line style tells the role (solid: arm, dashed: stage 2 alone, dotted: control); the colour tells the
@@ -40,8 +37,10 @@ def plot_curves(spec: StudySpec, cells: list, path: Path) -> None:
         if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms.values()):
             style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
         ax.plot(steps, [np.mean(points[s]) for s in steps], label=name, **style)
+    drawn = sorted({seed for (_, seed), points in cell_curves.items() if points})
+    over = f"{len(drawn)} seeds" if len(drawn) == len(spec.seeds) else f"the {len(drawn)} seeds with a curve, {drawn}"
     ax.set(xlabel="total optimizer steps (stage 1 + stage 2)", ylabel="val teacher-forced CE (nats/token)",
-           title=f"{spec.name}: stage-2 val CE (in-training eval), mean over {len(spec.seeds)} seeds")
+           title=f"{spec.name}: stage-2 val CE (in-training eval), mean over {over}")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: it hides no curve
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -1,6 +1,7 @@
 """A study's report: results.csv (one row per arm), runs.csv (one row per arm and seed), results.md
 (mean ± std over seeds, paired difference to stage 2 alone with its 95% interval, the references),
-curves.png (val loss over training per arm) and swept.png (metrics against the swept value)."""
+curves.csv and curves.png (val loss over training per run and per arm) and swept.png (metrics against the
+swept value)."""
 from __future__ import annotations
 
 import csv
@@ -15,21 +16,29 @@ import torch
 from genie.masking.collators import get_masked_pretrain_collator
 from genie.masking.schedules import training_progress
 from genie.model.config import GenieConfig
+from genie.studies.earlier import CURVES_CSV, EarlierCell
 from genie.studies.runs import RunTask
 from genie.studies.spec import LABELS, LOWER_IS_BETTER, METRICS, Arm, StudySpec
 from genie.studies.stats import (PairedDifference, detection_power, equivalence_power, holm, mean_std,
                                  paired_difference, seeds_needed)
 from genie.training.masked_pretrain_config import MaskedPretrainConfig
+from genie.training.run_logging import read_metrics
+
+CURVE_KEY = "val/tf_cross_entropy"  # the in-training evaluation drawn in curves.png
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One arm at one seed, and the stage-2 run (with its evaluation) that scores it."""
+    """One arm at one seed, and the stage-2 run (with its evaluation) that scores it; or, where the store
+    lacks that run, its scores in an earlier report (`earlier`)."""
     arm: Arm
     seed: int
     task: RunTask
+    earlier: EarlierCell | None = None
 
     def metrics(self) -> dict[str, float]:
+        if self.earlier is not None:
+            return dict(self.earlier.scores)
         report = json.loads(self.task.eval_json.read_text())
         rollout = report["rollout"]
         values = {"cross_entropy": report["cross_entropy"], "accuracy": report["accuracy"],
@@ -43,6 +52,12 @@ class Cell:
                     "changed_unigram_cross_entropy", "changed_unigram_accuracy", "changed_fraction"):
             values[key] = math.nan if report.get(key) is None else report[key]
         return values
+
+    def curve(self) -> list[tuple[int, float]]:
+        """(stage-2 step, val CE) of the run's in-training evaluations."""
+        if self.earlier is not None:
+            return list(self.earlier.curve)
+        return [(r["step"], r[CURVE_KEY]) for r in read_metrics(self.task.folder / "metrics.jsonl") if CURVE_KEY in r]
 
 
 NO_TEST = "none: one seed allows no test"
@@ -136,6 +151,10 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path, note: str
                                          | values[(c.arm.name, c.seed)] for c in cells])
     contrasts = contrast_rows(spec, values)
     _write_csv(output_dir / "contrasts.csv", contrasts)
+    curves = {(c.arm.name, c.seed): c.curve() for c in cells}
+    _write_csv(output_dir / CURVES_CSV, [{"arm": arm, "seed": seed, "step": step, "val_cross_entropy": ce}
+                                         for (arm, seed), points in curves.items() for step, ce in points],
+               ["arm", "seed", "step", "val_cross_entropy"])
     text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)], contrasts)
     if spec.pilot:
         text += "\n".join(["", *pilot_sizing_lines(spec, values)])
@@ -143,13 +162,13 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path, note: str
         title, rest = text.split("\n", 1)
         text = f"{title}\n\n**{note}**\n{rest}"
     (output_dir / "results.md").write_text(text)
-    plot_curves(spec, cells, output_dir / "curves.png")
+    plot_curves(spec, cells, curves, output_dir / "curves.png")
     plot_swept(spec, rows, output_dir / "swept.png", values[(cells[0].arm.name, cells[0].seed)])
     return text
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields = list(dict.fromkeys(k for row in rows for k in row))
+def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    fields = fields or list(dict.fromkeys(k for row in rows for k in row))
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()

@@ -8,12 +8,13 @@ import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from genie.errors import RunStopped, UserError
+from genie.studies.earlier import EarlierCell
 from genie.studies.report import Cell, write_report
 from genie.studies.runs import RESUME_HINT, STAGE1, Run, RunTask, cell_run, commands, execute, make_task
 from genie.studies.spec import Arm, StudySpec
@@ -24,6 +25,9 @@ class RunnerOptions:
     output_dir: Path
     store: Path
     jobs: int = 1
+    # Cells an earlier report scored (genie/studies/earlier.py): not trained again, reported from it.
+    earlier: dict[tuple[str, int], EarlierCell] = field(default_factory=dict)
+    earlier_report: Path | None = None  # where `earlier` was read
 
 
 def plan(spec: StudySpec) -> list[tuple[Arm, int, Run]]:
@@ -31,6 +35,28 @@ def plan(spec: StudySpec) -> list[tuple[Arm, int, Run]]:
     arms = spec.arm_list()
     comparators = {c.name: c for arm in arms for c in spec.comparators(arm).values()}
     return [(arm, seed, cell_run(arm, seed, spec)) for arm in arms + list(comparators.values()) for seed in spec.seeds]
+
+
+def to_train(cells: list[tuple[Arm, int, Run]], options: RunnerOptions) -> list[tuple[Arm, int, Run]]:
+    """The cells whose runs the store must hold: those no earlier report scored."""
+    return [cell for cell in cells if (cell[0].name, cell[1]) not in options.earlier]
+
+
+def report_cells(cells: list[tuple[Arm, int, Run]], spec: StudySpec, options: RunnerOptions) -> list[Cell]:
+    """Each cell with its run in the store, or with the earlier report's scores where the store lacks it."""
+    tasks = [make_task(run, spec, options.store) for _, _, run in cells]
+    return [Cell(arm, seed, task, None if task.finished else options.earlier.get((arm.name, seed)))
+            for (arm, seed, _), task in zip(cells, tasks)]
+
+
+def earlier_note(cells: list[Cell], options: RunnerOptions) -> str | None:
+    """What a report says of the cells it took from an earlier report, if any."""
+    taken = sorted({c.seed for c in cells if c.earlier is not None})
+    if not taken:
+        return None
+    return (f"{sum(c.earlier is not None for c in cells)} of these {len(cells)} (arm, seed) cells, at seeds {taken}, "
+            f"are scored as an earlier report of this study scored them ({options.earlier_report}): the same runs "
+            "(same code, same design), which this report's store does not hold")
 
 
 def phases(cells: list[tuple[Arm, int, Run]]) -> list[list[Run]]:
@@ -99,9 +125,11 @@ def run_labels(cells: list[tuple[Arm, int, Run]]) -> dict[Run, str]:
 def run_study(spec: StudySpec, options: RunnerOptions) -> str:
     """Train every unfinished run, seed by seed, then write and return the report."""
     cells = plan(spec)
-    tasks = [make_task(run, spec, options.store) for run in seed_order(cells)]
+    tasks = [make_task(run, spec, options.store) for run in seed_order(to_train(cells, options))]
     pending = [task for task in tasks if not task.finished]
-    print(f"study {spec.name}: {len(cells)} (arm, seed) cells, {len(tasks)} runs, {len(tasks) - len(pending)} "
+    earlier = (f"{len(cells) - len(to_train(cells, options))} scored by the earlier report {options.earlier_report}, "
+               if options.earlier else "")
+    print(f"study {spec.name}: {len(cells)} (arm, seed) cells, {earlier}{len(tasks)} runs, {len(tasks) - len(pending)} "
           f"already finished (store {options.store}), {options.jobs} at a time, seed by seed", flush=True)
     progress = Progress(pending, run_labels(cells))
     if options.jobs == 1:
@@ -110,8 +138,8 @@ def run_study(spec: StudySpec, options: RunnerOptions) -> str:
             progress.finished(task, execute(task))
     else:
         _run_parallel(pending, options.jobs, progress)
-    results = [Cell(arm, seed, make_task(run, spec, options.store)) for arm, seed, run in cells]
-    return write_report(spec, results, options.output_dir)
+    results = report_cells(cells, spec, options)
+    return write_report(spec, results, options.output_dir, earlier_note(results, options))
 
 
 def _run_parallel(tasks: list[RunTask], jobs: int, progress: Progress) -> None:
@@ -228,7 +256,7 @@ class _ForwardedStop:
 def emit_commands(spec: StudySpec, options: RunnerOptions) -> list[str]:
     """The unfinished runs as shell commands, one line per run, phase by phase, ready for a scheduler;
     a last line collects the results once all have finished."""
-    cells = plan(spec)
+    cells = to_train(plan(spec), options)
     lines = []
     for number, phase in enumerate(phases(cells), start=1):
         tasks = [t for t in (make_task(run, spec, options.store) for run in phase) if not t.finished]

@@ -132,6 +132,37 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
     run_script("ablate", argv)
     assert calls == [str(victim.folder)] and victim.eval_json.is_file()
 
+    # Going on from that report in an empty store (another machine, a wiped disk): seeds 0-1 are taken from
+    # it, as it scored them; only seed 2's five runs train.
+    calls.clear()
+    wider = write_study(tmp_path / "wider.yaml", **json.loads(study.read_text()) | {"seeds": [0, 1, 2]})
+    out2, store2 = tmp_path / "results2", tmp_path / "store2"
+    report = run_script("ablate", ["--study", str(wider), "--store", str(store2), "--output_dir", str(out2),
+                                   "--earlier_report", str(out)])
+    assert len(calls) == 5 and all("-seed2-" in folder for folder in calls)
+    assert "6 of these 9 (arm, seed) cells, at seeds [0, 1], are scored as an earlier report" in report
+    for name in ("runs.csv", "curves.csv"):  # seeds 0-1 as the earlier report has them, seed 2 trained here
+        before, after = (list(csv.DictReader((folder / name).open())) for folder in (out, out2))
+        assert [r for r in after if r["seed"] != "2"] == before and any(r["seed"] == "2" for r in after)
+    # every 2 steps and at the end: steps 2, 4 of the 4-step arms, 2, 4, 6, 7 of the 7-step baseline
+    assert [(r["seed"], r["step"]) for r in before if r["arm"] == "mask_schedule=cosine"] == [
+        ("0", "2"), ("0", "4"), ("1", "2"), ("1", "4")] and len(before) == 2 * (2 + 2 + 4)
+    rows = {r["arm"]: r for r in csv.DictReader((out2 / "results.csv").open())}
+    scored = list(csv.DictReader((out2 / "runs.csv").open()))
+    mean = sum(float(r["cross_entropy"]) for r in scored if r["arm"] == "mask_schedule=cosine") / 3
+    assert float(rows["mask_schedule=cosine"]["cross_entropy_mean"]) == pytest.approx(mean)
+
+    # A row of another run (other code or another design) is refused, not mixed in: one line, nothing trained.
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    text = (out / "runs.csv").read_text()
+    first_run = next(csv.DictReader((out / "runs.csv").open()))["run"]
+    (tampered / "runs.csv").write_text(text.replace(first_run, first_run[:-4] + "beef"))
+    with pytest.raises(ConfigError, match="other code or another design trained it") as error:
+        run_script("ablate", ["--study", str(wider), "--store", str(tmp_path / "store3"), "--earlier_report",
+                              str(tampered)])
+    assert "\n" not in str(error.value) and not (tmp_path / "store3").exists()
+
 
 LABEL_SCARCE = {"grid": {"train_segment_fraction": [0.1]}, "stage1_actions": False, "controls": ["autoregressive_stage1"],
                 "baseline": ["equal_total_steps", "equal_stage2_steps"]}
