@@ -78,7 +78,9 @@ def detection_power(paired_sd: float, effect: float, seeds: int, alpha: float = 
     with `seeds` pairs whose differences have sd `paired_sd` (noncentral t)."""
     df, shift = seeds - 1, abs(effect) * seeds ** 0.5 / paired_sd
     critical = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    # The lower tail as the upper tail of the mirrored law: scipy's nct.cdf far below a large shift is NaN
+    # (e.g. 3 pairs, shift 7.5), where this is a finite number near 0.
+    return float(stats.nct.sf(critical, df, shift) + stats.nct.sf(critical, df, -shift))
 
 
 def equivalence_power(paired_sd: float, margin: float, seeds: int, confidence: float = 0.95) -> float:

@@ -69,12 +69,15 @@ def test_every_committed_study_loads_and_declares_its_primary_contrast(path):
     assert spec.name == path.stem and len(spec.seeds) >= (3 if spec.pilot else 5)
     assert spec.primary_metric == "changed_cross_entropy"
     assert spec.primary_versus in ("equal_total_steps", "equal_stage2_steps", "autoregressive_stage1")
-    if spec.pilot:  # a pilot runs what its study will run, on fewer seeds (and may leave a baseline out)
+    if spec.pilot:  # a pilot runs what its study will run, on fewer seeds (and may leave arms and comparators out)
         full = load_study(path.with_name(path.name.replace("_pilot", "")))
-        same = ("min_seeds", "primary", "grid", "arms", "stage1_steps", "stage2_steps", "training", "stage1",
-                "stage1_actions", "controls", "genie_config", "eval_max_examples")
+        same = ("min_seeds", "primary", "stage1_steps", "stage2_steps", "training", "stage1_actions", "genie_config",
+                "eval_max_examples")
         assert {key: getattr(spec, key) for key in same} == {key: getattr(full, key) for key in same}
-        assert set(spec.baselines) <= set(full.baselines) and len(spec.seeds) < full.min_seeds
+        full_arms = {arm.name: arm for arm in full.arm_list()}
+        assert all(full_arms.get(arm.name) == arm for arm in spec.arm_list())  # each one of the study's arms
+        assert set(spec.baselines) <= set(full.baselines) and set(spec.controls) <= set(full.controls)
+        assert len(spec.seeds) < full.min_seeds
 
 
 def test_eval_every_n_steps_replaces_only_the_cadence_and_is_recorded(tmp_path):

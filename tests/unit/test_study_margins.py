@@ -115,6 +115,22 @@ def test_the_primary_table_shows_equivalence_only_when_a_margin_is_declared(tmp_
     assert table[0].endswith("| verdict | equivalence (margin) |") and table[2].endswith("| equivalent within ±0.15 |")
 
 
+@pytest.mark.parametrize("seeds", [2, 3, 4, 5, 8])
+def test_detection_power_matches_a_simulation_where_the_shift_is_large(seeds):
+    """At a paired sd far below the effect (the (j) pilot's 0.04 against 0.15) scipy's noncentral t gave NaN
+    for 4 seeds and more, and seeds_needed skipped those counts; the power is finite, rises with the seeds,
+    and agrees with a seeded simulation of the paired t test."""
+    import numpy as np
+    from scipy import stats
+
+    power = detection_power(0.04, 0.15, seeds, alpha=0.01)
+    diffs = np.random.default_rng(0).normal(0.15, 0.04, size=(100_000, seeds))
+    t = diffs.mean(axis=1) / (diffs.std(axis=1, ddof=1) / seeds ** 0.5)
+    assert abs(np.mean(np.abs(t) > stats.t.ppf(0.995, seeds - 1)) - power) < 0.01
+    assert power <= detection_power(0.04, 0.15, seeds + 1, alpha=0.01)
+    assert seeds_needed(lambda n: detection_power(0.04, 0.15, n, alpha=0.01)) == 4  # 0.806; was 5 (NaN at 4)
+
+
 @pytest.mark.parametrize("seeds, simulated", [(10, 0.43), (13, 0.67), (16, 0.82), (20, 0.93)])
 def test_equivalence_power_matches_the_simulation_in_docs_studies(seeds, simulated):
     """docs/studies.md's 20,000-draw simulation at paired sd 0.17 and margin 0.15; the exact integral agrees
