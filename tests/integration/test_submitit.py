@@ -179,7 +179,7 @@ def test_status_names_a_queued_slurm_job_and_bad_inputs_are_one_line(tmp_path, t
     study = write_study(tmp_path / "study.json", tiny_config_file, tiny_data, seeds=[0],
                         grid={"mask_schedule": ["cosine"]})
     spec = load_study(study)
-    tasks = launchers.study_tasks(spec, tmp_path / "store")
+    tasks = launchers.study_tasks(spec, RunnerOptions(tmp_path / "out", tmp_path / "store"))
 
     class FakeSlurmJob:
         def __init__(self, folder, job_id):
