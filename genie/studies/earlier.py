@@ -35,7 +35,11 @@ def read_earlier_report(folder: Path, runs: dict[tuple[str, int], str]) -> dict[
         raise ConfigError(f"--earlier_report {folder}: no {RUNS_CSV} there; name the folder of an earlier report of "
                           "this study (e.g. results/<study name>)")
     cells = {}
-    for row in csv.DictReader(path.open(newline="")):
+    reader = csv.DictReader(path.open(newline=""))
+    if not set(NOT_SCORES) <= set(reader.fieldnames or ()):
+        raise ConfigError(f"{path} has no {'/'.join(NOT_SCORES)} columns: it is no study report's {RUNS_CSV}; name the "
+                          "folder of an earlier report of this study")
+    for row in reader:
         cell = (row["arm"], int(row["seed"]))
         if cell not in runs:
             raise ConfigError(f"{path}: arm {cell[0]!r} at seed {cell[1]} is no cell of this study (its arms and "

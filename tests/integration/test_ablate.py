@@ -162,6 +162,10 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
         run_script("ablate", ["--study", str(wider), "--store", str(tmp_path / "store3"), "--earlier_report",
                               str(tampered)])
     assert "\n" not in str(error.value) and not (tmp_path / "store3").exists()
+    (tampered / "runs.csv").write_text("variant,seed,steps\nmuon,0,300\n")  # e.g. another tool's CSV
+    with pytest.raises(ConfigError, match="has no arm/seed/run columns: it is no study report's runs.csv"):
+        run_script("ablate", ["--study", str(wider), "--store", str(tmp_path / "store3"), "--earlier_report",
+                              str(tampered)])
 
 
 LABEL_SCARCE = {"grid": {"train_segment_fraction": [0.1]}, "stage1_actions": False, "controls": ["autoregressive_stage1"],
