@@ -38,7 +38,8 @@ def plot_curves(spec: StudySpec, cells: list, cell_curves: dict[tuple[str, int],
             style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
         ax.plot(steps, [np.mean(points[s]) for s in steps], label=name, **style)
     drawn = sorted({seed for (_, seed), points in cell_curves.items() if points})
-    over = f"{len(drawn)} seeds" if len(drawn) == len(spec.seeds) else f"the {len(drawn)} seeds with a curve, {drawn}"
+    over = (f"{len(drawn)} seeds" if len(drawn) == len(spec.seeds) else f"the {len(drawn)} seeds with a curve, {drawn}"
+            if drawn else "no seed: no run here has a curve")
     ax.set(xlabel="total optimizer steps (stage 1 + stage 2)", ylabel="val teacher-forced CE (nats/token)",
            title=f"{spec.name}: stage-2 val CE (in-training eval),\nmean over {over}")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot: it hides no curve

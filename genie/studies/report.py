@@ -16,7 +16,7 @@ import torch
 from genie.masking.collators import get_masked_pretrain_collator
 from genie.masking.schedules import training_progress
 from genie.model.config import GenieConfig
-from genie.studies.earlier import CURVES_CSV, EarlierCell
+from genie.studies.earlier import CURVE_COLUMNS, CURVES_CSV, SCORES, EarlierCell
 from genie.studies.runs import RunTask
 from genie.studies.spec import LABELS, LOWER_IS_BETTER, METRICS, Arm, StudySpec
 from genie.studies.stats import (PairedDifference, detection_power, equivalence_power, holm, mean_std,
@@ -51,7 +51,7 @@ class Cell:
         for key in ("changed_cross_entropy", "changed_accuracy", "action_sensitivity", "unigram_accuracy",
                     "changed_unigram_cross_entropy", "changed_unigram_accuracy", "changed_fraction"):
             values[key] = math.nan if report.get(key) is None else report[key]
-        return values
+        return {key: values[key] for key in SCORES}  # runs.csv's columns, which an earlier report is read by
 
     def curve(self) -> list[tuple[int, float]]:
         """(stage-2 step, val CE) of the run's in-training evaluations."""
@@ -154,7 +154,7 @@ def write_report(spec: StudySpec, cells: list[Cell], output_dir: Path, note: str
     curves = {(c.arm.name, c.seed): c.curve() for c in cells}
     _write_csv(output_dir / CURVES_CSV, [{"arm": arm, "seed": seed, "step": step, "val_cross_entropy": ce}
                                          for (arm, seed), points in curves.items() for step, ce in points],
-               ["arm", "seed", "step", "val_cross_entropy"])
+               list(CURVE_COLUMNS))
     text = markdown(spec, rows, values[(cells[0].arm.name, cells[0].seed)], contrasts)
     if spec.pilot:
         text += "\n".join(["", *pilot_sizing_lines(spec, values)])

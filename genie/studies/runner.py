@@ -55,8 +55,9 @@ def earlier_note(cells: list[Cell], options: RunnerOptions) -> str | None:
     if not taken:
         return None
     return (f"{sum(c.earlier is not None for c in cells)} of these {len(cells)} (arm, seed) cells, at seeds {taken}, "
-            f"are scored as an earlier report of this study scored them ({options.earlier_report}): the same runs "
-            "(same code, same design), which this report's store does not hold")
+            f"are scored as an earlier report of this study scored them ({options.earlier_report}): runs of the same "
+            "names (result code, design, device kind, torch; not the CPU model), which this report's store does not "
+            "hold")
 
 
 def phases(cells: list[tuple[Arm, int, Run]]) -> list[list[Run]]:
@@ -125,9 +126,10 @@ def run_labels(cells: list[tuple[Arm, int, Run]]) -> dict[Run, str]:
 def run_study(spec: StudySpec, options: RunnerOptions) -> str:
     """Train every unfinished run, seed by seed, then write and return the report."""
     cells = plan(spec)
-    tasks = [make_task(run, spec, options.store) for run in seed_order(to_train(cells, options))]
+    trained = to_train(cells, options)
+    tasks = [make_task(run, spec, options.store) for run in seed_order(trained)]
     pending = [task for task in tasks if not task.finished]
-    earlier = (f"{len(cells) - len(to_train(cells, options))} scored by the earlier report {options.earlier_report}, "
+    earlier = (f"{len(cells) - len(trained)} scored by the earlier report {options.earlier_report}, "
                if options.earlier else "")
     print(f"study {spec.name}: {len(cells)} (arm, seed) cells, {earlier}{len(tasks)} runs, {len(tasks) - len(pending)} "
           f"already finished (store {options.store}), {options.jobs} at a time, seed by seed", flush=True)

@@ -144,9 +144,10 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
     for name in ("runs.csv", "curves.csv"):  # seeds 0-1 as the earlier report has them, seed 2 trained here
         before, after = (list(csv.DictReader((folder / name).open())) for folder in (out, out2))
         assert [r for r in after if r["seed"] != "2"] == before and any(r["seed"] == "2" for r in after)
+    curves = list(csv.DictReader((out / "curves.csv").open()))
     # every 2 steps and at the end: steps 2, 4 of the 4-step arms, 2, 4, 6, 7 of the 7-step baseline
-    assert [(r["seed"], r["step"]) for r in before if r["arm"] == "mask_schedule=cosine"] == [
-        ("0", "2"), ("0", "4"), ("1", "2"), ("1", "4")] and len(before) == 2 * (2 + 2 + 4)
+    assert [(r["seed"], r["step"]) for r in curves if r["arm"] == "mask_schedule=cosine"] == [
+        ("0", "2"), ("0", "4"), ("1", "2"), ("1", "4")] and len(curves) == 2 * (2 + 2 + 4)
     rows = {r["arm"]: r for r in csv.DictReader((out2 / "results.csv").open())}
     scored = list(csv.DictReader((out2 / "runs.csv").open()))
     mean = sum(float(r["cross_entropy"]) for r in scored if r["arm"] == "mask_schedule=cosine") / 3
@@ -158,12 +159,17 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
     text = (out / "runs.csv").read_text()
     first_run = next(csv.DictReader((out / "runs.csv").open()))["run"]
     (tampered / "runs.csv").write_text(text.replace(first_run, first_run[:-4] + "beef"))
-    with pytest.raises(ConfigError, match="other code or another design trained it") as error:
+    with pytest.raises(ConfigError, match="other code, another design, device kind or torch trained it") as error:
         run_script("ablate", ["--study", str(wider), "--store", str(tmp_path / "store3"), "--earlier_report",
                               str(tampered)])
     assert "\n" not in str(error.value) and not (tmp_path / "store3").exists()
-    (tampered / "runs.csv").write_text("variant,seed,steps\nmuon,0,300\n")  # e.g. another tool's CSV
-    with pytest.raises(ConfigError, match="has no arm/seed/run columns: it is no study report's runs.csv"):
+    lines = text.splitlines()  # a report without one score, e.g. of a runner from before that score existed
+    (tampered / "runs.csv").write_text("\n".join(",".join(line.split(",")[:-1]) for line in lines) + "\n")
+    with pytest.raises(ConfigError, match=r"lacks the columns \['changed_fraction'\]"):
+        run_script("ablate", ["--study", str(wider), "--store", str(tmp_path / "store3"), "--earlier_report",
+                              str(tampered)])
+    (tampered / "runs.csv").write_text(text + lines[1] + "\n")  # a cell twice
+    with pytest.raises(ConfigError, match="has two rows"):
         run_script("ablate", ["--study", str(wider), "--store", str(tmp_path / "store3"), "--earlier_report",
                               str(tampered)])
 

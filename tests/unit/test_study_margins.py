@@ -128,6 +128,9 @@ def test_detection_power_matches_a_simulation_where_the_shift_is_large(seeds):
     t = diffs.mean(axis=1) / (diffs.std(axis=1, ddof=1) / seeds ** 0.5)
     assert abs(np.mean(np.abs(t) > stats.t.ppf(0.995, seeds - 1)) - power) < 0.01
     assert power <= detection_power(0.04, 0.15, seeds + 1, alpha=0.01)
+
+
+def test_seeds_needed_counts_the_first_sufficient_seed_count():
     assert seeds_needed(lambda n: detection_power(0.04, 0.15, n, alpha=0.01)) == 4  # 0.806; was 5 (NaN at 4)
 
 
