@@ -226,8 +226,8 @@ def report_from_store(spec: StudySpec, runner: RunnerOptions) -> str:
     total = len(seed_order(cells))
     tasks = study_tasks(spec, runner)  # the runs the store must hold; an earlier report stands for the rest
     done = total - len(tasks) + sum(t.finished for t in tasks)
-    finished = {(c.arm.name, c.seed): c.earlier is not None or c.task.finished for c in report_cells(cells, spec, runner)}
-    seeds = [s for s in spec.seeds if all(ok for (_, seed), ok in finished.items() if seed == s)]
+    scored = report_cells(cells, spec, runner)  # each cell's run in the store, or its earlier scores
+    seeds = [s for s in spec.seeds if all(c.earlier is not None or c.task.finished for c in scored if c.seed == s)]
     if not seeds:
         raise StudyJobsFailed(f"nothing to report yet: {done} of {total} runs of study {spec.name} done, and "
                               "no seed has all its runs done; --status shows the runs")
@@ -240,7 +240,7 @@ def report_from_store(spec: StudySpec, runner: RunnerOptions) -> str:
         # (dataclasses.replace would refuse it by the file's min_seeds).
         spec = copy.copy(spec)
         spec.seeds = seeds
-    results = report_cells([cell for cell in cells if cell[1] in seeds], spec, runner)
+    results = [cell for cell in scored if cell.seed in seeds]
     earlier = earlier_note(results, runner)
     note = "; ".join(n for n in (note, earlier) if n) or None
     return write_report(spec, results, runner.output_dir, note)
