@@ -47,11 +47,10 @@ class Cell:
                   "copy_rollout_accuracy_h1": rollout["copy_accuracy_per_horizon"][0],
                   "unigram_cross_entropy": report["unigram_cross_entropy"], "num_windows": report["num_windows"],
                   "num_tokens": report["num_tokens"]}
-        # The dynamics scores (NaN in an evaluation made before they existed, or without actions).
-        for key in ("changed_cross_entropy", "changed_accuracy", "action_sensitivity", "unigram_accuracy",
-                    "changed_unigram_cross_entropy", "changed_unigram_accuracy", "changed_fraction"):
-            values[key] = math.nan if report.get(key) is None else report[key]
-        return {key: values[key] for key in SCORES}  # runs.csv's columns, which an earlier report is read by
+        # runs.csv's columns (an earlier report is read by them); the rest of SCORES are the dynamics scores, NaN
+        # in an evaluation made before they existed, or without actions.
+        return {key: values[key] if key in values else math.nan if report.get(key) is None else report[key]
+                for key in SCORES}
 
     def curve(self) -> list[tuple[int, float]]:
         """(stage-2 step, val CE) of the run's in-training evaluations."""
