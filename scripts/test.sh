@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set up the environment and run the test suite: all of it (about 16 minutes on 2 CPU cores), or the
-# folders or files given, e.g. `bash scripts/test.sh tests/unit` (the fast set, well under a minute).
+# Set up the environment and run the test suite: all of it, or the folders or files given, e.g.
+# `bash scripts/test.sh tests/unit` (the fast set, well under a minute). Tests run in TEST_WORKERS worker
+# processes (pytest-xdist, default 2: one per core of the CI machine; 0 runs them in this process), each
+# test whole in one worker; worksteal hands a long test's neighbours to the idle worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 export WANDB_MODE=offline HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
 if [ $# -eq 0 ]; then set -- tests; fi
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" --dist worksteal "$@"
