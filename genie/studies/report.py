@@ -47,10 +47,10 @@ class Cell:
                   "copy_rollout_accuracy_h1": rollout["copy_accuracy_per_horizon"][0],
                   "unigram_cross_entropy": report["unigram_cross_entropy"], "num_windows": report["num_windows"],
                   "num_tokens": report["num_tokens"]}
-        # runs.csv's columns (an earlier report is read by them); the rest of SCORES are the dynamics scores, NaN
-        # in an evaluation made before they existed, or without actions.
-        return {key: values[key] if key in values else math.nan if report.get(key) is None else report[key]
-                for key in SCORES}
+        # The rest of SCORES are the dynamics scores: NaN in an evaluation made before they existed, or without
+        # actions. SCORES orders runs.csv's columns, by which an earlier report is read.
+        values |= {key: math.nan if report.get(key) is None else report[key] for key in SCORES if key not in values}
+        return {key: values[key] for key in SCORES}
 
     def curve(self) -> list[tuple[int, float]]:
         """(stage-2 step, val CE) of the run's in-training evaluations."""
