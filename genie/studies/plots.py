@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 
-from genie.studies.spec import LABELS, LOWER_IS_BETTER, StudySpec  # noqa: E402
+from genie.studies.spec import LABELS, LOWER_IS_BETTER, Arm, StudySpec  # noqa: E402
 
 
 def plot_curves(spec: StudySpec, cells: list, cell_curves: dict[tuple[str, int], list[tuple[int, float]]],
@@ -25,17 +25,9 @@ def plot_curves(spec: StudySpec, cells: list, cell_curves: dict[tuple[str, int],
             curves[cell.arm.name][step + cell.arm.stage1_steps].append(ce)
     fig, ax = plt.subplots(figsize=(11, 4.5))
     arms = {c.arm.name: c.arm for c in cells}
-    # The line style tells the role (solid: arm, dashed: stage 2 alone, dotted: control); the colour tells the
-    # stage-2 data when arms differ in it (a label-scarce study), else each curve has its own.
-    by_data = len({a.data_label for a in arms.values()}) > 1
-    colours = list(dict.fromkeys(a.data_label if by_data else a.name for a in arms.values()))
     for name, points in curves.items():
-        steps, arm = sorted(points), arms[name]
-        style = {"color": f"C{colours.index(arm.data_label if by_data else name) % 10}",
-                 "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role],
-                 "marker": {"arm": "o", "baseline": "s", "control": "D"}[arm.role], "markersize": 4}
-        if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms.values()):
-            style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
+        steps = sorted(points)
+        style = curve_style(arms[name], list(arms.values()))
         ax.plot(steps, [np.mean(points[s]) for s in steps], label=name, **style)
     drawn = sorted({seed for (_, seed), points in cell_curves.items() if points})
     over = (f"{len(drawn)} seeds" if len(drawn) == len(spec.seeds) else f"the {len(drawn)} seeds with a curve, {drawn}"
@@ -46,6 +38,28 @@ def plot_curves(spec: StudySpec, cells: list, cell_curves: dict[tuple[str, int],
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+ARM_MARKERS = ("o", "v", "P", "X", "*", "h")
+
+
+def curve_style(arm: Arm, arms: list[Arm]) -> dict[str, Any]:
+    """How `arm`'s curve is drawn among `arms`: the line style tells the role (solid: arm, dashed: stage 2
+    alone, dotted: control); the colour tells the stage-2 data when arms differ in it (a label-scarce study),
+    else each curve has its own; arms that share a colour and role (two mask patterns at one label fraction)
+    differ by their marker."""
+    by_data = len({a.data_label for a in arms}) > 1
+    colour_of = (lambda a: a.data_label) if by_data else (lambda a: a.name)
+    colours = list(dict.fromkeys(colour_of(a) for a in arms))
+    style = {"color": f"C{colours.index(colour_of(arm)) % 10}",
+             "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role],
+             "marker": {"arm": "o", "baseline": "s", "control": "D"}[arm.role], "markersize": 4}
+    if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms):
+        style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
+    if arm.role == "arm":
+        siblings = [a.name for a in arms if a.role == "arm" and colour_of(a) == colour_of(arm)]
+        style["marker"] = ARM_MARKERS[siblings.index(arm.name) % len(ARM_MARKERS)]
+    return style
 
 
 # The trivial references drawn beside a primary metric: (report key, label).

@@ -219,6 +219,23 @@ def test_the_summary_judges_each_arm_on_all_tokens_and_on_the_changed_tokens():
             == "- good, old run: beat all five references (where measured).")
 
 
+
+def test_every_curve_of_a_two_way_label_scarce_study_is_drawn_its_own_way():
+    """In the curves picture of (i) on Breakout (two mask patterns at each of two label fractions) the colour
+    is the fraction, the line style the role, and the two masked arms of one fraction differ by marker."""
+    from genie.studies.plots import curve_style
+
+    spec = load_study(Path(__file__).parents[2] / "configs" / "studies" / "label_scarce_atari4.yaml")
+    arms = list({arm.name: arm for arm, _, _ in plan(spec)}.values())  # masked arms, baselines and controls
+    styles = {arm.name: curve_style(arm, arms) for arm in arms}
+    assert len(arms) == 10 and len({(s["color"], s["linestyle"], s["marker"]) for s in styles.values()}) == 10
+    for arm in arms:
+        fraction = dict(arm.stage2_data)["train_segment_fraction"]
+        assert styles[arm.name]["color"] == {0.1: "C0", 1.0: "C1"}[fraction]
+    masked = {arm.name: styles[arm.name] for arm in arms if arm.role == "arm"}
+    assert {(s["color"], s["linestyle"], s["marker"]) for s in masked.values()} == {
+        ("C0", "-", "o"), ("C0", "-", "v"), ("C1", "-", "o"), ("C1", "-", "v")}
+
 def test_the_default_report_folder_is_never_the_committed_results(tmp_path, monkeypatch):
     from genie.studies import cli
 
