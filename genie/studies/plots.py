@@ -40,7 +40,9 @@ def plot_curves(spec: StudySpec, cells: list, cell_curves: dict[tuple[str, int],
     plt.close(fig)
 
 
-ARM_MARKERS = ("o", "v", "P", "X", "*", "h")
+# Masked arms that share a colour, in order; none is a baseline's (s, ^) or the control's (D) marker, and
+# the first is the one marker of arms that each have their own colour.
+ARM_MARKERS = ("o", "X", "P", "*", "h", "p")
 
 
 def curve_style(arm: Arm, arms: list[Arm]) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def curve_style(arm: Arm, arms: list[Arm]) -> dict[str, Any]:
     colours = list(dict.fromkeys(colour_of(a) for a in arms))
     style = {"color": f"C{colours.index(colour_of(arm)) % 10}",
              "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role],
-             "marker": {"arm": "o", "baseline": "s", "control": "D"}[arm.role], "markersize": 4}
+             "marker": {"arm": ARM_MARKERS[0], "baseline": "s", "control": "D"}[arm.role], "markersize": 4}
     if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms):
         style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
     if arm.role == "arm":

@@ -219,22 +219,35 @@ def test_the_summary_judges_each_arm_on_all_tokens_and_on_the_changed_tokens():
             == "- good, old run: beat all five references (where measured).")
 
 
+def _curve_styles(study):
+    from genie.studies.plots import curve_style
+
+    spec = load_study(Path(__file__).parents[2] / "configs" / "studies" / f"{study}.yaml")
+    arms = list({arm.name: arm for arm, _, _ in plan(spec)}.values())  # masked arms, baselines and controls
+    return arms, {arm.name: curve_style(arm, arms) for arm in arms}
+
 
 def test_every_curve_of_a_two_way_label_scarce_study_is_drawn_its_own_way():
     """In the curves picture of (i) on Breakout (two mask patterns at each of two label fractions) the colour
-    is the fraction, the line style the role, and the two masked arms of one fraction differ by marker."""
-    from genie.studies.plots import curve_style
-
-    spec = load_study(Path(__file__).parents[2] / "configs" / "studies" / "label_scarce_atari4.yaml")
-    arms = list({arm.name: arm for arm, _, _ in plan(spec)}.values())  # masked arms, baselines and controls
-    styles = {arm.name: curve_style(arm, arms) for arm in arms}
+    is the fraction, the line style the role, and the marker of a masked arm its mask pattern."""
+    arms, styles = _curve_styles("label_scarce_atari4")
     assert len(arms) == 10 and len({(s["color"], s["linestyle"], s["marker"]) for s in styles.values()}) == 10
     for arm in arms:
-        fraction = dict(arm.stage2_data)["train_segment_fraction"]
-        assert styles[arm.name]["color"] == {0.1: "C0", 1.0: "C1"}[fraction]
-    masked = {arm.name: styles[arm.name] for arm in arms if arm.role == "arm"}
-    assert {(s["color"], s["linestyle"], s["marker"]) for s in masked.values()} == {
-        ("C0", "-", "o"), ("C0", "-", "v"), ("C1", "-", "o"), ("C1", "-", "v")}
+        style = styles[arm.name]
+        assert style["color"] == {0.1: "C0", 1.0: "C1"}[dict(arm.stage2_data)["train_segment_fraction"]]
+        shorter = arm.role == "baseline" and arm.stage2_steps == 3000  # S, beside S+ (4,000 steps)
+        assert style["linestyle"] == ("-." if shorter else {"arm": "-", "baseline": "--", "control": ":"}[arm.role])
+        if arm.role == "arm":
+            assert style["marker"] == {"random": "o", "dynamics": "X"}[arm.stage1["mask_pattern"]]
+
+
+def test_a_study_of_stage_1_variants_draws_each_arm_in_its_own_colour():
+    """Where all arms train stage 2 on the same data (study (j)), each curve has its own colour, and the
+    masked arms keep the one marker."""
+    arms, styles = _curve_styles("schedules_steered3")
+    assert len({s["color"] for s in styles.values()}) == len(arms) == 8
+    assert {styles[arm.name]["marker"] for arm in arms if arm.role == "arm"} == {"o"}
+
 
 def test_the_default_report_folder_is_never_the_committed_results(tmp_path, monkeypatch):
     from genie.studies import cli
