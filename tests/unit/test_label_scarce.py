@@ -1,5 +1,6 @@
 """Label-scarce training and the study runner's design rules: segment subsets, withheld actions,
-Holm's correction, run plans with controls, run identity, stride from the data, prose after overrides."""
+Holm's correction, run plans with controls, run identity, stride from the data, prose after overrides,
+the curves picture's styles."""
 import json
 import math
 from pathlib import Path
