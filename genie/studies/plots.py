@@ -53,14 +53,16 @@ def curve_style(arm: Arm, arms: list[Arm]) -> dict[str, Any]:
     by_data = len({a.data_label for a in arms}) > 1
     colour_of = (lambda a: a.data_label) if by_data else (lambda a: a.name)
     colours = list(dict.fromkeys(colour_of(a) for a in arms))
-    style = {"color": f"C{colours.index(colour_of(arm)) % 10}",
-             "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role],
-             "marker": {"arm": ARM_MARKERS[0], "baseline": "s", "control": "D"}[arm.role], "markersize": 4}
-    if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms):
-        style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
     if arm.role == "arm":
         siblings = [a.name for a in arms if a.role == "arm" and colour_of(a) == colour_of(arm)]
-        style["marker"] = ARM_MARKERS[siblings.index(arm.name) % len(ARM_MARKERS)]
+        marker = ARM_MARKERS[siblings.index(arm.name) % len(ARM_MARKERS)]
+    else:
+        marker = {"baseline": "s", "control": "D"}[arm.role]
+    style = {"color": f"C{colours.index(colour_of(arm)) % 10}",
+             "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role], "marker": marker,
+             "markersize": 4}
+    if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms):
+        style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
     return style
 
 
