@@ -88,15 +88,23 @@ def next_ready(queue: list[RunTask], busy: set[Run]) -> RunTask | None:
 class Progress:
     """One line per started and finished run: how many runs and steps are done, time spent and left."""
 
-    def __init__(self, tasks: list[RunTask], labels: dict[Run, str]):
+    def __init__(self, tasks: list[RunTask], labels: dict[Run, str], jobs: int = 1):
         self.total_runs, self.total_steps = len(tasks), sum(t.run.steps for t in tasks)
         self.done_runs = self.done_steps = 0
-        self.labels, self.start = labels, time.perf_counter()
+        self.run_seconds = 0.0  # summed over finished runs
+        self.labels, self.start, self.jobs = labels, time.perf_counter(), jobs
+
+    def seconds_left(self) -> float | None:
+        """The steps left at the finished runs' seconds per step, `jobs` at a time. (Wall time over
+        finished steps would count the time of the runs still in flight and overstate it about `jobs`-fold
+        at first.)"""
+        if not self.done_steps:
+            return None
+        return self.run_seconds / self.done_steps * (self.total_steps - self.done_steps) / self.jobs
 
     def line(self, verb: str, task: RunTask, seconds: float | None = None) -> None:
-        elapsed = time.perf_counter() - self.start
-        left = (f", ~{_minutes(elapsed / self.done_steps * (self.total_steps - self.done_steps))} left"
-                if self.done_steps else "")
+        elapsed, seconds_left = time.perf_counter() - self.start, self.seconds_left()
+        left = f", ~{_minutes(seconds_left)} left" if seconds_left is not None else ""
         took = f" in {seconds:.0f} s" if seconds is not None else ""
         print(f"[{self.done_runs}/{self.total_runs} runs, {self.done_steps}/{self.total_steps} steps, "
               f"{_minutes(elapsed)} elapsed{left}] {verb} {self.labels[task.run]}{took}", flush=True)
@@ -104,6 +112,7 @@ class Progress:
     def finished(self, task: RunTask, seconds: float) -> None:
         self.done_runs += 1
         self.done_steps += task.run.steps
+        self.run_seconds += seconds
         self.line("finished", task, seconds)
 
 
@@ -133,7 +142,7 @@ def run_study(spec: StudySpec, options: RunnerOptions) -> str:
                if options.earlier else "")
     print(f"study {spec.name}: {len(cells)} (arm, seed) cells, {earlier}{len(tasks)} runs, {len(tasks) - len(pending)} "
           f"already finished (store {options.store}), {options.jobs} at a time, seed by seed", flush=True)
-    progress = Progress(pending, run_labels(cells))
+    progress = Progress(pending, run_labels(cells), options.jobs)
     if options.jobs == 1:
         for task in pending:  # seed_order puts each pretraining run before the runs that start from it
             progress.line("started", task)

@@ -1,8 +1,9 @@
 """The order a study trains its runs in: seed by seed, each pretraining run before the runs that start from
-it, so that a study stopped partway holds whole seeds (which pair in its partial report)."""
+it, so that a study stopped partway holds whole seeds (which pair in its partial report); and the time its
+progress lines say is left."""
 import json
 
-from genie.studies.runner import next_ready, phases, plan, seed_order
+from genie.studies.runner import Progress, next_ready, phases, plan, run_labels, seed_order
 from genie.studies.runs import make_task
 from genie.studies.spec import load_study
 
@@ -46,3 +47,20 @@ def test_next_ready_skips_runs_whose_pretraining_is_queued_or_running(tmp_path):
     # Only runs that wait: nothing is ready.
     waiting = [t for t in first_seed if t.run.init is not None]
     assert next_ready(waiting, {t.run for t in pretraining}) is None
+
+
+def test_progress_estimates_the_time_left_from_finished_runs_seconds_per_step_and_the_jobs(tmp_path, capsys):
+    spec = study(tmp_path)
+    cells = plan(spec)
+    tasks = [make_task(run, spec, tmp_path / "store") for run in seed_order(cells)]
+    steps = sum(t.run.steps for t in tasks)
+    # Per seed: 3 pretraining runs of 3 steps, 4 masked arms' stage 2 (4), and at each fraction S+ (3+4), S (4)
+    # and the control's stage 2 (4).
+    assert steps == 3 * (3 * 3 + 4 * 4 + 2 * (7 + 4 + 4))
+    progress = Progress(tasks, run_labels(cells), jobs=2)
+    assert progress.seconds_left() is None
+    progress.finished(tasks[0], 30.0)  # a 3-step stage-1 run in 30 s: 10 s per step
+    assert progress.seconds_left() == 10.0 * (steps - 3) / 2
+    assert f"[1/{len(tasks)} runs, 3/{steps} steps" in capsys.readouterr().out
+    progress.finished(tasks[1], 90.0)  # 120 s for 6 steps: 20 s per step
+    assert progress.seconds_left() == 20.0 * (steps - 6) / 2
