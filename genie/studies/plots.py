@@ -55,15 +55,13 @@ def curve_style(arm: Arm, arms: list[Arm]) -> dict[str, Any]:
     colours = list(dict.fromkeys(colour_of(a) for a in arms))
     if arm.role == "arm":
         siblings = [a.name for a in arms if a.role == "arm" and colour_of(a) == colour_of(arm)]
-        marker = ARM_MARKERS[siblings.index(arm.name) % len(ARM_MARKERS)]
+        linestyle, marker = "-", ARM_MARKERS[siblings.index(arm.name) % len(ARM_MARKERS)]
+    elif arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms):
+        linestyle, marker = "-.", "^"  # the shorter of two baselines
     else:
-        marker = {"baseline": "s", "control": "D"}[arm.role]
-    style = {"color": f"C{colours.index(colour_of(arm)) % 10}",
-             "linestyle": {"arm": "-", "baseline": "--", "control": ":"}[arm.role], "marker": marker,
-             "markersize": 4}
-    if arm.role == "baseline" and arm.stage2_steps != max(a.stage2_steps for a in arms):
-        style |= {"linestyle": "-.", "marker": "^"}  # the shorter of two baselines
-    return style
+        linestyle, marker = {"baseline": ("--", "s"), "control": (":", "D")}[arm.role]
+    return {"color": f"C{colours.index(colour_of(arm)) % 10}", "linestyle": linestyle, "marker": marker,
+            "markersize": 4}
 
 
 # The trivial references drawn beside a primary metric: (report key, label).
